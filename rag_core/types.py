@@ -1,0 +1,209 @@
+"""Frozen dataclasses that cross module boundaries: documents, chunks, hits, citations, events."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+DocType = Literal["pdf", "docx", "html", "markdown", "text"]
+RetrievalMode = Literal["hybrid", "dense", "bm25"]
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True)
+class Block:
+    """A span of a parsed document's text that shares one page and one heading path."""
+
+    char_start: int
+    char_end: int
+    page: int | None = None
+    heading_path: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ParsedDocument:
+    """What a loader extracts from a file: the plain text and where each part of it came from."""
+
+    text: str
+    blocks: tuple[Block, ...]
+    doc_type: DocType
+    page_count: int | None = None
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A passage of a document as indexed: its text and exactly where it sits in the document."""
+
+    id: str
+    document_id: str
+    document_name: str
+    version: str  # content hash of the document version this chunk belongs to
+    index: int
+    text: str
+    char_start: int
+    char_end: int
+    page: int | None = None
+    page_end: int | None = None
+    heading_path: tuple[str, ...] = ()
+
+    @property
+    def location(self) -> str:
+        """A short human description: 'p. 3 · Setup > Install'."""
+        parts = []
+        if self.page is not None:
+            if self.page_end is not None and self.page_end != self.page:
+                parts.append(f"pp. {self.page}-{self.page_end}")
+            else:
+                parts.append(f"p. {self.page}")
+        if self.heading_path:
+            parts.append(" > ".join(self.heading_path))
+        return " · ".join(parts)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved chunk with its fused rank and score, and what each retriever said about it."""
+
+    chunk: Chunk
+    rank: int  # 1-based rank after fusion (or in the single mode used)
+    score: float
+    dense_score: float | None = None
+    dense_rank: int | None = None
+    keyword_score: float | None = None
+    keyword_rank: int | None = None
+
+    @property
+    def found_by(self) -> Literal["both", "dense", "keyword"]:
+        if self.dense_rank is not None and self.keyword_rank is not None:
+            return "both"
+        return "dense" if self.dense_rank is not None else "keyword"
+
+
+@dataclass(frozen=True)
+class Citation:
+    """Marker [n] in an answer, resolved to the passage it cites and the sentence that supports it."""
+
+    n: int
+    chunk: Chunk
+    support: str | None = None  # the passage sentence that supports the claim
+    support_start: int | None = None  # offsets of `support` inside chunk.text
+    support_end: int | None = None
+
+
+@dataclass(frozen=True)
+class SentenceCheck:
+    """The grounding verdict on one answer sentence."""
+
+    index: int
+    text: str  # the sentence as shown, with its (repaired) citation markers
+    supported: bool
+    score: float
+    citation: int | None = None  # passage number [n] that supports it
+    support: str | None = None  # the supporting passage sentence
+    reason: str = ""  # why unsupported: 'no matching passage', 'number 6 not in passage', ...
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One question and the answer that was shown for it (history for follow-up questions)."""
+
+    question: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    """Event: the passages retrieved for a question, before any text is generated."""
+
+    question: str
+    query: str  # the standalone query actually searched (after rewriting a follow-up)
+    hits: tuple[Hit, ...]
+    refused: bool  # the refusal gate decided the documents cannot answer
+    gate_score: float | None = None
+
+
+@dataclass(frozen=True)
+class Token:
+    """Event: new text from the generator (the UI accumulates it)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class SentenceChecked:
+    """Event: one sentence of the streamed answer was checked against the passages."""
+
+    check: SentenceCheck
+
+
+@dataclass(frozen=True)
+class Timings:
+    retrieval_ms: float = 0.0
+    first_token_ms: float | None = None
+    generation_ms: float = 0.0
+    total_ms: float = 0.0
+    tokens: int = 0
+    tokens_per_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Done:
+    """Event: the final answer, its citations and sentence verdicts, timings and the config used."""
+
+    question: str
+    query: str
+    answer: str  # as shown: repaired markers, unsupported sentences marked or removed
+    raw_answer: str  # the generator's text as it streamed
+    citations: tuple[Citation, ...]
+    hits: tuple[Hit, ...]
+    sentences: tuple[SentenceCheck, ...]
+    refused: bool
+    mode: str  # 'generated', 'extractive', 'refused'
+    status: Literal["complete", "stopped", "error"]
+    timings: Timings
+    config: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+Event = Retrieved | Token | SentenceChecked | Done
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    """A document as the registry knows it."""
+
+    id: str
+    name: str
+    content_hash: str
+    version: int
+    size: int
+    doc_type: str
+    page_count: int | None
+    chunk_count: int
+    added_at: datetime
+    status: str = "ready"
+
+
+IngestStatus = Literal["added", "duplicate", "replaced", "error"]
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """The outcome for one file: added, duplicate (of `document`), replaced (new version) or error."""
+
+    name: str
+    status: IngestStatus
+    document: DocumentRecord | None = None
+    chunks: int = 0
+    reused_embeddings: int = 0
+    error: str | None = None
+    seconds: float = 0.0
