@@ -1,0 +1,134 @@
+"""Format detection by content, and strict text decoding."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag_core.errors import EmptyDocumentError, IngestError, UnsupportedFormatError
+from rag_core.ingest.detect import decode_text, detect_type
+from tests import docmaker as dm
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "expected"),
+    [
+        (dm.make_pdf(["Hello."]), "report.pdf", "pdf"),
+        (dm.make_pdf(["Hello."]), "report.bin", "pdf"),  # content wins over the name
+        (dm.make_docx(["Hello."]), "letter.docx", "docx"),
+        (dm.make_docx(["Hello."]), "letter", "docx"),
+        (dm.make_html(["Hello."]), "page.html", "html"),
+        (dm.make_html(["Hello."]), "page.htm", "html"),
+        (dm.make_html(["Hello."]), "page", "html"),  # sniffed: <!DOCTYPE html>
+        (b"  <html><body>x</body></html>", "download.php", "html"),
+        (dm.make_markdown(["# Title", "Text."]), "notes.md", "markdown"),
+        (dm.make_markdown(["# Title", "Text."]), "notes.markdown", "markdown"),
+        (dm.make_text(["Plain text."]), "notes.txt", "text"),
+        (dm.make_text(["Plain text."]), "README", "text"),
+        (dm.make_text(["Plain text."]), "data.xyz", "text"),
+        (dm.make_utf16_text(), "windows.txt", "text"),
+        (dm.make_cp1252_text(), "legacy.txt", "text"),
+    ],
+)
+def test_detects_supported_formats(data: bytes, name: str, expected: str) -> None:
+    assert detect_type(data, name) == expected
+
+
+def test_empty_file() -> None:
+    with pytest.raises(EmptyDocumentError, match=r"empty\.txt: the file is empty"):
+        detect_type(b"", "empty.txt")
+
+
+def test_zip_renamed_docx_is_rejected_as_zip() -> None:
+    with pytest.raises(UnsupportedFormatError, match="is a ZIP archive, not a Word document"):
+        detect_type(dm.make_zip_renamed_docx(), "report.docx")
+
+
+def test_plain_zip_is_unsupported() -> None:
+    with pytest.raises(UnsupportedFormatError, match="is a ZIP archive, not a supported document"):
+        detect_type(dm.make_zip_renamed_docx(), "archive.zip")
+
+
+def test_corrupt_zip_named_docx() -> None:
+    data = dm.make_docx(["Hello."])[:200]
+    with pytest.raises(IngestError, match="corrupt or truncated Word document"):
+        detect_type(data, "cut.docx")
+
+
+@pytest.mark.parametrize("name", ["binary.txt", "binary.md", "binary.html", "noextension"])
+def test_binary_data_named_as_text(name: str) -> None:
+    with pytest.raises(UnsupportedFormatError, match="contains binary data, not text"):
+        detect_type(dm.make_binary_txt(), name)
+
+
+def test_png_named_txt_says_what_it_is() -> None:
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+    with pytest.raises(UnsupportedFormatError, match=r"binary data, not text \(.*PNG image"):
+        detect_type(png, "picture.txt")
+
+
+@pytest.mark.parametrize(
+    ("data", "what"),
+    [
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 32, "a PNG image"),
+        (b"\x7fELF\x02\x01\x01" + b"\x00" * 32, "an ELF executable"),
+        (b"\x1f\x8b\x08\x00" + b"\x00" * 32, "a gzip archive"),
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 32, "a legacy Office file"),
+    ],
+    ids=["png", "elf", "gzip", "doc"],
+)
+def test_known_binary_types_are_named(data: bytes, what: str) -> None:
+    with pytest.raises(UnsupportedFormatError, match=f"looks like {what}"):
+        detect_type(data, "upload.dat")
+
+
+def test_unknown_binary_type() -> None:
+    with pytest.raises(UnsupportedFormatError, match=r"unrecognised binary file \(\.bin\)"):
+        detect_type(dm.make_binary_txt(), "blob.bin")
+
+
+def test_pdf_name_without_pdf_content() -> None:
+    with pytest.raises(UnsupportedFormatError, match=r"named \.pdf but is not a PDF file"):
+        detect_type(b"Just some text, really.", "fake.pdf")
+
+
+def test_bomless_utf16_gets_a_hint() -> None:
+    with pytest.raises(UnsupportedFormatError, match="UTF-16 without a byte-order mark"):
+        detect_type("Hello world, this is text.\n".encode("utf-16-le"), "notes.txt")
+
+
+def test_invalid_utf8_with_unknown_extension() -> None:
+    with pytest.raises(IngestError, match="not valid UTF-8"):
+        detect_type(dm.make_invalid_utf8(), "notes.data")
+
+
+# --------------------------------------------------------------------------- decode_text
+
+
+def test_decode_utf8_with_bom() -> None:
+    assert decode_text(b"\xef\xbb\xbfCaf\xc3\xa9", "x.txt") == "Café"
+
+
+def test_decode_utf16_with_bom() -> None:
+    assert decode_text(dm.make_utf16_text("Grüße"), "x.txt") == "Grüße"
+    assert decode_text("Grüße".encode("utf-16-be").join([b"\xfe\xff", b""]), "x.txt") == "Grüße"
+
+
+def test_decode_cp1252_fallback() -> None:
+    assert decode_text(dm.make_cp1252_text(), "x.txt") == "Café crème – “quoted” résumé.\n"
+
+
+def test_broken_utf8_is_an_error_not_mojibake() -> None:
+    with pytest.raises(
+        IngestError, match=r"not valid UTF-8 text \(invalid byte 0xff at offset 34\)"
+    ):
+        decode_text(dm.make_invalid_utf8(), "broken.txt")
+
+
+def test_cp1252_fallback_refuses_control_characters() -> None:
+    with pytest.raises(IngestError, match="not valid UTF-8"):
+        decode_text(b"caf\xe9\x01\x02", "x.txt")
+
+
+def test_text_mentioning_pdf_header_is_text() -> None:
+    data = b"Notes\n\nEvery PDF file starts with %PDF-1.7 in its first line.\n"
+    assert detect_type(data, "notes.md") == "markdown"
