@@ -1,0 +1,358 @@
+"""ConversationLog: conversations, turns, the passages they retrieved and cited, and feedback.
+
+Every method takes the user and enforces ownership: another user's conversation or turn raises
+ConversationNotFoundError exactly like a missing one, so ids reveal nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, selectinload
+
+from rag_core.db.database import Database
+from rag_core.db.models import (
+    DEFAULT_TITLE,
+    ConversationRow,
+    TurnPassageRow,
+    TurnRow,
+    TurnSentenceRow,
+    utcnow,
+)
+from rag_core.db.records import ConversationRecord, TurnRecord
+from rag_core.errors import ConversationNotFoundError, UserError
+from rag_core.types import Chunk, Citation, Done, Hit, SentenceCheck, Turn
+
+MAX_TITLE = 200
+AUTO_TITLE = 80  # titles taken from a first question are cut shorter, for the sidebar
+
+
+def _clean_title(title: str) -> str:
+    """Whitespace collapsed, at most MAX_TITLE characters."""
+    return " ".join(title.split())[:MAX_TITLE].rstrip()
+
+
+def _auto_title(question: str) -> str:
+    """A sidebar title from a first question: its start, with an ellipsis if cut."""
+    text = " ".join(question.split())
+    return text if len(text) <= AUTO_TITLE else text[: AUTO_TITLE - 1].rstrip() + "…"
+
+
+def _jsonable(value: Mapping[str, Any]) -> dict[str, Any]:
+    """A plain-JSON copy (paths, enums and the like become strings)."""
+    result: dict[str, Any] = json.loads(json.dumps(dict(value), default=str))
+    return result
+
+
+def _turn_count() -> sa.ScalarSelect[int]:
+    return (
+        sa.select(sa.func.count(TurnRow.id))
+        .where(TurnRow.conversation_id == ConversationRow.id)
+        .correlate(ConversationRow)
+        .scalar_subquery()
+    )
+
+
+def _conversation_record(row: ConversationRow, turn_count: int) -> ConversationRecord:
+    return ConversationRecord(
+        id=row.id,
+        user=row.user,
+        title=row.title,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        turn_count=turn_count,
+    )
+
+
+def _chunk(p: TurnPassageRow) -> Chunk:
+    return Chunk(
+        id=p.chunk_id,
+        document_id=p.document_id,
+        document_name=p.document_name,
+        version=p.version,
+        index=p.chunk_index,
+        text=p.text,
+        char_start=p.char_start,
+        char_end=p.char_end,
+        page=p.page,
+        page_end=p.page_end,
+        heading_path=tuple(p.heading_path),
+    )
+
+
+def _turn_record(row: TurnRow) -> TurnRecord:
+    """Rebuild hits, citations and sentence checks from the stored rows."""
+    sentences = tuple(
+        SentenceCheck(
+            index=s.position,
+            text=s.text,
+            supported=s.supported,
+            score=s.score,
+            citation=s.citation,
+            support=s.support,
+            reason=s.reason,
+        )
+        for s in row.sentences
+    )
+    support_for: dict[int, str] = {}
+    for s in sentences:
+        if s.citation is not None and s.support and s.citation not in support_for:
+            support_for[s.citation] = s.support
+    hits: list[Hit] = []
+    citations: list[Citation] = []
+    for p in row.passages:
+        chunk = _chunk(p)
+        hits.append(
+            Hit(
+                chunk=chunk,
+                rank=p.rank,
+                score=p.score,
+                dense_score=p.dense_score,
+                dense_rank=p.dense_rank,
+                keyword_score=p.keyword_score,
+                keyword_rank=p.keyword_rank,
+            )
+        )
+        if not p.cited:
+            continue
+        for n in p.citation_numbers:
+            support = support_for.get(n)
+            start = chunk.text.find(support) if support else -1
+            citations.append(
+                Citation(
+                    n=n,
+                    chunk=chunk,
+                    support=support,
+                    support_start=start if start >= 0 else None,
+                    support_end=start + len(support) if support and start >= 0 else None,
+                )
+            )
+    citations.sort(key=lambda c: c.n)
+    return TurnRecord(
+        id=row.id,
+        conversation_id=row.conversation_id,
+        position=row.position,
+        question=row.question,
+        query=row.query,
+        answer=row.answer,
+        raw_answer=row.raw_answer,
+        refused=row.refused,
+        mode=row.mode,
+        status=row.status,
+        error=row.error,
+        timings=dict(row.timings),
+        config=dict(row.config),
+        created_at=row.created_at,
+        feedback_rating=row.feedback_rating,
+        feedback_comment=row.feedback_comment,
+        hits=tuple(hits),
+        citations=tuple(citations),
+        sentences=sentences,
+    )
+
+
+def _with_children() -> sa.Select[TurnRow]:
+    return sa.select(TurnRow).options(
+        selectinload(TurnRow.passages), selectinload(TurnRow.sentences)
+    )
+
+
+class ConversationLog:
+    """Reads and writes conversations and turns on behalf of one user at a time."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @staticmethod
+    def _owned(s: Session, conv_id: str, user: str, *, lock: bool = False) -> ConversationRow:
+        stmt = sa.select(ConversationRow).where(
+            ConversationRow.id == conv_id, ConversationRow.user == user
+        )
+        row = s.scalars(stmt.with_for_update() if lock else stmt).first()
+        if row is None:
+            raise ConversationNotFoundError(f"Conversation {conv_id!r} not found")
+        return row
+
+    def create_conversation(self, user: str, title: str = DEFAULT_TITLE) -> ConversationRecord:
+        """Start an empty conversation; a blank title becomes the default."""
+        with self.db.session() as s:
+            row = ConversationRow(user=user, title=_clean_title(title) or DEFAULT_TITLE)
+            s.add(row)
+            s.flush()
+            return _conversation_record(row, 0)
+
+    def list_conversations(self, user: str) -> list[ConversationRecord]:
+        """The user's conversations, most recently active first."""
+        stmt = (
+            sa.select(ConversationRow, _turn_count())
+            .where(ConversationRow.user == user)
+            .order_by(
+                ConversationRow.updated_at.desc(),
+                ConversationRow.created_at.desc(),
+                ConversationRow.id,
+            )
+        )
+        with self.db.read_session() as s:
+            return [_conversation_record(row, count) for row, count in s.execute(stmt)]
+
+    def get_conversation(self, conv_id: str, user: str) -> ConversationRecord:
+        """One of the user's conversations."""
+        with self.db.read_session() as s:
+            row = self._owned(s, conv_id, user)
+            count = s.scalar(
+                sa.select(sa.func.count(TurnRow.id)).where(TurnRow.conversation_id == row.id)
+            )
+            return _conversation_record(row, count or 0)
+
+    def rename(self, conv_id: str, user: str, title: str) -> ConversationRecord:
+        """Give a conversation a new title (whitespace collapsed, at most 200 characters)."""
+        clean = _clean_title(title)
+        if not clean:
+            raise UserError("A conversation title cannot be empty")
+        with self.db.session() as s:
+            row = self._owned(s, conv_id, user, lock=True)
+            row.title = clean
+            row.updated_at = utcnow()
+        return self.get_conversation(conv_id, user)
+
+    def delete(self, conv_id: str, user: str) -> None:
+        """Delete a conversation; its turns, passages and sentences go with it (FK cascade)."""
+        with self.db.session() as s:
+            result = s.execute(
+                sa.delete(ConversationRow).where(
+                    ConversationRow.id == conv_id, ConversationRow.user == user
+                )
+            )
+            if getattr(result, "rowcount", 0) == 0:
+                raise ConversationNotFoundError(f"Conversation {conv_id!r} not found")
+
+    def record_turn(self, conv_id: str, user: str, done: Done) -> int:
+        """Log a finished answer with its passages and sentence verdicts; returns the turn id.
+
+        Locks the conversation row, so concurrent turns get distinct positions.
+        """
+        numbers: dict[str, list[int]] = defaultdict(list)
+        for c in done.citations:
+            numbers[c.chunk.id].append(c.n)
+        with self.db.session() as s:
+            conv = self._owned(s, conv_id, user, lock=True)
+            last = s.scalar(
+                sa.select(sa.func.max(TurnRow.position)).where(TurnRow.conversation_id == conv.id)
+            )
+            now = utcnow()
+            turn = TurnRow(
+                conversation_id=conv.id,
+                position=0 if last is None else last + 1,
+                question=done.question,
+                query=done.query,
+                answer=done.answer,
+                raw_answer=done.raw_answer,
+                refused=done.refused,
+                mode=done.mode,
+                status=done.status,
+                error=done.error,
+                timings=_jsonable(dataclasses.asdict(done.timings)),
+                config=_jsonable(done.config),
+                created_at=now,
+            )
+            turn.passages = [
+                TurnPassageRow(
+                    rank=h.rank,
+                    score=h.score,
+                    dense_score=h.dense_score,
+                    dense_rank=h.dense_rank,
+                    keyword_score=h.keyword_score,
+                    keyword_rank=h.keyword_rank,
+                    chunk_id=h.chunk.id,
+                    document_id=h.chunk.document_id,
+                    document_name=h.chunk.document_name,
+                    version=h.chunk.version,
+                    chunk_index=h.chunk.index,
+                    page=h.chunk.page,
+                    page_end=h.chunk.page_end,
+                    heading_path=list(h.chunk.heading_path),
+                    char_start=h.chunk.char_start,
+                    char_end=h.chunk.char_end,
+                    text=h.chunk.text,
+                    cited=h.chunk.id in numbers,
+                    citation_numbers=sorted(numbers.get(h.chunk.id, [])),
+                )
+                for h in done.hits
+            ]
+            turn.sentences = [
+                TurnSentenceRow(
+                    position=c.index,
+                    text=c.text,
+                    supported=c.supported,
+                    score=c.score,
+                    citation=c.citation,
+                    support=c.support,
+                    reason=c.reason,
+                )
+                for c in done.sentences
+            ]
+            s.add(turn)
+            conv.updated_at = now
+            if conv.title == DEFAULT_TITLE and done.question.strip():
+                conv.title = _auto_title(done.question)
+            s.flush()
+            return turn.id
+
+    def turns(self, conv_id: str, user: str) -> list[TurnRecord]:
+        """Every turn of a conversation, in order, with hits, citations and sentences."""
+        with self.db.read_session() as s:
+            self._owned(s, conv_id, user)
+            rows = s.scalars(
+                _with_children()
+                .where(TurnRow.conversation_id == conv_id)
+                .order_by(TurnRow.position)
+            ).all()
+            return [_turn_record(r) for r in rows]
+
+    def get_turn(self, turn_id: int, user: str) -> TurnRecord:
+        """One turn, if its conversation belongs to the user."""
+        stmt = (
+            _with_children()
+            .join(TurnRow.conversation)
+            .where(TurnRow.id == turn_id, ConversationRow.user == user)
+        )
+        with self.db.read_session() as s:
+            row = s.scalars(stmt).first()
+            if row is None:
+                raise ConversationNotFoundError(f"Turn {turn_id!r} not found")
+            return _turn_record(row)
+
+    def history(self, conv_id: str, user: str) -> list[Turn]:
+        """Question/answer pairs for follow-up questions (turns that ended in error are skipped)."""
+        stmt = (
+            sa.select(TurnRow.question, TurnRow.answer)
+            .where(TurnRow.conversation_id == conv_id, TurnRow.status != "error")
+            .order_by(TurnRow.position)
+        )
+        with self.db.read_session() as s:
+            self._owned(s, conv_id, user)
+            return [Turn(question=q, answer=a) for q, a in s.execute(stmt)]
+
+    def set_feedback(
+        self, turn_id: int, user: str, rating: int, comment: str | None = None
+    ) -> None:
+        """Record a thumbs up (+1) or down (-1) on a turn, with an optional comment."""
+        if isinstance(rating, bool) or rating not in (1, -1):
+            raise UserError(f"Feedback rating must be +1 or -1, not {rating!r}")
+        stmt = (
+            sa.select(TurnRow)
+            .join(TurnRow.conversation)
+            .where(TurnRow.id == turn_id, ConversationRow.user == user)
+        )
+        with self.db.session() as s:
+            row = s.scalars(stmt).first()
+            if row is None:
+                raise ConversationNotFoundError(f"Turn {turn_id!r} not found")
+            row.feedback_rating = rating
+            row.feedback_comment = (comment or "").strip() or None
+            row.feedback_at = utcnow()

@@ -1,0 +1,210 @@
+"""SQLAlchemy 2.0 typed ORM models: document registry, conversations, turns and what they cited.
+
+The schema changes only through Alembic migrations (rag_core/db/migrations); a test checks that
+these models and the migrated database never drift apart.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+DEFAULT_USER = "local"
+DEFAULT_TITLE = "New conversation"
+
+DOCUMENT_STATUSES = ("ingesting", "ready", "deleting")
+TURN_STATUSES = ("complete", "stopped", "error")
+
+# Deterministic constraint names, so migrations can name what they create and later drop.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    """A fresh 32-character hex id."""
+    return uuid.uuid4().hex
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware (SQLite keeps no zone)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: timestamps must be timezone-aware")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base holding the metadata Alembic compares against."""
+
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {  # noqa: RUF012 - SQLAlchemy reads this class attribute
+        datetime: UTCDateTime(),
+        dict[str, Any]: sa.JSON(),
+        list[Any]: sa.JSON(),
+    }
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class DocumentRow(Base):
+    """One version of one document; only 'ready' rows are ever retrieved."""
+
+    __tablename__ = "documents"
+    __table_args__ = (sa.CheckConstraint(_in("status", DOCUMENT_STATUSES), name="status"),)
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(sa.Text, index=True)
+    content_hash: Mapped[str] = mapped_column(sa.String(64), index=True)
+    version: Mapped[int] = mapped_column(sa.Integer)
+    size: Mapped[int] = mapped_column(sa.BigInteger)
+    doc_type: Mapped[str] = mapped_column(sa.String(32))
+    page_count: Mapped[int | None] = mapped_column(sa.Integer)
+    chunk_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    status: Mapped[str] = mapped_column(sa.String(16), index=True)
+    replaces_id: Mapped[str | None] = mapped_column(sa.String(32))
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    owner: Mapped[str | None] = mapped_column(sa.String(255))
+
+
+class ConversationRow(Base):
+    """A conversation of one user; its turns go with it when it is deleted."""
+
+    __tablename__ = "conversations"
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True, default=new_id)
+    user: Mapped[str] = mapped_column(
+        sa.String(255), index=True, default=DEFAULT_USER, server_default=DEFAULT_USER
+    )
+    title: Mapped[str] = mapped_column(sa.String(255), default=DEFAULT_TITLE)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    turns: Mapped[list[TurnRow]] = relationship(
+        back_populates="conversation",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="TurnRow.position",
+    )
+
+
+class TurnRow(Base):
+    """One question and its answer, with timings and the config snapshot that produced it."""
+
+    __tablename__ = "turns"
+    __table_args__ = (
+        sa.UniqueConstraint("conversation_id", "position"),
+        sa.CheckConstraint(_in("status", TURN_STATUSES), name="status"),
+        sa.CheckConstraint("feedback_rating IN (-1, 1)", name="feedback_rating"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[str] = mapped_column(
+        sa.String(32), sa.ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(sa.Integer)
+    question: Mapped[str] = mapped_column(sa.Text)
+    query: Mapped[str] = mapped_column(sa.Text)
+    answer: Mapped[str] = mapped_column(sa.Text)
+    raw_answer: Mapped[str] = mapped_column(sa.Text)
+    refused: Mapped[bool] = mapped_column(sa.Boolean)
+    mode: Mapped[str] = mapped_column(sa.String(32))
+    status: Mapped[str] = mapped_column(sa.String(16))
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    timings: Mapped[dict[str, Any]]
+    config: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    feedback_rating: Mapped[int | None] = mapped_column(sa.Integer)
+    feedback_comment: Mapped[str | None] = mapped_column(sa.Text)
+    feedback_at: Mapped[datetime | None]
+
+    conversation: Mapped[ConversationRow] = relationship(back_populates="turns")
+    passages: Mapped[list[TurnPassageRow]] = relationship(
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="(TurnPassageRow.rank, TurnPassageRow.id)",
+    )
+    sentences: Mapped[list[TurnSentenceRow]] = relationship(
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="(TurnSentenceRow.position, TurnSentenceRow.id)",
+    )
+
+
+class TurnPassageRow(Base):
+    """A passage retrieved for a turn, with its full text so it outlives the document."""
+
+    __tablename__ = "turn_passages"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    turn_id: Mapped[int] = mapped_column(
+        sa.Integer, sa.ForeignKey("turns.id", ondelete="CASCADE"), index=True
+    )
+    rank: Mapped[int] = mapped_column(sa.Integer)
+    score: Mapped[float] = mapped_column(sa.Float)
+    dense_score: Mapped[float | None] = mapped_column(sa.Float)
+    dense_rank: Mapped[int | None] = mapped_column(sa.Integer)
+    keyword_score: Mapped[float | None] = mapped_column(sa.Float)
+    keyword_rank: Mapped[int | None] = mapped_column(sa.Integer)
+    chunk_id: Mapped[str] = mapped_column(sa.String(255))
+    document_id: Mapped[str] = mapped_column(sa.String(255), index=True)
+    document_name: Mapped[str] = mapped_column(sa.Text)
+    version: Mapped[str] = mapped_column(sa.String(128))
+    chunk_index: Mapped[int] = mapped_column(sa.Integer)
+    page: Mapped[int | None] = mapped_column(sa.Integer)
+    page_end: Mapped[int | None] = mapped_column(sa.Integer)
+    heading_path: Mapped[list[Any]]
+    char_start: Mapped[int] = mapped_column(sa.Integer)
+    char_end: Mapped[int] = mapped_column(sa.Integer)
+    text: Mapped[str] = mapped_column(sa.Text)
+    cited: Mapped[bool] = mapped_column(sa.Boolean)
+    citation_numbers: Mapped[list[Any]]
+
+
+class TurnSentenceRow(Base):
+    """The grounding verdict on one sentence of a turn's answer."""
+
+    __tablename__ = "turn_sentences"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    turn_id: Mapped[int] = mapped_column(
+        sa.Integer, sa.ForeignKey("turns.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(sa.Integer)
+    text: Mapped[str] = mapped_column(sa.Text)
+    supported: Mapped[bool] = mapped_column(sa.Boolean)
+    score: Mapped[float] = mapped_column(sa.Float)
+    citation: Mapped[int | None] = mapped_column(sa.Integer)
+    support: Mapped[str | None] = mapped_column(sa.Text)
+    reason: Mapped[str] = mapped_column(sa.Text)

@@ -1,0 +1,46 @@
+"""Frozen records the conversation log returns: enough to rebuild a chat and its sources panel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from rag_core.types import Citation, Hit, SentenceCheck
+
+
+@dataclass(frozen=True)
+class ConversationRecord:
+    """A conversation as listed in the sidebar."""
+
+    id: str
+    user: str
+    title: str
+    created_at: datetime
+    updated_at: datetime
+    turn_count: int
+
+
+@dataclass(frozen=True)
+class TurnRecord:
+    """One logged turn with the passages it retrieved, the citations and the sentence verdicts."""
+
+    id: int
+    conversation_id: str
+    position: int  # 0 for the first turn of a conversation
+    question: str
+    query: str
+    answer: str
+    raw_answer: str
+    refused: bool
+    mode: str
+    status: str
+    error: str | None
+    timings: dict[str, Any]
+    config: dict[str, Any]
+    created_at: datetime
+    feedback_rating: int | None
+    feedback_comment: str | None
+    hits: tuple[Hit, ...]
+    citations: tuple[Citation, ...]
+    sentences: tuple[SentenceCheck, ...]

@@ -1,0 +1,184 @@
+"""DocumentRegistry: which documents exist, in which version, and which may be retrieved.
+
+A document is 'ingesting' while its chunks are written, 'ready' once committed, and 'deleting'
+while its chunks are removed; only ready documents are ever retrieved (ready_ids), and rows left
+'ingesting' or 'deleting' by a crash are found again with not_ready().
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from rag_core.db.database import Database
+from rag_core.db.models import DocumentRow, utcnow
+from rag_core.errors import DocumentNotFoundError
+from rag_core.types import DocumentRecord
+
+MIN_PREFIX = 6
+_HEX = re.compile(r"[0-9a-f]+")
+
+
+def _record(row: DocumentRow) -> DocumentRecord:
+    return DocumentRecord(
+        id=row.id,
+        name=row.name,
+        content_hash=row.content_hash,
+        version=row.version,
+        size=row.size,
+        doc_type=row.doc_type,
+        page_count=row.page_count,
+        chunk_count=row.chunk_count,
+        added_at=row.added_at,
+        status=row.status,
+    )
+
+
+def _ready() -> sa.Select[DocumentRow]:
+    return sa.select(DocumentRow).where(DocumentRow.status == "ready")
+
+
+class DocumentRegistry:
+    """The documents table behind a small API that returns DocumentRecord objects."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def by_hash(self, content_hash: str) -> DocumentRecord | None:
+        """The ready document with this content (the oldest, if several names share it)."""
+        stmt = _ready().where(DocumentRow.content_hash == content_hash)
+        with self.db.read_session() as s:
+            row = s.scalars(stmt.order_by(DocumentRow.added_at, DocumentRow.id).limit(1)).first()
+            return _record(row) if row else None
+
+    def by_name(self, name: str) -> DocumentRecord | None:
+        """The ready document with this exact name, or None."""
+        stmt = _ready().where(DocumentRow.name == name)
+        with self.db.read_session() as s:
+            row = s.scalars(stmt.order_by(DocumentRow.version.desc()).limit(1)).first()
+            return _record(row) if row else None
+
+    def get(self, id_or_name: str) -> DocumentRecord:
+        """Resolve a full id (any status), an exact name, or a unique id prefix of >= 6 chars."""
+        key = id_or_name.strip()
+        with self.db.read_session() as s:
+            row = s.get(DocumentRow, key)
+            if row is not None:
+                return _record(row)
+            stmt = _ready().where(DocumentRow.name == key).order_by(DocumentRow.version.desc())
+            row = s.scalars(stmt.limit(1)).first()
+            if row is not None:
+                return _record(row)
+            prefix = key.lower()
+            if len(prefix) >= MIN_PREFIX and _HEX.fullmatch(prefix):
+                rows = s.scalars(_ready().where(DocumentRow.id.startswith(prefix)).limit(10)).all()
+                if len(rows) == 1:
+                    return _record(rows[0])
+                if rows:
+                    names = ", ".join(f"{r.id[:12]} ({r.name})" for r in rows)
+                    raise DocumentNotFoundError(
+                        f"Id prefix {key!r} matches several documents: {names}; give more of the id"
+                    )
+            raise DocumentNotFoundError(self._not_found(s, key))
+
+    @staticmethod
+    def _not_found(s: Session, key: str) -> str:
+        names = s.scalars(
+            sa.select(DocumentRow.name).where(DocumentRow.status == "ready").order_by("name")
+        ).all()
+        if not names:
+            return f"No document {key!r}: no documents have been added yet"
+        shown = ", ".join(repr(n) for n in names[:10]) + (", ..." if len(names) > 10 else "")
+        return (
+            f"No document named {key!r} or with that id (or an id prefix of at least "
+            f"{MIN_PREFIX} characters); known documents: {shown}"
+        )
+
+    def list(self) -> builtins.list[DocumentRecord]:
+        """Every ready document, ordered by name."""
+        with self.db.read_session() as s:
+            rows = s.scalars(_ready().order_by(DocumentRow.name, DocumentRow.version)).all()
+            return [_record(r) for r in rows]
+
+    def begin(
+        self,
+        name: str,
+        content_hash: str,
+        size: int,
+        doc_type: str,
+        page_count: int | None,
+        replaces_id: str | None = None,
+    ) -> DocumentRecord:
+        """Register a document being ingested: version 1, or the replaced version + 1."""
+        with self.db.session() as s:
+            version = 1
+            if replaces_id is not None:
+                replaced = s.get(DocumentRow, replaces_id)
+                if replaced is None:
+                    raise DocumentNotFoundError(f"Cannot replace document {replaces_id!r}: unknown")
+                version = replaced.version + 1
+            row = DocumentRow(
+                name=name,
+                content_hash=content_hash,
+                version=version,
+                size=size,
+                doc_type=doc_type,
+                page_count=page_count,
+                chunk_count=0,
+                status="ingesting",
+                replaces_id=replaces_id,
+            )
+            s.add(row)
+            s.flush()
+            return _record(row)
+
+    def commit(self, doc_id: str, chunk_count: int) -> DocumentRecord:
+        """Make an ingested document ready; in the same transaction retire the one it replaces."""
+        with self.db.session() as s:
+            row = s.get(DocumentRow, doc_id)
+            if row is None:
+                raise DocumentNotFoundError(f"Cannot commit document {doc_id!r}: unknown")
+            if row.status == "deleting":
+                raise DocumentNotFoundError(
+                    f"Cannot commit document {doc_id!r} ({row.name}): it is being deleted"
+                )
+            now = utcnow()
+            if row.replaces_id is not None:
+                old = s.get(DocumentRow, row.replaces_id)
+                if old is not None and old.status != "deleting":
+                    old.status = "deleting"
+                    old.updated_at = now
+            row.status = "ready"
+            row.chunk_count = chunk_count
+            row.updated_at = now
+            s.flush()
+            return _record(row)
+
+    def mark_deleting(self, doc_id: str) -> None:
+        """Hide a document from retrieval before its chunks are removed."""
+        with self.db.session() as s:
+            row = s.get(DocumentRow, doc_id)
+            if row is None:
+                raise DocumentNotFoundError(f"Cannot delete document {doc_id!r}: unknown")
+            row.status = "deleting"
+            row.updated_at = utcnow()
+
+    def remove(self, doc_id: str) -> None:
+        """Delete the row (after its chunks are gone); a no-op if it is already gone."""
+        with self.db.session() as s:
+            s.execute(sa.delete(DocumentRow).where(DocumentRow.id == doc_id))
+
+    def ready_ids(self) -> set[str]:
+        """Ids of the documents retrieval may return."""
+        with self.db.read_session() as s:
+            return set(s.scalars(sa.select(DocumentRow.id).where(DocumentRow.status == "ready")))
+
+    def not_ready(self) -> builtins.list[DocumentRecord]:
+        """Rows a crash may have left half done: 'ingesting' and 'deleting', oldest first."""
+        stmt = sa.select(DocumentRow).where(DocumentRow.status.in_(("ingesting", "deleting")))
+        with self.db.read_session() as s:
+            rows = s.scalars(stmt.order_by(DocumentRow.added_at, DocumentRow.id)).all()
+            return [_record(r) for r in rows]
