@@ -1,0 +1,357 @@
+"""Chroma vector store, embedded (PersistentClient on a folder) or client/server (`chroma run`).
+
+ragchat always computes embeddings itself and passes them in: the collection is bound to
+`PrecomputedEmbeddings`, an embedding function that refuses to run, so Chroma can never fall
+back to its default ONNX model (which it would try to download). Telemetry is off. Each chunk is
+stored with its text as the Chroma document and every other field in the metadata (see
+`chunk_to_metadata`), plus `text_hash`, the sha256 of `Chunk.embedding_text` (what was
+embedded), so unchanged chunks of a new document version can reuse their embeddings.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import chromadb
+import numpy as np
+from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
+from chromadb.config import Settings
+from chromadb.utils.embedding_functions import register_embedding_function
+
+from rag_core.errors import ConfigError
+from rag_core.stores import text_hash
+from rag_core.types import Chunk
+
+__all__ = [
+    "ChromaStore",
+    "PrecomputedEmbeddings",
+    "chunk_from_metadata",
+    "chunk_to_metadata",
+    "text_hash",
+]
+
+NO_PAGE = -1  # Chroma metadata values cannot be None
+_DIMENSION_KEY = "ragchat_dimension"
+_COLLECTION_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]")
+
+
+class PrecomputedEmbeddings(EmbeddingFunction[Documents]):
+    """Chroma embedding function that refuses to embed: ragchat always passes its own vectors.
+
+    Binding the collection to it keeps Chroma from ever using its default ONNX model.
+    """
+
+    def __init__(self) -> None:
+        pass
+
+    def __call__(self, input: Documents) -> Embeddings:
+        raise RuntimeError(
+            "ragchat passes embeddings to Chroma explicitly; Chroma was asked to embed text itself"
+        )
+
+    @staticmethod
+    def name() -> str:
+        return "ragchat-precomputed"
+
+    def get_config(self) -> dict[str, Any]:
+        return {}
+
+    @staticmethod
+    def build_from_config(config: dict[str, Any]) -> PrecomputedEmbeddings:
+        return PrecomputedEmbeddings()
+
+    def default_space(self) -> Space:
+        return "cosine"
+
+
+# Registered so that Chroma can rebuild it from a persisted collection configuration.
+register_embedding_function(PrecomputedEmbeddings)
+
+
+def chunk_to_metadata(chunk: Chunk) -> dict[str, str | int]:
+    """Every Chunk field but id and text (Chroma's id and document), plus the text_hash.
+
+    text_hash hashes `embedding_text` (heading path + text), the string the embedder saw, so a
+    reused embedding always belongs to exactly that input.
+    """
+    return {
+        "document_id": chunk.document_id,
+        "document_name": chunk.document_name,
+        "version": chunk.version,
+        "index": chunk.index,
+        "char_start": chunk.char_start,
+        "char_end": chunk.char_end,
+        "page": NO_PAGE if chunk.page is None else chunk.page,
+        "page_end": NO_PAGE if chunk.page_end is None else chunk.page_end,
+        "heading_path": json.dumps(list(chunk.heading_path), ensure_ascii=False),
+        "text_hash": text_hash(chunk.embedding_text),
+    }
+
+
+def chunk_from_metadata(chunk_id: str, text: str, metadata: Mapping[str, Any]) -> Chunk:
+    """The inverse of `chunk_to_metadata`."""
+    page = int(metadata["page"])
+    page_end = int(metadata["page_end"])
+    return Chunk(
+        id=chunk_id,
+        document_id=str(metadata["document_id"]),
+        document_name=str(metadata["document_name"]),
+        version=str(metadata["version"]),
+        index=int(metadata["index"]),
+        text=text,
+        char_start=int(metadata["char_start"]),
+        char_end=int(metadata["char_end"]),
+        page=None if page == NO_PAGE else page,
+        page_end=None if page_end == NO_PAGE else page_end,
+        heading_path=tuple(json.loads(str(metadata["heading_path"]))),
+    )
+
+
+def _parse_url(url: str) -> tuple[str, int, bool]:
+    """'http://host:port' -> (host, port, ssl); the port defaults to 8000 (443 for https)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"Chroma server url must look like http://host:port, got {url!r}")
+    try:
+        port = parts.port
+    except ValueError as e:
+        raise ConfigError(f"Chroma server url {url!r} has an invalid port") from e
+    ssl = parts.scheme == "https"
+    return parts.hostname, port or (443 if ssl else 8000), ssl
+
+
+def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class ChromaStore:
+    """VectorStore on a Chroma collection with cosine distance; similarity = 1 - distance.
+
+    Embedded (`path`: a folder, PersistentClient) by default; client/server when `url` is given
+    (it then takes precedence over `path`). `dimension`, when given, is recorded in a new
+    collection and checked against an existing one and against every vector passed in, so a
+    change of embedding model is caught instead of mixing vector spaces.
+    """
+
+    def __init__(
+        self,
+        *,
+        path: Path | None = None,
+        url: str | None = None,
+        collection: str = "ragchat",
+        dimension: int | None = None,
+    ) -> None:
+        if not _COLLECTION_RE.fullmatch(collection) or ".." in collection:
+            raise ConfigError(
+                f"Chroma collection name must be 3-512 characters from [a-zA-Z0-9._-], starting"
+                f" and ending with a letter or digit, got {collection!r}"
+            )
+        if dimension is not None and dimension <= 0:
+            raise ConfigError(f"embedding dimension must be positive, got {dimension}")
+        settings = Settings(anonymized_telemetry=False, allow_reset=False)
+        if url is not None:
+            host, port, ssl = _parse_url(url)
+            try:
+                self._client = chromadb.HttpClient(host=host, port=port, ssl=ssl, settings=settings)
+            except ValueError as e:
+                raise ConfigError(f"cannot use the Chroma server at {url}: {e}") from e
+            self.location = url
+        elif path is not None:
+            path = Path(path)
+            if path.exists() and not path.is_dir():
+                raise ConfigError(f"Chroma path {path} exists and is not a folder")
+            path.mkdir(parents=True, exist_ok=True)
+            self._client = chromadb.PersistentClient(path=str(path), settings=settings)
+            self.location = str(path)
+        else:
+            raise ConfigError("ChromaStore needs a path (embedded Chroma) or a url (Chroma server)")
+        self.collection_name = collection
+        self._collection = self._client.get_or_create_collection(
+            name=collection,
+            configuration={"hnsw": {"space": "cosine"}},
+            metadata={_DIMENSION_KEY: dimension} if dimension is not None else None,
+            embedding_function=PrecomputedEmbeddings(),  # type: ignore[arg-type]
+        )
+        self._check_space()
+        self.dimension = self._check_dimension(dimension)
+        self._lock = threading.Lock()  # makes delete_document's read-then-delete atomic
+
+    def _check_space(self) -> None:
+        config = self._collection.configuration_json or {}
+        index = config.get("hnsw") or config.get("spann") or {}
+        space = index.get("space", "l2")
+        if space != "cosine":
+            raise ConfigError(
+                f"Chroma collection {self.collection_name!r} at {self.location} uses distance"
+                f" {space!r}, ragchat needs 'cosine': use another collection name"
+            )
+
+    def _check_dimension(self, dimension: int | None) -> int | None:
+        stored = (self._collection.metadata or {}).get(_DIMENSION_KEY)
+        if stored is None:
+            peek = self._collection.get(limit=1, include=["embeddings"])
+            embeddings = peek["embeddings"]
+            stored = len(embeddings[0]) if embeddings is not None and len(embeddings) else None
+        if dimension is not None and stored is not None and int(cast(int, stored)) != dimension:
+            raise ConfigError(
+                f"Chroma collection {self.collection_name!r} at {self.location} holds"
+                f" {stored}-dimensional embeddings, the embedder makes {dimension}-dimensional"
+                " ones: use another collection name or re-index"
+            )
+        return dimension if dimension is not None else cast(int | None, stored)
+
+    def _vectors(self, embeddings: Sequence[Sequence[float]]) -> np.ndarray:
+        """Embeddings as a 2-D float32 array, checked against the store's dimension."""
+        arr = np.asarray(embeddings, dtype=np.float32)
+        if arr.ndim != 2:
+            raise ValueError(f"embeddings must be a list of equal-length vectors, got {arr.shape}")
+        if self.dimension is None:
+            self.dimension = arr.shape[1]
+        elif arr.shape[1] != self.dimension:
+            raise ValueError(
+                f"embedding dimension {arr.shape[1]} does not match the store's {self.dimension}"
+            )
+        return arr
+
+    @property
+    def max_batch_size(self) -> int:
+        """Most records Chroma takes in one call (asked each time: a server may change it)."""
+        return int(self._client.get_max_batch_size())
+
+    def add(self, chunks: Sequence[Chunk], embeddings: Sequence[Sequence[float]]) -> None:
+        """Insert or replace (same id) chunks with their embeddings, in Chroma-sized batches."""
+        if len(chunks) != len(embeddings):
+            raise ValueError(f"{len(chunks)} chunks but {len(embeddings)} embeddings")
+        if not chunks:
+            return
+        ids = [c.id for c in chunks]
+        if len(set(ids)) != len(ids):
+            dups = sorted({i for i in ids if ids.count(i) > 1})
+            raise ValueError(f"duplicate chunk ids in one add: {dups[:5]}")
+        vectors = self._vectors(embeddings)
+        size = self.max_batch_size
+        with self._lock:
+            for start in range(0, len(chunks), size):
+                batch = chunks[start : start + size]
+                self._collection.upsert(
+                    ids=[c.id for c in batch],
+                    embeddings=vectors[start : start + size],
+                    documents=[c.text for c in batch],
+                    metadatas=[chunk_to_metadata(c) for c in batch],
+                )
+
+    def query(
+        self, embedding: Sequence[float], k: int, document_ids: Sequence[str] | None = None
+    ) -> list[tuple[Chunk, float]]:
+        """The `k` nearest chunks as (chunk, cosine similarity), best first."""
+        if k <= 0:
+            return []
+        where: dict[str, Any] | None = None
+        if document_ids is not None:
+            wanted = list(dict.fromkeys(document_ids))
+            if not wanted:
+                return []
+            where = {"document_id": {"$in": wanted}}
+        vector = self._vectors([embedding])
+        res = self._collection.query(
+            query_embeddings=vector,
+            n_results=k,
+            where=where,
+            include=["documents", "metadatas", "distances"],
+        )
+        ids = res["ids"][0]
+        docs = (res["documents"] or [[]])[0]
+        metas = (res["metadatas"] or [[]])[0]
+        dists = (res["distances"] or [[]])[0]
+        hits = [
+            (chunk_from_metadata(i, d, m), 1.0 - float(dist))
+            for i, d, m, dist in zip(ids, docs, metas, dists, strict=True)
+        ]
+        hits.sort(key=lambda h: -h[1])
+        return hits
+
+    def get(self, chunk_ids: Sequence[str]) -> list[Chunk]:
+        """The chunks with these ids, in the order asked; unknown ids are skipped."""
+        unique = list(dict.fromkeys(chunk_ids))
+        found: dict[str, Chunk] = {}
+        for batch in _batches(unique, self.max_batch_size):
+            res = self._collection.get(ids=list(batch), include=["documents", "metadatas"])
+            found.update(self._chunks(res))
+        return [found[i] for i in chunk_ids if i in found]
+
+    def chunks_of(self, document_id: str) -> list[Chunk]:
+        """All chunks of a document, ordered by their index."""
+        res = self._collection.get(
+            where={"document_id": document_id}, include=["documents", "metadatas"]
+        )
+        return sorted(self._chunks(res).values(), key=lambda c: c.index)
+
+    def delete_document(self, document_id: str) -> int:
+        """Remove every chunk of a document; returns how many were removed."""
+        with self._lock:
+            ids = self._collection.get(where={"document_id": document_id}, include=[])["ids"]
+            for batch in _batches(ids, self.max_batch_size):
+                self._collection.delete(ids=list(batch))
+            return len(ids)
+
+    def delete_chunks(self, chunk_ids: Sequence[str]) -> None:
+        """Remove chunks by id; unknown ids are ignored."""
+        with self._lock:
+            for batch in _batches(list(dict.fromkeys(chunk_ids)), self.max_batch_size):
+                self._collection.delete(ids=list(batch))
+
+    def embeddings_by_text_hash(self, text_hashes: Sequence[str]) -> dict[str, list[float]]:
+        """{text_hash: embedding} for the hashes some stored chunk has (to skip re-embedding)."""
+        out: dict[str, list[float]] = {}
+        unique = list(dict.fromkeys(text_hashes))
+        for batch in _batches(unique, min(self.max_batch_size, 1000)):
+            where: dict[str, Any] = {"text_hash": {"$in": list(batch)}}
+            res = self._collection.get(where=where, include=["embeddings", "metadatas"])
+            embeddings = res["embeddings"]
+            if embeddings is None:
+                continue
+            for meta, emb in zip(res["metadatas"] or [], embeddings, strict=True):
+                out.setdefault(str(meta["text_hash"]), [float(x) for x in emb])
+        return out
+
+    def document_ids(self) -> set[str]:
+        """Ids of the documents that have at least one chunk stored."""
+        out: set[str] = set()
+        page = self.max_batch_size
+        offset = 0
+        while True:
+            res = self._collection.get(include=["metadatas"], limit=page, offset=offset)
+            metas = res["metadatas"] or []
+            out.update(str(m["document_id"]) for m in metas)
+            if len(metas) < page:
+                return out
+            offset += page
+
+    def count(self) -> int:
+        """Number of stored chunks."""
+        return int(self._collection.count())
+
+    def close(self) -> None:
+        """Release the client (for an embedded store: its SQLite files and memory)."""
+        cast(Any, self._client).close()  # Client has close(); the ClientAPI protocol does not
+
+    def __enter__(self) -> ChromaStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def _chunks(res: Mapping[str, Any]) -> dict[str, Chunk]:
+        docs = res["documents"] or []
+        metas = res["metadatas"] or []
+        return {
+            i: chunk_from_metadata(i, d, m) for i, d, m in zip(res["ids"], docs, metas, strict=True)
+        }

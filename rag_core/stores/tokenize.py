@@ -1,0 +1,85 @@
+"""Tokenizer for the keyword index: lowercased, stop words out, Snowball-stemmed, code-aware.
+
+Code identifiers are kept whole AND split into their parts, so a question about ``os.path.join``
+matches a passage that says "join the path", and one about ``max_batch_size`` matches "batch size":
+``getUserName`` -> ``getusername, get, user, name``; ``os.path.join`` -> ``os.path.join, os, path,
+join``. Parts are stemmed like ordinary words; whole identifiers are kept verbatim (lowercased).
+The same function tokenizes documents and queries, so both sides always agree.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+
+import Stemmer
+
+__all__ = ["STOP_WORDS", "TOKENIZER_VERSION", "tokenize"]
+
+# Bump when tokenize() changes what it emits: indexes built with another version are rebuilt.
+TOKENIZER_VERSION = "1"
+
+# The Snowball / NLTK English stop words, without the forms with an apostrophe (the tokenizer
+# splits "don't" into don + t). Question words are included: they carry no topic.
+STOP_WORDS: frozenset[str] = frozenset(
+    """
+    a about above after again against ain all am an and any are aren as at be because been
+    before being below between both but by can couldn d did didn do does doesn doing don down
+    during each few for from further had hadn has hasn have haven having he her here hers
+    herself him himself his how i if in into is isn it its itself just ll m ma me mightn more
+    most mustn my myself needn no nor not now o of off on once only or other our ours ourselves
+    out over own re s same shan she should shouldn so some such t than that the their theirs
+    them themselves then there these they this those through to too under until up ve very was
+    wasn we were weren what when where which while who whom why will with won wouldn y you your
+    yours yourself yourselves
+    """.split()  # noqa: SIM905 (a word list reads better as text)
+)
+
+MAX_TOKEN_CHARS = 64  # longer runs (hashes, base64) only bloat the vocabulary
+
+# A word, or words joined by dots (os.path.join, 1.5.9, docs.example.com); \w includes "_".
+_WORD_RE = re.compile(r"\w+(?:\.\w+)*")
+# camelCase / PascalCase / acronyms / digits: "HTTPServerError2" -> HTTP, Server, Error, 2.
+_CAMEL_RE = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+
+_local = threading.local()  # PyStemmer objects are not thread-safe: one per thread
+
+
+@functools.lru_cache(maxsize=200_000)
+def _stem(word: str) -> str:
+    """Snowball English stem of a lowercase word, cached (words repeat a lot across chunks)."""
+    stemmer = getattr(_local, "stemmer", None)
+    if stemmer is None:
+        stemmer = _local.stemmer = Stemmer.Stemmer("english")
+    return str(stemmer.stemWord(word))
+
+
+def _parts(identifier: str) -> list[str]:
+    """Split an identifier (original case) on dots, underscores and camelCase boundaries."""
+    out: list[str] = []
+    for piece in re.split(r"[._]+", identifier):
+        if not piece:
+            continue
+        if piece.isascii():
+            out.extend(_CAMEL_RE.findall(piece) or [piece])
+        else:
+            out.append(piece)
+    return out
+
+
+def tokenize(text: str) -> list[str]:
+    """Split `text` into BM25 terms: stemmed words without stop words, plus whole identifiers."""
+    tokens: list[str] = []
+    for match in _WORD_RE.finditer(text):
+        raw = match.group()
+        parts = _parts(raw)
+        whole = raw.strip("._").lower()
+        if len(parts) > 1 and len(whole) <= MAX_TOKEN_CHARS:
+            tokens.append(whole)
+        for part in parts:
+            word = part.lower()
+            if word in STOP_WORDS or len(word) > MAX_TOKEN_CHARS:
+                continue
+            tokens.append(_stem(word))
+    return tokens
