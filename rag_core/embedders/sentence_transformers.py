@@ -1,0 +1,153 @@
+"""Embedder over sentence-transformers: the packaged all-MiniLM-L6-v2 by default, or any local
+folder / cached HF model. Loads lazily on first use; never downloads."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rag_core.errors import ConfigError, ModelLoadError
+from rag_core.models import (
+    DEFAULT_EMBEDDER_NAME,
+    default_embedder_path,
+    local_path,
+    offline_hint,
+    set_offline_env,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+_LAZY = frozenset({"dimension", "max_tokens"})
+
+
+class SentenceTransformerEmbedder:
+    """Normalized float32 sentence embeddings (cosine similarity == dot product).
+
+    ``model`` is 'default', a local folder or a HF id already in the local HF cache. The model is
+    loaded on first use, once, under a lock. ``dimension`` and ``max_tokens`` (the model's
+    max_seq_length) are filled in on first access, which loads the model. Calls are serialized
+    with a lock: the fast tokenizer is not safe to use from several threads at once.
+    """
+
+    name: str
+    dimension: int
+    max_tokens: int
+
+    def __init__(
+        self, model: str = "default", *, device: str = "cpu", batch_size: int = 32
+    ) -> None:
+        if not isinstance(model, str) or not model.strip():
+            raise ConfigError(f"embedder must be 'default', a folder or a model id, got {model!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"embed batch_size must be a positive integer, got {batch_size!r}")
+        self.model = model
+        self.device = device
+        self.batch_size = batch_size
+        self.name = DEFAULT_EMBEDDER_NAME if model == "default" else model
+        self._st: Any = None
+        self._lock = threading.RLock()
+
+    def __getattr__(self, attr: str) -> Any:
+        # Only called for attributes not set yet: dimension/max_tokens before the model is loaded.
+        if attr in _LAZY:
+            self._load()
+            return self.__dict__[attr]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {attr!r}")
+
+    def _source(self) -> tuple[str, bool]:
+        """(what to pass to SentenceTransformer, whether it is a local folder)."""
+        if self.model == "default":
+            return str(default_embedder_path()), True
+        path = local_path(self.model)
+        return (str(path), True) if path is not None else (self.model, False)
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._st is not None:
+                return self._st
+            set_offline_env()
+            source, is_local = self._source()
+            from sentence_transformers import SentenceTransformer
+
+            try:
+                st = SentenceTransformer(source, device=self.device, local_files_only=True)
+            except OSError as exc:
+                if is_local:
+                    raise ModelLoadError(f"cannot load embedder from {source}: {exc}") from exc
+                raise ModelLoadError(offline_hint(source)) from exc
+            except Exception as exc:
+                raise ModelLoadError(f"cannot load embedder {source!r}: {exc}") from exc
+            st.eval()
+            dim = st.get_embedding_dimension()
+            if dim is None:
+                raise ModelLoadError(f"embedder {source!r} does not report its dimension")
+            self.dimension = int(dim)
+            self.max_tokens = int(st.max_seq_length or st.tokenizer.model_max_length)
+            self._st = st
+            return st
+
+    def load(self) -> None:
+        """Load the model now (it otherwise loads on first use)."""
+        self._load()
+
+    def embed_documents_array(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Embeddings of passages as an (n, dimension) float32 array, in batches of batch_size."""
+        import numpy as np
+
+        st = self._load()
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        with self._lock:
+            out = st.encode_document(
+                list(texts),
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return np.asarray(out, dtype=np.float32)
+
+    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        """Embeddings of passages (see embed_documents_array, which avoids the list conversion)."""
+        return self.embed_documents_array(texts).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embedding of a search query (with the model's query prompt, if it defines one)."""
+        import numpy as np
+
+        st = self._load()
+        with self._lock:
+            out = st.encode_query(
+                [text], normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+            )
+        return np.asarray(out[0], dtype=np.float32).tolist()
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens per text as the model sees them, without truncation and special tokens."""
+        if not texts:
+            return []
+        st = self._load()
+        with self._lock:
+            encoded = st.tokenizer(
+                list(texts),
+                add_special_tokens=False,
+                truncation=False,
+                padding=False,
+                return_attention_mask=False,
+                return_token_type_ids=False,
+                verbose=False,
+            )
+        return [len(ids) for ids in encoded["input_ids"]]
+
+    @property
+    def path(self) -> Path | None:
+        """The local folder the model is (or will be) loaded from, None for a HF id."""
+        source, is_local = self._source()
+        return Path(source) if is_local else None
+
+    def __repr__(self) -> str:
+        return f"SentenceTransformerEmbedder({self.model!r}, device={self.device!r})"

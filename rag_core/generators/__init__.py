@@ -1,0 +1,5 @@
+"""Text generation backends (see rag_core.protocols.Generator); factory.py picks one."""
+
+from rag_core.generators.transformers import TransformersGenerator
+
+__all__ = ["TransformersGenerator"]
