@@ -55,6 +55,10 @@ class Settings(BaseSettings):
         0.62, ge=0.0, le=1.0, description="Minimum support score of an answer sentence."
     )
 
+    extractive_min_score: float = Field(
+        0.45, description="Minimum relevance of a quoted sentence in an extractive answer."
+    )
+
     max_file_mb: float = Field(100.0, gt=0, description="Largest file accepted for ingestion.")
     max_pages: int = Field(5000, ge=1)
     max_text_chars: int = Field(20_000_000, ge=1000, description="Extracted text limit per file.")
@@ -105,6 +109,6 @@ class Settings(BaseSettings):
         keys = (
             "embedder generator retrieval_mode top_k candidates rrf_k dense_weight keyword_weight "
             "chunk_size chunk_overlap max_new_tokens temperature answer_mode grounding "
-            "refusal_threshold support_threshold"
+            "refusal_threshold support_threshold extractive_min_score"
         ).split()
         return {k: getattr(self, k) for k in keys}

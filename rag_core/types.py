@@ -50,6 +50,13 @@ class Chunk:
     heading_path: tuple[str, ...] = ()
 
     @property
+    def embedding_text(self) -> str:
+        """What the embedder sees: the heading path (what the passage is about), then the text."""
+        if self.heading_path:
+            return " > ".join(self.heading_path) + "\n" + self.text
+        return self.text
+
+    @property
     def location(self) -> str:
         """A short human description: 'p. 3 · Setup > Install'."""
         parts = []
@@ -174,7 +181,15 @@ class Done:
     error: str | None = None
 
 
-Event = Retrieved | Token | SentenceChecked | Done
+@dataclass(frozen=True)
+class Logged:
+    """Event: the turn was written to the conversation log (ids for feedback and replay)."""
+
+    conversation_id: str
+    turn_id: int
+
+
+Event = Retrieved | Token | SentenceChecked | Done | Logged
 
 
 @dataclass(frozen=True)

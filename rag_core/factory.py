@@ -1,0 +1,59 @@
+"""build_engine(settings): the only place that chooses backends."""
+
+from __future__ import annotations
+
+import os
+
+from rag_core.config import Settings
+from rag_core.engine import Engine
+
+
+def offline_environment() -> None:
+    """Nothing may reach a model hub or send telemetry: set the switches the libraries read."""
+    for key, value in {
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "ANONYMIZED_TELEMETRY": "False",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "TOKENIZERS_PARALLELISM": "false",
+    }.items():
+        os.environ.setdefault(key, value)
+
+
+def build_engine(settings: Settings, *, migrate: bool = True) -> Engine:
+    """Wire the engine from settings. Models load lazily, on first use."""
+    offline_environment()
+    from rag_core.db.database import Database
+    from rag_core.db.log import ConversationLog
+    from rag_core.db.registry import DocumentRegistry
+    from rag_core.embedders.sentence_transformers import SentenceTransformerEmbedder
+    from rag_core.generators.transformers import TransformersGenerator
+    from rag_core.stores.chroma import ChromaStore
+    from rag_core.stores.keyword import BM25Index
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.db_url)
+    if migrate:
+        db.migrate()
+    embedder = SentenceTransformerEmbedder(settings.embedder, batch_size=settings.embed_batch_size)
+    if settings.chroma_url:
+        store = ChromaStore(url=settings.chroma_url)
+    else:
+        store = ChromaStore(path=settings.chroma_path)
+    keyword = BM25Index(settings.keyword_path)
+    generator = TransformersGenerator(
+        settings.generator,
+        cache_dir=settings.models_path,
+        gguf_file=settings.generator_gguf_file,
+        threads=settings.threads,
+    )
+    return Engine(
+        settings,
+        embedder=embedder,
+        store=store,
+        keyword=keyword,
+        generator=generator,
+        registry=DocumentRegistry(db),
+        log=ConversationLog(db),
+    )

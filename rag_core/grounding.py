@@ -1,0 +1,308 @@
+"""Grounding: the refusal gate, the sentence-level support check, citation repair, extractive answers.
+
+The default generator is small and invents facts when left alone, so no generated sentence is shown
+as fact unless a passage supports it: its numbers and names must appear in the passage (or the
+question), and its content must match a passage sentence both in meaning (embedding similarity)
+and in words (stemmed overlap).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from rag_core.ingest.chunking import split_sentences
+from rag_core.prompting import markers_in, strip_markers
+from rag_core.protocols import Embedder
+from rag_core.stores.tokenize import tokenize
+from rag_core.types import Citation, Hit, SentenceCheck
+
+UNSUPPORTED_MARK = "[not in your documents]"
+
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,:/-]\d+)*(?:st|nd|rd|th|%)?", re.IGNORECASE)
+_QUOTED = re.compile(r"[\"“‘']([^\"”’']{2,60})[\"”’']")
+_CAPWORD = re.compile(r"\b[A-Z][\w'&-]*[\w]")
+_NUMBER_WORDS = {
+    "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
+    "seven": "7", "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12",
+    "twenty": "20", "thirty": "30", "forty": "40", "fifty": "50", "sixty": "60",
+    "ninety": "90", "hundred": "100",
+}  # fmt: skip
+_FILLER = re.compile(
+    r"^(sure|certainly|of course|okay|ok|yes|no|here is|here's|the answer is|answer|"
+    r"according to the passages?|based on the passages?|i hope this helps)[\s:,.!]*$",
+    re.IGNORECASE,
+)
+_COMMON_CAPS = set(
+    "the a an i it this that these those there here he she they we you yes no in on at for "
+    "to of and or but if when while as by with from answer passage passages question note "
+    "however also so then according based".split()
+)
+
+
+@dataclass(frozen=True)
+class PassageSentence:
+    passage: int  # 1-based passage number [n]
+    start: int  # offsets inside the passage's chunk text
+    end: int
+    text: str
+
+
+@dataclass
+class Evidence:
+    """The passages of one answer, split into sentences and embedded once, for every check."""
+
+    question: str
+    hits: Sequence[Hit]
+    embedder: Embedder
+    sentences: list[PassageSentence] = field(default_factory=list)
+    _vectors: list[list[float]] | None = None
+    _tokens: list[set[str]] = field(default_factory=list)
+    _passage_text: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for n, hit in enumerate(self.hits, start=1):
+            text = hit.chunk.text
+            self._passage_text.append(_norm(hit.chunk.text + " " + hit.chunk.document_name))
+            for start, end in split_sentences(text):
+                piece = text[start:end].strip()
+                if len(piece) >= 3:
+                    self.sentences.append(PassageSentence(n, start, end, piece))
+        self._tokens = [set(tokenize(s.text)) for s in self.sentences]
+
+    @property
+    def vectors(self) -> list[list[float]]:
+        if self._vectors is None:
+            texts = [s.text for s in self.sentences]
+            self._vectors = self.embedder.embed_documents(texts) if texts else []
+        return self._vectors
+
+    def passage_text(self, n: int) -> str:
+        return self._passage_text[n - 1]
+
+
+@dataclass(frozen=True)
+class Support:
+    score: float
+    sentence: PassageSentence | None
+    missing: tuple[str, ...] = ()
+
+
+def _norm(text: str) -> str:
+    return " ".join(re.sub(r"[^\w%.:/-]+", " ", text.lower()).split())
+
+
+def _cos(a: Sequence[float], b: Sequence[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=False))
+    na = math.sqrt(sum(x * x for x in a))
+    nb = math.sqrt(sum(y * y for y in b))
+    return dot / (na * nb) if na and nb else 0.0
+
+
+def salient_terms(sentence: str) -> list[str]:
+    """Numbers, quoted strings and names in a sentence: facts that must appear in the source."""
+    terms: list[str] = []
+    for m in _NUMBER.finditer(sentence):
+        terms.append(m.group(0).rstrip(".,").lower())
+    for word in re.findall(r"[A-Za-z]+", sentence):
+        if word.lower() in _NUMBER_WORDS and word.lower() not in ("one", "no"):
+            terms.append(_NUMBER_WORDS[word.lower()])
+    for m in _QUOTED.finditer(sentence):
+        terms.append(m.group(1).strip().lower())
+    first = re.match(r"\W*(\w+)", sentence)
+    first_end = first.end() if first else 0
+    for m in _CAPWORD.finditer(sentence):
+        word = m.group(0)
+        if m.start() < first_end or word.lower() in _COMMON_CAPS:
+            continue
+        terms.append(word.lower())
+    seen: dict[str, None] = {}
+    for t in terms:
+        seen.setdefault(t, None)
+    return list(seen)
+
+
+def _present(term: str, haystack: str) -> bool:
+    needle = _norm(term)
+    if not needle:
+        return True
+    if needle.replace(" ", "").isdigit() or _NUMBER.fullmatch(needle):
+        return re.search(rf"(?<![\w.]){re.escape(needle)}(?![\d])", haystack) is not None
+    return needle in haystack
+
+
+def is_filler(sentence: str) -> bool:
+    """A sentence that makes no claim ('Sure!', 'The answer is:')."""
+    bare = strip_markers(sentence).strip()
+    return not bare or bool(_FILLER.match(bare)) or not tokenize(bare)
+
+
+def best_support(sentence: str, evidence: Evidence, question: str, vector: Sequence[float]) -> dict[int, Support]:
+    """For each passage, how well its best sentence supports `sentence` (0..1), and missing facts."""
+    claim = strip_markers(sentence)
+    claim_tokens = set(tokenize(claim))
+    terms = salient_terms(claim)
+    q_norm = _norm(question)
+    per_passage: dict[int, Support] = {}
+    vectors = evidence.vectors
+    for i, ps in enumerate(evidence.sentences):
+        cos = _cos(vector, vectors[i])
+        window = set(evidence._tokens[i])
+        if i > 0 and evidence.sentences[i - 1].passage == ps.passage:
+            window |= evidence._tokens[i - 1]
+        if i + 1 < len(evidence.sentences) and evidence.sentences[i + 1].passage == ps.passage:
+            window |= evidence._tokens[i + 1]
+        lex = len(claim_tokens & window) / len(claim_tokens) if claim_tokens else 0.0
+        score = 0.5 * max(cos, 0.0) + 0.5 * lex
+        current = per_passage.get(ps.passage)
+        if current is None or score > current.score:
+            per_passage[ps.passage] = Support(score, ps)
+    for n, sup in per_passage.items():
+        passage = evidence.passage_text(n)
+        missing = tuple(t for t in terms if not _present(t, passage) and not _present(t, q_norm))
+        per_passage[n] = Support(sup.score, sup.sentence, missing)
+    return per_passage
+
+
+def check_sentences(
+    sentences: Sequence[str], evidence: Evidence, *, threshold: float, start_index: int = 0
+) -> list[SentenceCheck]:
+    """Check each answer sentence; repair its citation markers to the passage that supports it."""
+    claims = [strip_markers(s) for s in sentences]
+    vectors = evidence.embedder.embed_documents(claims) if claims else []
+    n_passages = len(evidence.hits)
+    checks = []
+    for offset, (sentence, claim, vector) in enumerate(zip(sentences, claims, vectors, strict=True)):
+        index = start_index + offset
+        if is_filler(sentence):
+            checks.append(SentenceCheck(index, claim, False, 0.0, None, None, "no claim"))
+            continue
+        supports = best_support(sentence, evidence, evidence.question, vector)
+        cited = [n for n in markers_in(sentence) if 1 <= n <= n_passages]
+        valid = {n: s for n, s in supports.items() if not s.missing and s.score >= threshold}
+        chosen: int | None = None
+        for n in cited:  # keep the model's own marker when that passage supports the claim
+            if n in valid:
+                chosen = n
+                break
+        if chosen is None and valid:
+            chosen = max(valid, key=lambda n: valid[n].score)
+        if chosen is not None:
+            sup = valid[chosen]
+            support_text = sup.sentence.text if sup.sentence else None
+            checks.append(
+                SentenceCheck(
+                    index, f"{claim} [{chosen}]", True, round(sup.score, 4), chosen, support_text
+                )
+            )
+            continue
+        best_n = max(supports, key=lambda n: supports[n].score) if supports else None
+        best = supports.get(best_n) if best_n is not None else None
+        if best is not None and best.missing:
+            reason = "not in the passages: " + ", ".join(best.missing)
+        elif best is not None:
+            reason = f"no passage sentence matches it (best match {best.score:.2f})"
+        else:
+            reason = "no passages"
+        checks.append(
+            SentenceCheck(index, claim, False, round(best.score, 4) if best else 0.0, None, None, reason)
+        )
+    return checks
+
+
+def split_answer(text: str) -> list[str]:
+    """Sentences of an answer, citation markers kept with the sentence they follow."""
+    out: list[str] = []
+    for start, end in split_sentences(text):
+        piece = text[start:end].strip()
+        lead = re.match(r"((?:\[[^\]]{1,12}\]\s*)+)", piece)
+        if lead and out:  # "... days. [1] Monthly ..." - the marker closes the previous sentence
+            out[-1] += " " + lead.group(1).strip()
+            piece = piece[lead.end() :].strip()
+        if piece:
+            out.append(piece)
+    return out
+
+
+def render(checks: Sequence[SentenceCheck], policy: str) -> str:
+    """The answer as shown: supported sentences with markers; unsupported marked or removed."""
+    parts = []
+    for c in checks:
+        if c.reason == "no claim":
+            continue
+        if c.supported or policy == "off":
+            parts.append(c.text)
+        elif policy == "mark":
+            parts.append(f"{c.text} {UNSUPPORTED_MARK}")
+    return " ".join(parts).strip()
+
+
+def citations_for(checks: Sequence[SentenceCheck], hits: Sequence[Hit]) -> tuple[Citation, ...]:
+    """One Citation per passage number cited by a supported sentence, with its supporting text."""
+    out: dict[int, Citation] = {}
+    for c in checks:
+        if not c.supported or c.citation is None or c.citation in out:
+            continue
+        chunk = hits[c.citation - 1].chunk
+        start = chunk.text.find(c.support) if c.support else -1
+        out[c.citation] = Citation(
+            n=c.citation,
+            chunk=chunk,
+            support=c.support,
+            support_start=start if start >= 0 else None,
+            support_end=start + len(c.support) if c.support and start >= 0 else None,
+        )
+    return tuple(out[n] for n in sorted(out))
+
+
+def extractive_answer(
+    question: str,
+    evidence: Evidence,
+    *,
+    max_sentences: int = 2,
+    min_score: float = 0.35,
+) -> list[SentenceCheck]:
+    """The passage sentences that best answer the question, quoted with their markers.
+
+    Computed without the generator: similarity of each passage sentence to the question (meaning)
+    plus overlap of the question's words, favouring higher-ranked passages slightly.
+    """
+    if not evidence.sentences:
+        return []
+    qv = evidence.embedder.embed_query(question)
+    q_tokens = set(tokenize(question))
+    scored = []
+    for i, ps in enumerate(evidence.sentences):
+        cos = _cos(qv, evidence.vectors[i])
+        lex = len(q_tokens & evidence._tokens[i]) / len(q_tokens) if q_tokens else 0.0
+        score = 0.7 * cos + 0.3 * lex - 0.01 * (ps.passage - 1)
+        scored.append((score, i))
+    scored.sort(reverse=True)
+    chosen = [(s, i) for s, i in scored[:max_sentences] if s >= min_score]
+    if chosen and len(chosen) > 1 and chosen[1][0] < chosen[0][0] - 0.15:
+        chosen = chosen[:1]
+    checks = []
+    for index, (score, i) in enumerate(sorted(chosen, key=lambda t: t[1])):
+        ps = evidence.sentences[i]
+        text = " ".join(ps.text.split())
+        checks.append(
+            SentenceCheck(index, f"{text} [{ps.passage}]", True, round(score, 4), ps.passage, ps.text)
+        )
+    return checks
+
+
+def gate_score(hits: Sequence[Hit], top_dense: float | None) -> float:
+    """Evidence that the documents can answer: best dense similarity, plus agreement of retrievers.
+
+    `top_dense` is the best cosine similarity of the query to any ready chunk. A passage that
+    both retrievers rank in their top 3 adds 0.05.
+    """
+    score = top_dense if top_dense is not None else 0.0
+    agree = any(
+        h.dense_rank is not None and h.keyword_rank is not None and h.dense_rank <= 3
+        and h.keyword_rank <= 3
+        for h in hits
+    )
+    return score + (0.05 if agree else 0.0)

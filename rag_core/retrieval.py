@@ -1,0 +1,177 @@
+"""Dense, keyword and hybrid retrieval: query -> ranked list of Hit, fused by weighted RRF."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from rag_core.protocols import Embedder, KeywordIndex, VectorStore
+from rag_core.types import Chunk, Hit, RetrievalMode, Turn
+
+
+@dataclass(frozen=True)
+class RetrievalResult:
+    """Ranked hits, and the best dense similarity of the query to any ready chunk (gate evidence)."""
+
+    hits: list[Hit]
+    top_dense: float | None
+
+
+@dataclass(frozen=True)
+class FusionParams:
+    rrf_k: int = 60
+    dense_weight: float = 1.0
+    keyword_weight: float = 0.5
+
+
+class Retriever:
+    """Runs the dense and keyword retrievers and fuses their rankings.
+
+    Only chunks of documents in `ready_ids()` are returned: a document that is being ingested,
+    replaced or deleted is never retrieved, whatever state the indexes are in.
+    """
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        store: VectorStore,
+        keyword: KeywordIndex,
+        ready_ids: Callable[[], set[str]],
+        fusion: FusionParams | None = None,
+    ) -> None:
+        self.embedder = embedder
+        self.store = store
+        self.keyword = keyword
+        self.ready_ids = ready_ids
+        self.fusion = fusion or FusionParams()
+
+    def search(
+        self,
+        query: str,
+        *,
+        mode: RetrievalMode = "hybrid",
+        k: int = 5,
+        candidates: int = 40,
+        document_ids: Sequence[str] | None = None,
+    ) -> RetrievalResult:
+        if mode not in ("hybrid", "dense", "bm25"):
+            raise ValueError(f"unknown retrieval mode {mode!r}: use hybrid, dense or bm25")
+        ready = self.ready_ids()
+        if document_ids is not None:
+            ready = ready & set(document_ids)
+        if not ready:
+            return RetrievalResult([], None)
+        n = max(k, candidates)
+        keyword: list[tuple[str, float]] = []
+        # the dense ranking is always computed: in bm25 mode it still feeds the refusal gate
+        vector = self.embedder.embed_query(query)
+        dense = [(c, s) for c, s in self.store.query(vector, n + 10) if c.document_id in ready][:n]
+        top_dense = dense[0][1] if dense else None
+        if mode in ("hybrid", "bm25"):
+            keyword = self.keyword.search(query, n + 10)
+        if mode == "bm25":
+            dense = []
+        hits = fuse(dense, keyword, self.store.get, ready, k=k, mode=mode, params=self.fusion)
+        return RetrievalResult(hits, top_dense)
+
+
+def fuse(
+    dense: Sequence[tuple[Chunk, float]],
+    keyword: Sequence[tuple[str, float]],
+    fetch: Callable[[Sequence[str]], list[Chunk]],
+    ready: set[str],
+    *,
+    k: int,
+    mode: RetrievalMode,
+    params: FusionParams,
+) -> list[Hit]:
+    """Weighted reciprocal rank fusion: score = sum_w w / (rrf_k + rank)."""
+    chunks: dict[str, Chunk] = {c.id: c for c, _ in dense}
+    dense_info = {c.id: (rank, score) for rank, (c, score) in enumerate(dense, start=1)}
+    missing = [cid for cid, _ in keyword if cid not in chunks]
+    if missing:
+        chunks.update({c.id: c for c in fetch(missing)})
+    kw_ranked = [(cid, s) for cid, s in keyword if cid in chunks and chunks[cid].document_id in ready]
+    kw_info = {cid: (rank, score) for rank, (cid, score) in enumerate(kw_ranked, start=1)}
+
+    scores: dict[str, float] = {}
+    if mode == "dense":
+        scores = {cid: s for cid, (_, s) in dense_info.items()}
+    elif mode == "bm25":
+        scores = {cid: s for cid, (_, s) in kw_info.items()}
+    else:
+        for cid, (rank, _) in dense_info.items():
+            scores[cid] = scores.get(cid, 0.0) + params.dense_weight / (params.rrf_k + rank)
+        for cid, (rank, _) in kw_info.items():
+            scores[cid] = scores.get(cid, 0.0) + params.keyword_weight / (params.rrf_k + rank)
+    order = sorted(scores, key=lambda cid: (-scores[cid], cid))[:k]
+    hits = []
+    for rank, cid in enumerate(order, start=1):
+        d = dense_info.get(cid)
+        kw = kw_info.get(cid)
+        hits.append(
+            Hit(
+                chunk=chunks[cid],
+                rank=rank,
+                score=scores[cid],
+                dense_score=d[1] if d else None,
+                dense_rank=d[0] if d else None,
+                keyword_score=kw[1] if kw else None,
+                keyword_rank=kw[0] if kw else None,
+            )
+        )
+    return hits
+
+
+_FOLLOW_UP = re.compile(
+    r"^\s*(and|also|what about|how about|but|then|so|or)\b|\b(it|its|it's|they|them|their|this|"
+    r"that|these|those|he|she|his|her|there|the same|one)\b",
+    re.IGNORECASE,
+)
+_WORD = re.compile(r"[\w][\w.\-']*", re.UNICODE)
+_STOP = set(
+    "a an the and or but if then so of to in on at by for with from as is are was were be been "
+    "being do does did have has had what which who whom whose when where why how can could "
+    "should would will shall may might must i you we it its it's they them their this that "
+    "these those he she his her there here my your our me us about also please tell explain "
+    "describe give show list any some more most much many".split()
+)
+
+
+def content_words(text: str) -> list[str]:
+    """Words of a text that carry meaning (no stop words), in order, without duplicates."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for word in _WORD.findall(text):
+        word = word.strip(".-'")
+        if word and word.lower() not in _STOP and word.lower() not in seen:
+            seen.add(word.lower())
+            out.append(word)
+    return out
+
+
+def standalone_query(question: str, history: Sequence[Turn], max_turns: int = 2) -> str:
+    """Turn a follow-up question into a self-contained search query using earlier questions.
+
+    A question that refers back ("and what about its page size?") or is very short gets the
+    content words of the previous questions that it lacks, so both retrievers see the topic.
+    """
+    q = question.strip()
+    if not history:
+        return q
+    words = content_words(q)
+    if not _FOLLOW_UP.search(q) and len(words) > 3:
+        return q
+    have = {w.lower() for w in words}
+    context: list[str] = []
+    for turn in list(history)[-max_turns:][::-1]:
+        for w in content_words(turn.question):
+            if w.lower() not in have:
+                have.add(w.lower())
+                context.append(w)
+        if context:
+            break
+    if not context:
+        return q
+    return f"{' '.join(context)}: {q}"

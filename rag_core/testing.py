@@ -1,0 +1,130 @@
+"""Deterministic fakes for fast unit tests. Integration tests use the real backends instead."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import threading
+from collections.abc import Iterator, Sequence
+
+from rag_core.errors import GenerationError
+from rag_core.types import Chunk, Message
+
+_WORD = re.compile(r"\w+")
+
+
+class FakeEmbedder:
+    """Hashed bag of words: texts sharing words get similar vectors. Deterministic and instant."""
+
+    name = "fake"
+    max_tokens = 512
+
+    def __init__(self, dimension: int = 64) -> None:
+        self.dimension = dimension
+
+    def _vector(self, text: str) -> list[float]:
+        vec = [0.0] * self.dimension
+        for word in _WORD.findall(text.lower()):
+            h = int(hashlib.md5(word.encode()).hexdigest(), 16)
+            vec[h % self.dimension] += 1.0
+        norm = math.sqrt(sum(v * v for v in vec)) or 1.0
+        return [v / norm for v in vec]
+
+    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        return [self._vector(t) for t in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._vector(text)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(_WORD.findall(t)) for t in texts]
+
+
+class FakeGenerator:
+    """Streams a scripted reply word by word; can be told to fail mid-way."""
+
+    name = "fake"
+
+    def __init__(self, reply: str = "", fail_after: int | None = None) -> None:
+        self.reply = reply
+        self.fail_after = fail_after
+        self.calls: list[Sequence[Message]] = []
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        stop: threading.Event | None = None,
+    ) -> Iterator[str]:
+        self.calls.append(messages)
+        pieces = re.findall(r"\S+\s*", self.reply)[:max_new_tokens]
+        for i, piece in enumerate(pieces):
+            if stop is not None and stop.is_set():
+                return
+            if self.fail_after is not None and i >= self.fail_after:
+                raise GenerationError("fake generator failed")
+            yield piece
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+
+class InMemoryStore:
+    """A VectorStore in a dict, cosine similarity by brute force."""
+
+    def __init__(self) -> None:
+        self.chunks: dict[str, Chunk] = {}
+        self.vectors: dict[str, list[float]] = {}
+
+    def add(self, chunks: Sequence[Chunk], embeddings: Sequence[Sequence[float]]) -> None:
+        for c, e in zip(chunks, embeddings, strict=True):
+            self.chunks[c.id] = c
+            self.vectors[c.id] = list(e)
+
+    def delete_document(self, document_id: str) -> int:
+        ids = [cid for cid, c in self.chunks.items() if c.document_id == document_id]
+        self.delete_chunks(ids)
+        return len(ids)
+
+    def delete_chunks(self, chunk_ids: Sequence[str]) -> None:
+        for cid in chunk_ids:
+            self.chunks.pop(cid, None)
+            self.vectors.pop(cid, None)
+
+    def query(
+        self, embedding: Sequence[float], k: int, document_ids: Sequence[str] | None = None
+    ) -> list[tuple[Chunk, float]]:
+        allowed = set(document_ids) if document_ids is not None else None
+        scored = [
+            (c, sum(a * b for a, b in zip(embedding, self.vectors[cid], strict=True)))
+            for cid, c in self.chunks.items()
+            if allowed is None or c.document_id in allowed
+        ]
+        scored.sort(key=lambda t: -t[1])
+        return scored[:k]
+
+    def get(self, chunk_ids: Sequence[str]) -> list[Chunk]:
+        return [self.chunks[c] for c in chunk_ids if c in self.chunks]
+
+    def chunks_of(self, document_id: str) -> list[Chunk]:
+        return sorted(
+            (c for c in self.chunks.values() if c.document_id == document_id), key=lambda c: c.index
+        )
+
+    def embeddings_by_text_hash(self, text_hashes: Sequence[str]) -> dict[str, list[float]]:
+        wanted = set(text_hashes)
+        out = {}
+        for cid, c in self.chunks.items():
+            h = hashlib.sha256(c.embedding_text.encode()).hexdigest()
+            if h in wanted:
+                out[h] = self.vectors[cid]
+        return out
+
+    def document_ids(self) -> set[str]:
+        return {c.document_id for c in self.chunks.values()}
+
+    def count(self) -> int:
+        return len(self.chunks)

@@ -1,0 +1,175 @@
+"""Engine flow with fakes for the models (fast): ingest, refusal, streaming, checks, logging."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from rag_core.config import Settings
+from rag_core.db.database import Database
+from rag_core.db.log import ConversationLog
+from rag_core.db.registry import DocumentRegistry
+from rag_core.engine import Engine
+from rag_core.errors import InvalidQuestionError
+from rag_core.stores.keyword import BM25Index
+from rag_core.testing import FakeEmbedder, FakeGenerator, InMemoryStore
+from rag_core.types import Done, Logged, Retrieved, SentenceChecked, Token
+
+ACME = (
+    "# Billing\n\nAcme Cloud offers monthly and annual plans. Annual plans can be refunded in full "
+    "within 30 days of purchase. Monthly plans are not refundable.\n\n# Limits\n\nThe maximum "
+    "upload size of Acme Cloud is 2 GB per file.\n"
+)
+
+
+def make_engine(tmp_path: Path, reply: str = "", **overrides: object) -> Engine:
+    settings = Settings(home=tmp_path, refusal_threshold=0.2, **overrides)  # type: ignore[arg-type]
+    db = Database(settings.db_url)
+    db.migrate()
+    return Engine(
+        settings,
+        embedder=FakeEmbedder(),
+        store=InMemoryStore(),
+        keyword=BM25Index(tmp_path / "kw"),
+        generator=FakeGenerator(reply),
+        registry=DocumentRegistry(db),
+        log=ConversationLog(db),
+    )
+
+
+def run(engine: Engine, question: str, **kw: object) -> tuple[list[object], Done]:
+    events = list(engine.answer(question, **kw))  # type: ignore[arg-type]
+    done = events[-1]
+    assert isinstance(done, Done)
+    return events, done
+
+
+def test_ingest_duplicate_and_new_version(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path)
+    first = engine.ingest_bytes(ACME.encode(), "acme.md")
+    assert first.status == "added" and first.chunks >= 1
+    again = engine.ingest_bytes(ACME.encode(), "copy-of-acme.md")
+    assert again.status == "duplicate" and again.document and again.document.name == "acme.md"
+    assert len(engine.documents()) == 1
+    edited = ACME.replace("2 GB", "5 GB")
+    second = engine.ingest_bytes(edited.encode(), "acme.md")
+    assert second.status == "replaced" and second.document and second.document.version == 2
+    assert second.reused_embeddings >= 1  # the unchanged billing chunk was not embedded again
+    docs = engine.documents()
+    assert [d.version for d in docs] == [2]
+    texts = " ".join(c.text for c in engine.store.chunks_of(docs[0].id))  # type: ignore[attr-defined]
+    assert "5 GB" in texts and engine.store.count() == len(engine.chunks_of("acme.md"))
+
+
+def test_bad_file_leaves_knowledge_base_unchanged(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path)
+    engine.ingest_bytes(ACME.encode(), "acme.md")
+    before = (engine.store.count(), engine.keyword.count(), len(engine.documents()))
+    result = engine.ingest_bytes(b"%PDF-1.7\n garbage", "broken.pdf")
+    assert result.status == "error" and result.error and "broken.pdf" in result.error
+    assert engine.ingest_bytes(b"", "empty.txt").status == "error"
+    assert (engine.store.count(), engine.keyword.count(), len(engine.documents())) == before
+
+
+def test_deleted_document_is_never_retrieved(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path, reply="The maximum upload size is 2 GB per file.")
+    engine.ingest_bytes(ACME.encode(), "acme.md")
+    _, done = run(engine, "What is the maximum upload size?")
+    assert done.hits
+    engine.delete_document("acme.md")
+    events, done = run(engine, "What is the maximum upload size?")
+    assert done.hits == () and done.refused
+    assert engine.store.count() == 0 and engine.keyword.count() == 0
+
+
+def test_grounded_answer_streams_checks_and_cites(tmp_path: Path) -> None:
+    engine = make_engine(
+        tmp_path,
+        reply="Annual plans can be refunded in full within 30 days of purchase. It was founded in 1990.",
+    )
+    engine.ingest_bytes(ACME.encode(), "acme.md")
+    events, done = run(engine, "How long do I have to get a refund on an annual plan?")
+    assert isinstance(events[0], Retrieved) and not events[0].refused
+    assert sum(isinstance(e, Token) for e in events) > 3  # streamed in pieces
+    checks = [e.check for e in events if isinstance(e, SentenceChecked)]
+    assert [c.supported for c in checks] == [True, False]
+    assert done.mode == "generated" and done.status == "complete"
+    assert done.answer.startswith("Annual plans can be refunded in full within 30 days of purchase. [1]")
+    assert "[not in your documents]" in done.answer
+    assert [c.n for c in done.citations] == [1]
+    assert done.citations[0].chunk.document_name == "acme.md"
+    assert done.timings.first_token_ms is not None and done.config["top_k"] == 5
+
+
+def test_unsupported_generation_falls_back_to_quoting(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path, reply="The answer is: 6 months.")
+    engine.ingest_bytes(ACME.encode(), "acme.md")
+    _, done = run(engine, "How long do I have to get a refund on an annual plan?")
+    assert done.mode == "extractive" and "6 months" not in done.answer
+    assert "30 days" in done.answer and done.citations
+
+
+def test_refusal_when_nothing_relevant(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path, reply="Paris is the capital.")
+    engine.settings.refusal_threshold = 0.5
+    engine.ingest_bytes(ACME.encode(), "acme.md")
+    _, done = run(engine, "What is the capital of France?")
+    assert done.refused and done.mode == "refused" and "don't say" in done.answer
+    assert done.hits  # the closest passages stay inspectable
+    assert engine.generator.calls == []  # type: ignore[attr-defined]
+
+
+def test_extractive_mode_needs_no_generator(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path)
+    engine.ingest_bytes(ACME.encode(), "acme.md")
+    _, done = run(engine, "What is the maximum upload size?", answer_mode="extractive")
+    assert done.mode == "extractive" and "2 GB" in done.answer and done.citations
+
+
+def test_invalid_questions_are_rejected_clearly(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path)
+    with pytest.raises(InvalidQuestionError, match="empty"):
+        list(engine.answer("   \x00 "))
+    with pytest.raises(InvalidQuestionError, match="RAGCHAT_MAX_QUESTION_CHARS"):
+        list(engine.answer("why? " * 5000))
+
+
+def test_chat_logs_turns_and_uses_history(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path, reply="The maximum upload size of Acme Cloud is 2 GB per file.")
+    engine.ingest_bytes(ACME.encode(), "acme.md")
+    events = list(engine.chat("What is the maximum upload size of Acme Cloud?"))
+    logged = events[-1]
+    assert isinstance(logged, Logged)
+    events2 = list(engine.chat("And what about its refunds?", logged.conversation_id))
+    retrieved = events2[0]
+    assert isinstance(retrieved, Retrieved) and "upload" in retrieved.query
+    turns = engine.log.turns(logged.conversation_id, "local")
+    assert [t.position for t in turns] == sorted(t.position for t in turns) and len(turns) == 2
+    assert turns[0].citations and turns[0].hits
+
+
+def test_stopped_chat_is_logged_as_stopped(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path, reply=" ".join(["Annual plans can be refunded."] * 30))
+    engine.ingest_bytes(ACME.encode(), "acme.md")
+    stop = threading.Event()
+    it = engine.chat("How long do refunds take for annual plans?", stop=stop)
+    conv_id = None
+    for event in it:
+        if isinstance(event, Token):
+            stop.set()
+        if isinstance(event, Logged):
+            conv_id = event.conversation_id
+    assert conv_id is not None
+    [turn] = engine.log.turns(conv_id, "local")
+    assert turn.status == "stopped"
+
+
+def test_generation_error_is_a_logged_error_turn(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path)
+    engine.generator = FakeGenerator("Annual plans can be refunded in full. More text here.", fail_after=3)
+    engine.ingest_bytes(ACME.encode(), "acme.md")
+    events = list(engine.chat("How long do refunds take for annual plans?"))
+    done = next(e for e in events if isinstance(e, Done))
+    assert done.status == "error" and done.error and "fake generator failed" in done.error
