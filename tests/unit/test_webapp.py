@@ -1,0 +1,165 @@
+"""Web app pieces that need no server: escaping, answer rendering, highlighting, password hashes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from rag_core.db.records import ConversationRecord
+from rag_core.errors import ConfigError
+from rag_core.types import (
+    Chunk,
+    Citation,
+    DocumentRecord,
+    Done,
+    Hit,
+    IngestResult,
+    Logged,
+    Retrieved,
+    SentenceCheck,
+    SentenceChecked,
+    Timings,
+    Token,
+)
+from webapp import handlers as h
+from webapp.auth import authenticator, hash_password, parse_users, verify_password
+
+XSS = '<script>window.__xss=1</script><img src=x onerror="window.__xss=1">'
+
+
+def chunk(text: str, name: str = "guide.md", cid: str = "c1") -> Chunk:
+    return Chunk(cid, "d1", name, "v", 0, text, 0, len(text), page=3, heading_path=("Setup",))
+
+
+def hit(c: Chunk, rank: int = 1) -> Hit:
+    return Hit(c, rank, 0.03, dense_score=0.7, dense_rank=rank, keyword_score=None)
+
+
+def done(
+    answer: str, hits: tuple[Hit, ...], sentences: tuple[SentenceCheck, ...], **kw: object
+) -> Done:
+    citations = tuple(
+        Citation(s.citation, hits[s.citation - 1].chunk, s.support)
+        for s in sentences
+        if s.supported and s.citation
+    )
+    base: dict[str, object] = dict(
+        question="q", query="q", answer=answer, raw_answer=answer, citations=citations, hits=hits,
+        sentences=sentences, refused=False, mode="generated", status="complete", timings=Timings(),
+    )  # fmt: skip
+    base.update(kw)
+    return Done(**base)  # type: ignore[arg-type]
+
+
+def no_raw_markup(html_text: str) -> bool:
+    return "<script" not in html_text and "<img" not in html_text
+
+
+def test_document_text_and_names_are_escaped_everywhere() -> None:
+    c = chunk(f"The valve runs at 42 bar. {XSS}", name=f"{XSS}.md")
+    hits = (hit(c),)
+    check = SentenceCheck(0, "It runs at 42 bar. [1]", True, 0.9, 1, "The valve runs at 42 bar.")
+    view = h.TurnView(question=XSS, turn_id=7)
+    for event in (
+        Retrieved(XSS, XSS, hits, False),
+        Token("It runs at 42 bar."),
+        SentenceChecked(check),
+        done(f"It runs at 42 bar. [1] {XSS}", hits, (check,), question=XSS),
+        Logged("conv", 7),
+    ):
+        view.apply(event)
+    rendered = [
+        h.render_turn(view),
+        h.render_sources(view, focus=1),
+        h.render_error(XSS, XSS),
+        h.render_chunks(
+            DocumentRecord("d1", XSS, "x", 1, 1, "text", None, 1, datetime.now(UTC)), [c]
+        ),
+        h.render_history(
+            [ConversationRecord("c", "u", XSS, datetime.now(UTC), datetime.now(UTC), 1)], "c"
+        ),
+        h.render_ingest_results([IngestResult(XSS, "error", error=XSS)]),
+    ]
+    for fragment in rendered:
+        assert no_raw_markup(fragment), fragment
+        assert "&lt;script&gt;" in fragment or "&lt;img" in fragment
+
+
+def test_streaming_shows_the_unchecked_tail_as_pending() -> None:
+    c = chunk("The valve runs at 42 bar. It was made in 2019.")
+    view = h.TurnView(question="q")
+    view.apply(Retrieved("q", "q", (hit(c),), False))
+    view.apply(Token("It runs at 42 bar. It is blue"))
+    html_text = h.render_turn(view)
+    assert 'class="rc-pending"' in html_text and "It runs at 42 bar. It is blue" in html_text
+    view.apply(SentenceChecked(SentenceCheck(0, "It runs at 42 bar. [1]", True, 0.9, 1, "x")))
+    html_text = h.render_turn(view)
+    assert '<span class="rc-ok">It runs at 42 bar.' in html_text
+    assert 'data-n="1"' in html_text
+    pending = html_text.split('class="rc-pending"')[1]
+    assert "It is blue" in pending and "42 bar" not in pending
+
+
+def test_unsupported_sentences_are_marked_with_their_reason() -> None:
+    c = chunk("The valve runs at 42 bar.")
+    hits = (hit(c),)
+    good = SentenceCheck(0, "It runs at 42 bar. [1]", True, 0.9, 1, "The valve runs at 42 bar.")
+    bad = SentenceCheck(1, "It is painted blue.", False, 0.1, None, None, "no matching passage")
+    answer = "It runs at 42 bar. [1] It is painted blue. [not in your documents]"
+    view = h.TurnView(question="q")
+    view.apply(done(answer, hits, (good, bad)))
+    html_text = h.render_turn(view)
+    assert "[not in your documents]" not in html_text
+    assert 'class="rc-unsupported" title="Not in your documents: no matching passage"' in html_text
+    assert "It is painted blue." in html_text.split("rc-unsupported")[1]
+    assert h.answer_segments("A b. C d. [not in your documents]", ()) == [
+        ("A b. ", None),
+        ("C d.", "no passage supports it"),
+    ]
+
+
+def test_refusal_and_stopped_turns_are_labelled() -> None:
+    c = chunk("Unrelated text.")
+    view = h.TurnView(question="q")
+    view.apply(done("Your documents don't say.", (hit(c),), (), refused=True, mode="refused"))
+    assert "rc-refused" in h.render_turn(view)
+    assert "Refused" in h.render_sources(view)
+    view = h.TurnView(question="q")
+    view.apply(done("", (hit(c),), (), status="stopped"))
+    assert "stopped" in h.render_turn(view)
+
+
+def test_highlight_marks_support_and_question_words() -> None:
+    text = "Intro. The valve runs at 42 bar. Valves rust."
+    start = text.index("The valve")
+    out = h.highlight(text, h.question_terms("How fast does the valve run?"), (start, start + 25))
+    assert out.count('<mark class="rc-support">') == 1
+    assert (
+        '<mark class="rc-term">valve</mark>' in out and '<mark class="rc-term">Valves</mark>' in out
+    )
+    assert "does" not in h.question_terms("How fast does the valve run?")
+
+
+def test_password_hashes_round_trip_and_users_parse() -> None:
+    encoded = hash_password("s3cret", iterations=1000)
+    assert encoded.startswith("pbkdf2_sha256$1000$")
+    assert verify_password("s3cret", encoded) and not verify_password("wrong", encoded)
+    assert not verify_password("s3cret", "garbage")
+    users = parse_users(f"alice:{encoded}, bob:{hash_password('pw', iterations=1000)}")
+    assert set(users) == {"alice", "bob"}
+    check = authenticator(users)
+    assert check("alice", "s3cret") and not check("alice", "pw") and not check("carol", "s3cret")
+    with pytest.raises(ConfigError, match="not a user:hash pair"):
+        parse_users("alice")
+    with pytest.raises(ConfigError, match="hash of user 'alice'"):
+        parse_users("alice:plaintext")
+
+
+def test_users_file(tmp_path: Path) -> None:
+    path = tmp_path / "users"
+    path.write_text(
+        f"# accounts\nalice:{hash_password('pw', iterations=1000)}\n\n", encoding="utf-8"
+    )
+    assert list(parse_users(str(path))) == ["alice"]

@@ -1,0 +1,301 @@
+"""The `ragchat` command line: ingest, ask, docs, doctor, serve, eval."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from rag_core.config import Settings
+from rag_core.errors import RagError, UserError
+from rag_core.ingest.pipeline import SUPPORTED_EXTENSIONS
+from rag_core.types import Done, Hit, Retrieved, Token
+
+
+def _engine(settings: Settings) -> Any:
+    from rag_core.factory import build_engine
+
+    return build_engine(settings)
+
+
+def iter_files(paths: Sequence[str]) -> Iterator[Path]:
+    """Files named on the command line; folders are walked recursively (supported types only)."""
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                if child.is_file() and child.suffix.lower() in SUPPORTED_EXTENSIONS:
+                    if not any(part.startswith(".") for part in child.relative_to(path).parts):
+                        yield child
+        else:
+            yield path
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    files = list(iter_files(args.paths))
+    if not files:
+        print("No files to ingest.", file=sys.stderr)
+        return 1
+    engine = _engine(settings)
+    failures = 0
+    bar = tqdm(total=len(files), unit="file", disable=args.quiet or not sys.stderr.isatty())
+    for path in files:
+        bar.set_description(path.name[:30])
+        if not path.exists():
+            line = f"error      {path}: no such file"
+            failures += 1
+        else:
+            result = engine.ingest_path(path)
+            if result.status == "error":
+                failures += 1
+                line = f"error      {result.error}"
+            elif result.status == "duplicate":
+                doc = result.document
+                line = f"duplicate  {path} (same content as {doc.name}, nothing added)"
+            else:
+                doc = result.document
+                extra = (
+                    f", {result.reused_embeddings} embeddings reused"
+                    if result.reused_embeddings
+                    else ""
+                )
+                line = (
+                    f"{result.status:<10} {path} -> {doc.name} v{doc.version}: {result.chunks} chunks"
+                    f"{extra} in {result.seconds:.1f}s"
+                )
+        bar.write(line) if not args.quiet else None
+        bar.update(1)
+    bar.close()
+    ok = len(files) - failures
+    print(
+        f"{ok} of {len(files)} files ingested or already present; {failures} failed.",
+        file=sys.stderr,
+    )
+    return 0 if failures == 0 else 1
+
+
+def hit_json(hit: Hit, cited: set[str]) -> dict[str, Any]:
+    c = hit.chunk
+    return {
+        "rank": hit.rank,
+        "score": round(hit.score, 6),
+        "dense_score": hit.dense_score,
+        "keyword_score": hit.keyword_score,
+        "found_by": hit.found_by,
+        "document": c.document_name,
+        "document_id": c.document_id,
+        "page": c.page,
+        "heading_path": list(c.heading_path),
+        "chunk_id": c.id,
+        "cited": c.id in cited,
+        "text": c.text,
+    }
+
+
+def done_json(done: Done) -> dict[str, Any]:
+    cited = {c.chunk.id for c in done.citations}
+    return {
+        "question": done.question,
+        "query": done.query,
+        "answer": done.answer,
+        "raw_answer": done.raw_answer,
+        "mode": done.mode,
+        "refused": done.refused,
+        "status": done.status,
+        "error": done.error,
+        "citations": [
+            {
+                "n": c.n,
+                "document": c.chunk.document_name,
+                "document_id": c.chunk.document_id,
+                "version": c.chunk.version,
+                "page": c.chunk.page,
+                "heading_path": list(c.chunk.heading_path),
+                "chunk_id": c.chunk.id,
+                "char_start": c.chunk.char_start,
+                "char_end": c.chunk.char_end,
+                "support": c.support,
+                "text": c.chunk.text,
+            }
+            for c in done.citations
+        ],
+        "sentences": [asdict(s) for s in done.sentences],
+        "retrieved": [hit_json(h, cited) for h in done.hits],
+        "timings": asdict(done.timings),
+        "config": dict(done.config),
+    }
+
+
+def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    engine = _engine(settings)
+    options: dict[str, Any] = {"mode": args.mode}
+    if args.extractive:
+        options["answer_mode"] = "extractive"
+    if args.top_k:
+        options["top_k"] = args.top_k
+    done: Done | None = None
+    streamed = ""
+    for event in engine.chat(args.question, args.conversation, **options):
+        if isinstance(event, Token) and not args.json:
+            streamed += event.text
+            sys.stdout.write(event.text)
+            sys.stdout.flush()
+        elif isinstance(event, Retrieved) and not args.json and event.query != event.question:
+            print(f"(searching for: {event.query})", file=sys.stderr)
+        elif isinstance(event, Done):
+            done = event
+    if done is None:
+        return 1
+    if args.json:
+        print(json.dumps(done_json(done), ensure_ascii=False, indent=2))
+        return 0 if done.status == "complete" else 1
+    if " ".join(done.answer.split()) != " ".join(streamed.split()):
+        print("\n\nChecked against your documents:\n" + done.answer)
+    else:
+        print()
+    if done.citations:
+        print("\nSources:")
+        for c in done.citations:
+            where = f" ({c.chunk.location})" if c.chunk.location else ""
+            quote = " ".join((c.support or c.chunk.text).split())
+            print(f"  [{c.n}] {c.chunk.document_name}{where}: “{quote[:200]}”")
+    elif done.hits:
+        print("\nClosest passages:")
+        for h in done.hits[:3]:
+            where = f" ({h.chunk.location})" if h.chunk.location else ""
+            print(
+                f"  {h.rank}. {h.chunk.document_name}{where}: {' '.join(h.chunk.text.split())[:160]}"
+            )
+    return 0 if done.status == "complete" else 1
+
+
+def cmd_docs(args: argparse.Namespace, settings: Settings) -> int:
+    engine = _engine(settings)
+    if args.docs_cmd == "list":
+        docs = engine.documents()
+        if args.json:
+            print(
+                json.dumps(
+                    [{**asdict(d), "added_at": d.added_at.isoformat()} for d in docs], indent=2
+                )
+            )
+            return 0
+        if not docs:
+            print("No documents. Add some with: ragchat ingest PATH")
+            return 0
+        print(f"{'id':<10} {'name':<40} {'type':<8} {'pages':>5} {'chunks':>6} {'ver':>3}  added")
+        for d in docs:
+            pages = "" if d.page_count is None else str(d.page_count)
+            print(
+                f"{d.id[:8]:<10} {d.name[:40]:<40} {d.doc_type:<8} {pages:>5} {d.chunk_count:>6} "
+                f"{d.version:>3}  {d.added_at:%Y-%m-%d %H:%M}"
+            )
+        return 0
+    if args.docs_cmd == "delete":
+        record = engine.delete_document(args.document)
+        print(f"deleted {record.name} ({record.id[:8]}, {record.chunk_count} chunks)")
+        return 0
+    if args.docs_cmd == "show":
+        for c in engine.chunks_of(args.document):
+            print(f"--- chunk {c.index} {c.location} [{c.char_start}:{c.char_end}]")
+            print(c.text)
+        return 0
+    return 2
+
+
+def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    engine = _engine(settings)
+    problems = engine.pipeline.check()
+    if not problems:
+        print("OK: registry, vector store and keyword index agree.")
+        return 0
+    for p in problems:
+        print(f"problem: {p}")
+    if args.repair:
+        for action in engine.pipeline.recover():
+            print(f"repaired: {action}")
+        left = engine.pipeline.check()
+        print("OK after repair." if not left else f"{len(left)} problems remain.")
+        return 0 if not left else 1
+    print("Run `ragchat doctor --repair` to fix them.")
+    return 1
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from webapp.server import serve
+
+    serve(settings, host=args.host, port=args.port, demo=not args.no_demo)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ragchat", description="Chat with your documents, offline.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    ing = sub.add_parser("ingest", help="add files or folders (recursively) to the knowledge base")
+    ing.add_argument("paths", nargs="+")
+    ing.add_argument("-q", "--quiet", action="store_true")
+    ing.set_defaults(func=cmd_ingest)
+
+    ask = sub.add_parser("ask", help="ask a question; streams the answer, then lists the sources")
+    ask.add_argument("question")
+    ask.add_argument("--mode", choices=["hybrid", "dense", "bm25"], default=None)
+    ask.add_argument("--top-k", type=int, default=None)
+    ask.add_argument("--extractive", action="store_true", help="quote passages, no generator")
+    ask.add_argument("--conversation", default=None, help="continue this conversation id")
+    ask.add_argument("--json", action="store_true", help="print one JSON object")
+    ask.set_defaults(func=cmd_ask)
+
+    docs = sub.add_parser("docs", help="list, show or delete documents")
+    dsub = docs.add_subparsers(dest="docs_cmd", required=True)
+    dl = dsub.add_parser("list")
+    dl.add_argument("--json", action="store_true")
+    dd = dsub.add_parser("delete")
+    dd.add_argument("document", help="name or id (prefix)")
+    ds = dsub.add_parser("show", help="print a document's chunks")
+    ds.add_argument("document")
+    docs.set_defaults(func=cmd_docs)
+
+    doc = sub.add_parser("doctor", help="check that registry and indexes agree")
+    doc.add_argument("--repair", action="store_true")
+    doc.set_defaults(func=cmd_doctor)
+
+    srv = sub.add_parser("serve", help="start the web app")
+    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument("--port", type=int, default=7860)
+    srv.add_argument("--no-demo", action="store_true", help="don't add the demo documents")
+    srv.set_defaults(func=cmd_serve)
+
+    from webapp.eval_cli import add_eval_commands
+
+    add_eval_commands(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except Exception as exc:  # pydantic ValidationError: show which setting is wrong
+        print(f"ragchat: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return int(args.func(args, settings))
+    except UserError as exc:
+        print(f"ragchat: {exc}", file=sys.stderr)
+        return 1
+    except RagError as exc:
+        print(f"ragchat: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
