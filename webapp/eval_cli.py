@@ -1,0 +1,448 @@
+"""`ragchat eval retrieval|answers|calibrate`: measure the engine on a BEIR-format dataset.
+
+The corpus is indexed through the real ingestion path into an engine home of its own (never the
+user's data), kept in a cache folder keyed by the corpus file, the embedder, the chunking settings
+and the indexing code, and reused while complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import inspect
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rag_core.config import Settings
+from rag_core.errors import UserError
+from rag_core.evaldata import default_unanswerable
+from rag_core.evaluation import (
+    AnswerScores,
+    BeirDataset,
+    CorpusMap,
+    RefusalStats,
+    best_threshold,
+    evaluate_answers,
+    evaluate_retrieval,
+    index_corpus,
+    load_beir,
+    percentile,
+    question_gate_score,
+    read_questions,
+    refusal_stats,
+    spread,
+    summarize_answers,
+)
+from rag_core.types import RetrievalMode
+
+if TYPE_CHECKING:
+    from rag_core.engine import Engine
+
+INDEX_FORMAT = 1
+STAMP = ".ragchat-eval-index"  # written first: the folder is ours and may be rebuilt
+MARKER = "index-complete.json"  # written last: the index is complete
+MODES: tuple[RetrievalMode, ...] = ("hybrid", "dense", "bm25")
+# code whose changes alter what an index holds: a change rebuilds the cached index
+_INDEX_CODE = (
+    "ingest/loaders.py",
+    "ingest/chunking.py",
+    "ingest/pipeline.py",
+    "stores/tokenize.py",
+    "stores/keyword.py",
+    "stores/chroma.py",
+    "embedders/sentence_transformers.py",
+)
+
+
+def add_eval_commands(sub: Any) -> None:
+    """Register `eval` and its subcommands on the main parser's subparsers."""
+    ev = sub.add_parser("eval", help="measure retrieval and answer quality on a BEIR dataset")
+    esub = ev.add_subparsers(dest="eval_cmd", required=True)
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--beir", required=True, metavar="DIR", help="BEIR-format dataset folder")
+    common.add_argument("--split", default="dev", help="qrels/<SPLIT>.tsv (default: dev)")
+    common.add_argument(
+        "--index-dir",
+        default=None,
+        help="where the index is kept (default: ~/.cache/ragchat/eval/...)",
+    )
+    common.add_argument("--reindex", action="store_true", help="rebuild the cached index")
+    common.add_argument("--json", action="store_true", help="print one JSON object")
+
+    r = esub.add_parser(
+        "retrieval", parents=[common], help="nDCG@10, Recall@10/100, MRR@10, latency"
+    )
+    r.add_argument("--mode", choices=[*MODES, "all"], default="all")
+    r.add_argument("--limit", type=int, default=None, help="at most N queries (evenly spread)")
+    r.set_defaults(func=cmd_retrieval)
+
+    a = esub.add_parser(
+        "answers", parents=[common], help="citations, grounding and refusals of full answers"
+    )
+    a.add_argument("--limit", type=int, default=None, help="at most N questions of each set")
+    a.add_argument("--unanswerable", default=None, metavar="FILE", help="one question a line")
+    a.add_argument(
+        "--grounding",
+        choices=["mark", "remove", "off", "both"],
+        default=None,
+        help="grounding policy; 'both' runs mark and off side by side (default: the setting)",
+    )
+    a.set_defaults(func=cmd_answers)
+
+    c = esub.add_parser(
+        "calibrate", parents=[common], help="choose the refusal-gate threshold (no generation)"
+    )
+    c.add_argument("--unanswerable", default=None, metavar="FILE", help="one question a line")
+    c.set_defaults(func=cmd_calibrate)
+
+
+# --------------------------------------------------------------------------------------------
+# the cached index
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    folder: Path
+    reused: bool
+    documents: int
+    chunks: int
+    errors: int
+    build_s: float
+
+
+def _code_fingerprint() -> str:
+    import rag_core
+    from rag_core.types import Chunk
+
+    root = Path(rag_core.__file__).resolve().parent
+    h = hashlib.sha256(inspect.getsource(Chunk).encode())
+    for rel in _INDEX_CODE:
+        path = root / rel
+        h.update(rel.encode() + (path.read_bytes() if path.is_file() else b""))
+    return h.hexdigest()
+
+
+def index_key(dataset: BeirDataset, settings: Settings) -> str:
+    """Identifies an index: corpus file (path, size, mtime), embedder, chunking, indexing code."""
+    st = dataset.corpus_file.stat()
+    parts = {
+        "format": INDEX_FORMAT,
+        "corpus": str(dataset.corpus_file.resolve()),
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "embedder": settings.embedder,
+        "chunk_size": settings.chunk_size,
+        "chunk_overlap": settings.chunk_overlap,
+        "code": _code_fingerprint(),
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def default_index_dir(dataset: BeirDataset, key: str) -> Path:
+    return Path.home() / ".cache" / "ragchat" / "eval" / f"{dataset.path.name}-{key[:16]}"
+
+
+def _build_engine(settings: Settings) -> Engine:
+    from rag_core.factory import build_engine
+
+    return build_engine(settings)
+
+
+def _clear(folder: Path) -> None:
+    """Empty a folder for a new index, but only one this command made (or an empty one)."""
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise UserError(f"index folder {folder} exists and is not a folder")
+    if (folder / STAMP).is_file():
+        shutil.rmtree(folder)
+    elif any(folder.iterdir()):
+        raise UserError(
+            f"refusing to use {folder} as an evaluation index: it is not empty and was not made "
+            "by `ragchat eval`. Pick another --index-dir."
+        )
+
+
+def _status(message: str) -> None:
+    """Progress and index messages go to stderr, so --json output on stdout stays clean."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def _progress(label: str) -> Callable[[int, int], None]:
+    """A progress printer to stderr: a line every ~10% (readable in logs as well as terminals)."""
+    t0 = time.perf_counter()
+    last = [-1]
+
+    def report(done: int, total: int) -> None:
+        step = (10 * done) // max(total, 1)
+        if step != last[0] or done == total:
+            last[0] = step
+            _status(f"{label}: {done}/{total} ({time.perf_counter() - t0:.0f} s)")
+
+    return report
+
+
+def open_index(
+    args: argparse.Namespace, settings: Settings, dataset: BeirDataset
+) -> tuple[Engine, CorpusMap, IndexInfo]:
+    """An engine over the dataset's corpus in its own home: the cached index, or a new one."""
+    key = index_key(dataset, settings)
+    folder = (
+        Path(args.index_dir).expanduser() if args.index_dir else default_index_dir(dataset, key)
+    )
+    marker = folder / MARKER
+    saved: dict[str, Any] | None = None
+    if not args.reindex and marker.is_file():
+        try:
+            data = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = None
+        if isinstance(data, dict) and data.get("key") == key:
+            saved = data
+    if saved is None:
+        _clear(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / STAMP).write_text(key + "\n", encoding="utf-8")
+    home = settings.model_copy(update={"home": folder, "database_url": None, "chroma_url": None})
+    engine = _build_engine(home)
+    if saved is not None:
+        cmap = CorpusMap.from_json(saved["corpus"])
+        info = IndexInfo(
+            folder,
+            True,
+            len(dataset.corpus),
+            cmap.chunks,
+            len(cmap.errors),
+            float(saved.get("build_s", 0.0)),
+        )
+        _status(f"index: reusing {folder} ({cmap.chunks} chunks)")
+        return engine, cmap, info
+    _status(f"index: building {folder} from {len(dataset.corpus)} documents")
+    t0 = time.perf_counter()
+    cmap = index_corpus(engine, dataset.corpus, _progress("indexing documents"))
+    build_s = time.perf_counter() - t0
+    record = {
+        "key": key,
+        "dataset": str(dataset.path),
+        "embedder": settings.embedder,
+        "chunk_size": settings.chunk_size,
+        "chunk_overlap": settings.chunk_overlap,
+        "build_s": round(build_s, 1),
+        "corpus": cmap.to_json(),
+    }
+    marker.write_text(json.dumps(record), encoding="utf-8")
+    if cmap.errors:
+        _status(f"index: {len(cmap.errors)} documents could not be ingested")
+    info = IndexInfo(folder, False, len(dataset.corpus), cmap.chunks, len(cmap.errors), build_s)
+    return engine, cmap, info
+
+
+def _close(engine: Engine) -> None:
+    for part in (engine.store, engine.keyword):
+        close = getattr(part, "close", None)
+        if callable(close):
+            close()
+
+
+def _header(dataset: BeirDataset, info: IndexInfo, queries: int) -> dict[str, Any]:
+    return {
+        "dataset": str(dataset.path),
+        "split": dataset.split,
+        "queries": queries,
+        "documents": info.documents,
+        "index": {
+            "folder": str(info.folder),
+            "reused": info.reused,
+            "chunks": info.chunks,
+            "errors": info.errors,
+            "build_s": round(info.build_s, 1),
+        },
+    }
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _round(data: dict[str, Any], digits: int = 4) -> dict[str, Any]:
+    return {k: round(v, digits) if isinstance(v, float) else v for k, v in data.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# commands
+
+
+def cmd_retrieval(args: argparse.Namespace, settings: Settings) -> int:
+    dataset = load_beir(args.beir, args.split)
+    ids = spread(list(dataset.queries), args.limit)
+    queries = {q: dataset.queries[q] for q in ids}
+    modes = list(MODES) if args.mode == "all" else [args.mode]
+    engine, cmap, info = open_index(args, settings, dataset)
+    try:
+        scores = evaluate_retrieval(
+            engine,
+            queries,
+            dataset.qrels,
+            modes,
+            documents=cmap,
+            progress=_progress("queries"),
+        )
+    finally:
+        _close(engine)
+    if args.json:
+        out = _header(dataset, info, len(queries))
+        out["settings"] = settings.snapshot()
+        out["modes"] = {s.mode: _round(asdict(s)) for s in scores}
+        print(json.dumps(out, indent=2))
+        return 0
+    print(
+        f"{dataset.path.name} ({dataset.split}): {len(queries)} queries, "
+        f"{info.documents} documents, {info.chunks} chunks "
+        f"(chunk_size {settings.chunk_size}, overlap {settings.chunk_overlap})"
+    )
+    cols = ("nDCG@10", "R@10", "R@100", "MRR@10", "p50 ms", "p95 ms")
+    print(f"{'mode':<8}" + "".join(f"{c:>9}" for c in cols))
+    for s in scores:
+        print(
+            f"{s.mode:<8}{s.ndcg_at_10:>9.3f}{s.recall_at_10:>9.3f}{s.recall_at_100:>9.3f}"
+            f"{s.mrr_at_10:>9.3f}{s.latency_p50_ms:>9.1f}{s.latency_p95_ms:>9.1f}"
+        )
+    print(
+        f"latency: one search as answers run it (top_k {settings.top_k}, candidates "
+        f"{settings.candidates}, query embedding included)"
+    )
+    return 0
+
+
+def _unanswerable(args: argparse.Namespace) -> list[str]:
+    return read_questions(args.unanswerable or default_unanswerable())
+
+
+_ANSWER_ROWS = (
+    ("citation_precision", "citation precision"),
+    ("answers_with_correct_citation", "answers with >= 1 correct citation"),
+    ("supported_sentence_rate", "supported-sentence rate (shown sentences)"),
+    ("unflagged_unsupported_rate", "unflagged-unsupported rate (answers)"),
+    ("refusal_rate_answerable", "refusal rate on answerable"),
+    ("refusal_precision", "refusal precision"),
+    ("refusal_recall", "refusal recall"),
+    ("extractive_share", "extractive fallback share"),
+    ("first_token_p50_ms", "time to first token p50 (ms)"),
+    ("first_token_p95_ms", "time to first token p95 (ms)"),
+)
+
+
+def cmd_answers(args: argparse.Namespace, settings: Settings) -> int:
+    dataset = load_beir(args.beir, args.split)
+    unanswerable = spread(_unanswerable(args), args.limit)
+    ids = spread(list(dataset.queries), args.limit)
+    questions: list[tuple[str, frozenset[str] | None]] = [
+        (dataset.queries[q], frozenset(d for d, r in dataset.qrels[q].items() if r > 0))
+        for q in ids
+    ]
+    questions += [(q, None) for q in unanswerable]
+    policy = args.grounding or settings.grounding
+    policies = ["mark", "off"] if policy == "both" else [policy]
+    engine, cmap, info = open_index(args, settings, dataset)
+    try:
+        records = evaluate_answers(
+            engine,
+            questions,
+            policies,
+            documents=cmap,
+            progress=_progress("answers"),
+        )
+    finally:
+        _close(engine)
+    summaries: list[AnswerScores] = [summarize_answers(records, p) for p in policies]
+    if args.json:
+        out = _header(dataset, info, len(ids))
+        out["unanswerable"] = len(unanswerable)
+        out["settings"] = settings.snapshot()
+        out["grounding"] = {s.grounding: _round(asdict(s)) for s in summaries}
+        out["answers"] = [asdict(r) for r in records]
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+        return 0
+    print(
+        f"{dataset.path.name} ({dataset.split}): {len(ids)} answerable and {len(unanswerable)} "
+        f"unanswerable questions, generator {settings.generator}"
+    )
+    width = 44
+    print(f"{'grounding':<{width}}" + "".join(f"{s.grounding:>10}" for s in summaries))
+    for key, label in _ANSWER_ROWS:
+        digits = 0 if key.endswith("_ms") else 3
+        cells = "".join(f"{_fmt(getattr(s, key), digits):>10}" for s in summaries)
+        print(f"{label:<{width}}{cells}")
+    return 0
+
+
+def _stats_json(stats: RefusalStats) -> dict[str, Any]:
+    return _round(asdict(stats))
+
+
+def _distribution(values: Sequence[float]) -> dict[str, float | None]:
+    return {
+        f"p{p}": (None if (v := percentile(values, p)) is None else round(v, 4))
+        for p in (5, 25, 50, 75, 95)
+    }
+
+
+def cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
+    dataset = load_beir(args.beir, args.split)
+    unanswerable = _unanswerable(args)
+    engine, _, info = open_index(args, settings, dataset)
+    try:
+        answerable_scores = [question_gate_score(engine, q) for q in dataset.queries.values()]
+        unanswerable_scores = [question_gate_score(engine, q) for q in unanswerable]
+    finally:
+        _close(engine)
+    best = best_threshold(answerable_scores, unanswerable_scores)
+    current = refusal_stats(answerable_scores, unanswerable_scores, settings.refusal_threshold)
+    if args.json:
+        out = _header(dataset, info, len(dataset.queries))
+        out.update(
+            unanswerable=len(unanswerable),
+            retrieval_mode=settings.retrieval_mode,
+            criterion="max refusal F1 (positives: unanswerable questions)",
+            best=_stats_json(best),
+            current=_stats_json(current),
+            answerable_scores=_distribution(answerable_scores),
+            unanswerable_scores=_distribution(unanswerable_scores),
+            scores={
+                "answerable": {
+                    q: round(v, 4) for q, v in zip(dataset.queries, answerable_scores, strict=True)
+                },
+                "unanswerable": {
+                    q: round(v, 4) for q, v in zip(unanswerable, unanswerable_scores, strict=True)
+                },
+            },
+        )
+        print(json.dumps(out, indent=2))
+        return 0
+    print(
+        f"refusal gate on {dataset.path.name} ({dataset.split}): {len(answerable_scores)} "
+        f"answerable, {len(unanswerable_scores)} unanswerable questions, "
+        f"retrieval mode {settings.retrieval_mode}"
+    )
+    print("score percentiles  " + "".join(f"{p:>8}" for p in ("p5", "p25", "p50", "p75", "p95")))
+    for label, values in (("answerable", answerable_scores), ("unanswerable", unanswerable_scores)):
+        dist = _distribution(values)
+        print(f"{label:<19}" + "".join(f"{_fmt(v):>8}" for v in dist.values()))
+    print(f"{'':<22}{'threshold':>10}{'precision':>10}{'recall':>8}{'F1':>7}{'bal.acc':>9}")
+    for label, s in (("best (max refusal F1)", best), ("current (settings)", current)):
+        print(
+            f"{label:<22}{s.threshold:>10.3f}{s.precision:>10.3f}{s.recall:>8.3f}{s.f1:>7.3f}"
+            f"{s.balanced_accuracy:>9.3f}"
+        )
+    print(
+        f"refuse when score < threshold; best threshold refuses {best.refused_answerable} "
+        f"answerable and {best.refused_unanswerable} unanswerable questions"
+    )
+    return 0
