@@ -19,7 +19,9 @@ class Settings(BaseSettings):
         env_prefix="RAGCHAT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
 
-    home: Path = Field(Path("data"), description="Data folder: vector store, keyword index, SQLite.")
+    home: Path = Field(
+        Path("data"), description="Data folder: vector store, keyword index, SQLite."
+    )
     database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in home.")
     chroma_url: str | None = Field(None, description="http://host:port of a Chroma server.")
     model_cache: Path | None = Field(
@@ -28,7 +30,9 @@ class Settings(BaseSettings):
 
     embedder: str = Field(DEFAULT_EMBEDDER, description="'default', a HF model id or a folder.")
     generator: str = Field(DEFAULT_GENERATOR, description="'default', a HF model id or a folder.")
-    generator_gguf_file: str | None = Field(None, description="GGUF file inside the generator folder.")
+    generator_gguf_file: str | None = Field(
+        None, description="GGUF file inside the generator folder."
+    )
     embed_batch_size: int = Field(32, ge=1, le=1024)
     threads: int | None = Field(None, ge=1, description="torch threads; default: all cores.")
 
@@ -37,7 +41,9 @@ class Settings(BaseSettings):
 
     retrieval_mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
     top_k: int = Field(5, ge=1, le=50, description="Passages given to the generator.")
-    candidates: int = Field(40, ge=1, le=1000, description="Candidates per retriever before fusion.")
+    candidates: int = Field(
+        40, ge=1, le=1000, description="Candidates per retriever before fusion."
+    )
     rrf_k: int = Field(60, ge=1)
     dense_weight: float = Field(1.0, ge=0.0, description="Weight of the dense ranking in fusion.")
     keyword_weight: float = Field(0.5, ge=0.0, description="Weight of the BM25 ranking in fusion.")
@@ -106,9 +112,23 @@ class Settings(BaseSettings):
 
     def snapshot(self) -> dict[str, Any]:
         """The settings that shape an answer, as logged with every turn."""
-        keys = (
-            "embedder generator retrieval_mode top_k candidates rrf_k dense_weight keyword_weight "
-            "chunk_size chunk_overlap max_new_tokens temperature answer_mode grounding "
-            "refusal_threshold support_threshold extractive_min_score"
-        ).split()
+        keys = [
+            "embedder",
+            "generator",
+            "retrieval_mode",
+            "top_k",
+            "candidates",
+            "rrf_k",
+            "dense_weight",
+            "keyword_weight",
+            "chunk_size",
+            "chunk_overlap",
+            "max_new_tokens",
+            "temperature",
+            "answer_mode",
+            "grounding",
+            "refusal_threshold",
+            "support_threshold",
+            "extractive_min_score",
+        ]
         return {k: getattr(self, k) for k in keys}

@@ -112,7 +112,9 @@ class Engine:
     def ingest_path(self, path: Path, progress: Progress | None = None) -> IngestResult:
         return self.pipeline.ingest_path(Path(path), progress)
 
-    def ingest_bytes(self, data: bytes, name: str, progress: Progress | None = None) -> IngestResult:
+    def ingest_bytes(
+        self, data: bytes, name: str, progress: Progress | None = None
+    ) -> IngestResult:
         return self.pipeline.ingest_bytes(data, name, progress)
 
     def delete_document(self, id_or_name: str) -> DocumentRecord:
@@ -147,9 +149,13 @@ class Engine:
         answer_mode = answer_mode or s.answer_mode
         grounding = grounding or s.grounding
         if answer_mode not in ("generate", "extractive"):
-            raise InvalidQuestionError(f"unknown answer mode {answer_mode!r}: generate or extractive")
+            raise InvalidQuestionError(
+                f"unknown answer mode {answer_mode!r}: generate or extractive"
+            )
         if grounding not in ("mark", "remove", "off"):
-            raise InvalidQuestionError(f"unknown grounding policy {grounding!r}: mark, remove or off")
+            raise InvalidQuestionError(
+                f"unknown grounding policy {grounding!r}: mark, remove or off"
+            )
         stop = stop or threading.Event()
         config: dict[str, Any] = {
             **s.snapshot(),
@@ -299,7 +305,10 @@ class Engine:
             return
         body = " ".join(c.text for c in quoted)
         if reason == "unsupported":
-            text = "The generated answer could not be checked against your documents; they say: " + body
+            text = (
+                "The generated answer could not be checked against your documents; they say: "
+                + body
+            )
         elif reason == "not-found":
             text = "The documents may not answer this directly; the closest they say is: " + body
         else:

@@ -36,9 +36,53 @@ _FILLER = re.compile(
     re.IGNORECASE,
 )
 _COMMON_CAPS = set(
-    "the a an i it this that these those there here he she they we you yes no in on at for "
-    "to of and or but if when while as by with from answer passage passages question note "
-    "however also so then according based".split()
+    [
+        "the",
+        "a",
+        "an",
+        "i",
+        "it",
+        "this",
+        "that",
+        "these",
+        "those",
+        "there",
+        "here",
+        "he",
+        "she",
+        "they",
+        "we",
+        "you",
+        "yes",
+        "no",
+        "in",
+        "on",
+        "at",
+        "for",
+        "to",
+        "of",
+        "and",
+        "or",
+        "but",
+        "if",
+        "when",
+        "while",
+        "as",
+        "by",
+        "with",
+        "from",
+        "answer",
+        "passage",
+        "passages",
+        "question",
+        "note",
+        "however",
+        "also",
+        "so",
+        "then",
+        "according",
+        "based",
+    ]
 )
 
 
@@ -139,7 +183,9 @@ def is_filler(sentence: str) -> bool:
     return not bare or bool(_FILLER.match(bare)) or not tokenize(bare)
 
 
-def best_support(sentence: str, evidence: Evidence, question: str, vector: Sequence[float]) -> dict[int, Support]:
+def best_support(
+    sentence: str, evidence: Evidence, question: str, vector: Sequence[float]
+) -> dict[int, Support]:
     """For each passage, how well its best sentence supports `sentence` (0..1), and missing facts."""
     claim = strip_markers(sentence)
     claim_tokens = set(tokenize(claim))
@@ -174,7 +220,9 @@ def check_sentences(
     vectors = evidence.embedder.embed_documents(claims) if claims else []
     n_passages = len(evidence.hits)
     checks = []
-    for offset, (sentence, claim, vector) in enumerate(zip(sentences, claims, vectors, strict=True)):
+    for offset, (sentence, claim, vector) in enumerate(
+        zip(sentences, claims, vectors, strict=True)
+    ):
         index = start_index + offset
         if is_filler(sentence):
             checks.append(SentenceCheck(index, claim, False, 0.0, None, None, "no claim"))
@@ -207,7 +255,9 @@ def check_sentences(
         else:
             reason = "no passages"
         checks.append(
-            SentenceCheck(index, claim, False, round(best.score, 4) if best else 0.0, None, None, reason)
+            SentenceCheck(
+                index, claim, False, round(best.score, 4) if best else 0.0, None, None, reason
+            )
         )
     return checks
 
@@ -288,7 +338,9 @@ def extractive_answer(
         ps = evidence.sentences[i]
         text = " ".join(ps.text.split())
         checks.append(
-            SentenceCheck(index, f"{text} [{ps.passage}]", True, round(score, 4), ps.passage, ps.text)
+            SentenceCheck(
+                index, f"{text} [{ps.passage}]", True, round(score, 4), ps.passage, ps.text
+            )
         )
     return checks
 
@@ -301,7 +353,9 @@ def gate_score(hits: Sequence[Hit], top_dense: float | None) -> float:
     """
     score = top_dense if top_dense is not None else 0.0
     agree = any(
-        h.dense_rank is not None and h.keyword_rank is not None and h.dense_rank <= 3
+        h.dense_rank is not None
+        and h.keyword_rank is not None
+        and h.dense_rank <= 3
         and h.keyword_rank <= 3
         for h in hits
     )

@@ -92,7 +92,9 @@ def fuse(
     missing = [cid for cid, _ in keyword if cid not in chunks]
     if missing:
         chunks.update({c.id: c for c in fetch(missing)})
-    kw_ranked = [(cid, s) for cid, s in keyword if cid in chunks and chunks[cid].document_id in ready]
+    kw_ranked = [
+        (cid, s) for cid, s in keyword if cid in chunks and chunks[cid].document_id in ready
+    ]
     kw_info = {cid: (rank, score) for rank, (cid, score) in enumerate(kw_ranked, start=1)}
 
     scores: dict[str, float] = {}
@@ -131,11 +133,97 @@ _FOLLOW_UP = re.compile(
 )
 _WORD = re.compile(r"[\w][\w.\-']*", re.UNICODE)
 _STOP = set(
-    "a an the and or but if then so of to in on at by for with from as is are was were be been "
-    "being do does did have has had what which who whom whose when where why how can could "
-    "should would will shall may might must i you we it its it's they them their this that "
-    "these those he she his her there here my your our me us about also please tell explain "
-    "describe give show list any some more most much many".split()
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "but",
+        "if",
+        "then",
+        "so",
+        "of",
+        "to",
+        "in",
+        "on",
+        "at",
+        "by",
+        "for",
+        "with",
+        "from",
+        "as",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "do",
+        "does",
+        "did",
+        "have",
+        "has",
+        "had",
+        "what",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "when",
+        "where",
+        "why",
+        "how",
+        "can",
+        "could",
+        "should",
+        "would",
+        "will",
+        "shall",
+        "may",
+        "might",
+        "must",
+        "i",
+        "you",
+        "we",
+        "it",
+        "its",
+        "it's",
+        "they",
+        "them",
+        "their",
+        "this",
+        "that",
+        "these",
+        "those",
+        "he",
+        "she",
+        "his",
+        "her",
+        "there",
+        "here",
+        "my",
+        "your",
+        "our",
+        "me",
+        "us",
+        "about",
+        "also",
+        "please",
+        "tell",
+        "explain",
+        "describe",
+        "give",
+        "show",
+        "list",
+        "any",
+        "some",
+        "more",
+        "most",
+        "much",
+        "many",
+    ]
 )
 
 

@@ -28,9 +28,9 @@ def iter_files(paths: Sequence[str]) -> Iterator[Path]:
         path = Path(raw)
         if path.is_dir():
             for child in sorted(path.rglob("*")):
-                if child.is_file() and child.suffix.lower() in SUPPORTED_EXTENSIONS:
-                    if not any(part.startswith(".") for part in child.relative_to(path).parts):
-                        yield child
+                hidden = any(part.startswith(".") for part in child.relative_to(path).parts)
+                if child.is_file() and child.suffix.lower() in SUPPORTED_EXTENSIONS and not hidden:
+                    yield child
         else:
             yield path
 

@@ -79,7 +79,7 @@ def test_deleted_document_is_never_retrieved(tmp_path: Path) -> None:
     _, done = run(engine, "What is the maximum upload size?")
     assert done.hits
     engine.delete_document("acme.md")
-    events, done = run(engine, "What is the maximum upload size?")
+    _events, done = run(engine, "What is the maximum upload size?")
     assert done.hits == () and done.refused
     assert engine.store.count() == 0 and engine.keyword.count() == 0
 
@@ -96,7 +96,9 @@ def test_grounded_answer_streams_checks_and_cites(tmp_path: Path) -> None:
     checks = [e.check for e in events if isinstance(e, SentenceChecked)]
     assert [c.supported for c in checks] == [True, False]
     assert done.mode == "generated" and done.status == "complete"
-    assert done.answer.startswith("Annual plans can be refunded in full within 30 days of purchase. [1]")
+    assert done.answer.startswith(
+        "Annual plans can be refunded in full within 30 days of purchase. [1]"
+    )
     assert "[not in your documents]" in done.answer
     assert [c.n for c in done.citations] == [1]
     assert done.citations[0].chunk.document_name == "acme.md"
@@ -168,7 +170,9 @@ def test_stopped_chat_is_logged_as_stopped(tmp_path: Path) -> None:
 
 def test_generation_error_is_a_logged_error_turn(tmp_path: Path) -> None:
     engine = make_engine(tmp_path)
-    engine.generator = FakeGenerator("Annual plans can be refunded in full. More text here.", fail_after=3)
+    engine.generator = FakeGenerator(
+        "Annual plans can be refunded in full. More text here.", fail_after=3
+    )
     engine.ingest_bytes(ACME.encode(), "acme.md")
     events = list(engine.chat("How long do refunds take for annual plans?"))
     done = next(e for e in events if isinstance(e, Done))

@@ -16,7 +16,9 @@ ACME = (
     "Acme Cloud offers monthly and annual plans. Annual plans can be refunded in full within "
     "30 days of purchase. Monthly plans are not refundable."
 )
-ZORBLAX = "The Zorblax reactor was commissioned by Dr. Ilse Varga in 2011. It powers the northern grid."
+ZORBLAX = (
+    "The Zorblax reactor was commissioned by Dr. Ilse Varga in 2011. It powers the northern grid."
+)
 
 
 def hits() -> list[Hit]:
@@ -49,7 +51,9 @@ def test_copied_sentence_is_supported_and_cited() -> None:
 
 def test_wrong_number_is_unsupported_even_if_words_match() -> None:
     ev = evidence("How long do I have to get a refund on an annual plan?")
-    [check] = check_sentences(["Annual plans can be refunded within 6 months [1]."], ev, threshold=0.6)
+    [check] = check_sentences(
+        ["Annual plans can be refunded within 6 months [1]."], ev, threshold=0.6
+    )
     assert not check.supported
     assert "6" in check.reason
 
@@ -111,7 +115,9 @@ def test_split_answer_keeps_markers_with_their_sentence() -> None:
 
 def test_extractive_answer_quotes_the_best_sentence() -> None:
     ev = evidence("Within how many days can annual plans be refunded?")
-    checks = extractive_answer("Within how many days can annual plans be refunded?", ev, min_score=0.2)
+    checks = extractive_answer(
+        "Within how many days can annual plans be refunded?", ev, min_score=0.2
+    )
     assert checks and checks[0].citation == 1 and "30 days" in checks[0].text
     assert extractive_answer("xylophone quasar?", ev, min_score=0.2) == []
 

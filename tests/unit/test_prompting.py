@@ -7,7 +7,9 @@ def hit(n: int, text: str, page: int | None = None) -> Hit:
 
 
 def test_passages_are_numbered_with_their_source() -> None:
-    msgs = build_messages("How long?", [hit(1, "Refunds within 30 days.", page=3), hit(2, "Other.")])
+    msgs = build_messages(
+        "How long?", [hit(1, "Refunds within 30 days.", page=3), hit(2, "Other.")]
+    )
     assert msgs[0].role == "system" and "NOT FOUND" in msgs[0].content
     user = msgs[-1].content
     assert "[1] (guide.pdf, p. 3) Refunds within 30 days." in user

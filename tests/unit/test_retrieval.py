@@ -25,7 +25,9 @@ def test_rrf_rewards_agreement_and_keeps_each_retrievers_rank() -> None:
 def test_fusion_weights_shift_the_order() -> None:
     a, c = chunk("a"), chunk("c")
     params = FusionParams(rrf_k=60, dense_weight=1.0, keyword_weight=0.5)
-    hits = fuse([(a, 0.9)], [("c", 3.0)], lambda ids: [c], {"d1"}, k=2, mode="hybrid", params=params)
+    hits = fuse(
+        [(a, 0.9)], [("c", 3.0)], lambda ids: [c], {"d1"}, k=2, mode="hybrid", params=params
+    )
     assert [h.chunk.id for h in hits] == ["a", "c"]
 
 
@@ -40,9 +42,13 @@ def test_chunks_of_documents_not_ready_are_never_returned() -> None:
 
 def test_single_modes_keep_raw_scores() -> None:
     a = chunk("a")
-    dense_hits = fuse([(a, 0.7)], [], lambda ids: [], {"d1"}, k=5, mode="dense", params=FusionParams())
+    dense_hits = fuse(
+        [(a, 0.7)], [], lambda ids: [], {"d1"}, k=5, mode="dense", params=FusionParams()
+    )
     assert dense_hits[0].score == 0.7
-    kw_hits = fuse([], [("a", 4.2)], lambda ids: [a], {"d1"}, k=5, mode="bm25", params=FusionParams())
+    kw_hits = fuse(
+        [], [("a", 4.2)], lambda ids: [a], {"d1"}, k=5, mode="bm25", params=FusionParams()
+    )
     assert kw_hits[0].score == 4.2 and kw_hits[0].found_by == "keyword"
 
 
