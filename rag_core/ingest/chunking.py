@@ -134,8 +134,8 @@ def chunk_document(
     """Chunks of `parsed` of at most `chunk_size` tokens as `count_tokens` counts them.
 
     Neighbouring chunks of one section share about `chunk_overlap` tokens of whole sentences. A
-    chunk starts at a new heading once it has some content; it may span PDF pages (page is the
-    first, page_end the last).
+    chunk starts at a new heading once it has some content, and always at a new PDF page, so a
+    citation's page is exact (page_end stays for loaders whose blocks span pages).
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
@@ -288,12 +288,15 @@ def _pack(units: list[_Unit], blocks: Sequence[Block], budget: int, overlap: int
     def section(k: int) -> tuple[str, ...]:
         return blocks[units[k].block].heading_path
 
+    def page(k: int) -> int | None:
+        return blocks[units[k].block].page
+
     drafts: list[_Draft] = []
     prev_new = 0  # first non-overlap unit of the previous draft
     i, n = 0, len(units)
     while i < n:
         start = i
-        if drafts and overlap > 0 and section(i - 1) == section(i):
+        if drafts and overlap > 0 and section(i - 1) == section(i) and page(i - 1) == page(i):
             start = _overlap_start(units, prev_new, i, overlap, section)
         total = sum(u.cost for u in units[start:i])
         while start < i and total + units[i].cost > budget:
@@ -303,7 +306,7 @@ def _pack(units: list[_Unit], blocks: Sequence[Block], budget: int, overlap: int
         while j < n:
             cost = units[j].cost
             if j > i:
-                if total + cost > budget:
+                if total + cost > budget or page(j) != page(j - 1):
                     break
                 if section(j) != section(j - 1) and new >= min_content:
                     break
