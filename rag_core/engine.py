@@ -28,7 +28,7 @@ from rag_core.grounding import (
     split_answer,
 )
 from rag_core.ingest.pipeline import IngestPipeline, Progress
-from rag_core.prompting import NOT_FOUND, build_messages, is_not_found, markers_in
+from rag_core.prompting import NOT_FOUND, build_messages, is_not_found, markers_in, strip_markers
 from rag_core.protocols import Embedder, Generator, KeywordIndex, VectorStore
 from rag_core.retrieval import FusionParams, Retriever, standalone_query
 from rag_core.types import (
@@ -200,15 +200,36 @@ class Engine:
         messages = build_messages(question, hits, history, s.max_history_turns)
         raw = ""
         checks: list[SentenceCheck] = []
+        seen: set[str] = set()
+        consumed = 0  # sentences of `raw` already checked (or skipped as repeats)
         first_token_ms: float | None = None
         t_gen = time.perf_counter()
         status = "complete"
         error: str | None = None
+        halt = threading.Event()  # set by the user's stop, or by us (NOT FOUND, repetition)
+
+        def check(new_sentences: Sequence[str]) -> list[SentenceCheck]:
+            fresh = []
+            for sentence in new_sentences:
+                key = " ".join(strip_markers(sentence).lower().split())
+                if key in seen:  # small models loop; a repeated sentence ends the answer
+                    halt.set()
+                    break
+                seen.add(key)
+                fresh.append(sentence)
+            new = check_sentences(
+                fresh, evidence, threshold=s.support_threshold, start_index=len(checks)
+            )
+            checks.extend(new)
+            return new
+
         try:
             stream = self.generator.stream(
-                messages, max_new_tokens=max_new_tokens, temperature=s.temperature, stop=stop
+                messages, max_new_tokens=max_new_tokens, temperature=s.temperature, stop=halt
             )
             for piece in stream:
+                if stop.is_set():
+                    halt.set()
                 if not piece:
                     continue
                 if first_token_ms is None:
@@ -216,18 +237,14 @@ class Engine:
                 raw += piece
                 yield Token(piece)
                 if raw.lstrip().upper().startswith(NOT_FOUND):
-                    stop.set()
+                    halt.set()
                     continue
-                sentences = split_answer(raw)
-                complete = sentences[:-1]
-                if len(complete) > len(checks):
-                    new = check_sentences(
-                        complete[len(checks) :],
-                        evidence,
-                        threshold=s.support_threshold,
-                        start_index=len(checks),
-                    )
-                    checks.extend(new)
+                if halt.is_set():
+                    continue
+                complete = split_answer(raw)[:-1]
+                if len(complete) > consumed:
+                    new = check(complete[consumed:])
+                    consumed = len(complete)
                     for c in new:
                         yield SentenceChecked(c)
             if stop.is_set() and not is_not_found(raw):
@@ -252,13 +269,8 @@ class Engine:
             return
 
         sentences = split_answer(raw)
-        if len(sentences) > len(checks) and status != "stopped":
-            new = check_sentences(
-                sentences[len(checks) :], evidence, threshold=s.support_threshold,
-                start_index=len(checks),
-            )  # fmt: skip
-            checks.extend(new)
-            for c in new:
+        if len(sentences) > consumed and status != "stopped" and not halt.is_set():
+            for c in check(sentences[consumed:]):
                 yield SentenceChecked(c)
 
         supported = [c for c in checks if c.supported]

@@ -180,7 +180,10 @@ def _present(term: str, haystack: str) -> bool:
 def is_filler(sentence: str) -> bool:
     """A sentence that makes no claim ('Sure!', 'The answer is:')."""
     bare = strip_markers(sentence).strip()
-    return not bare or bool(_FILLER.match(bare)) or not tokenize(bare)
+    if not bare or _FILLER.match(bare):
+        return True
+    # fragments such as "```python" or "This will output:" carry no checkable claim
+    return len(set(tokenize(bare))) < 2 and not _NUMBER.search(bare)
 
 
 def best_support(

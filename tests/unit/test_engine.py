@@ -177,3 +177,13 @@ def test_generation_error_is_a_logged_error_turn(tmp_path: Path) -> None:
     events = list(engine.chat("How long do refunds take for annual plans?"))
     done = next(e for e in events if isinstance(e, Done))
     assert done.status == "error" and done.error and "fake generator failed" in done.error
+
+
+def test_repeated_sentence_ends_the_answer(tmp_path: Path) -> None:
+    sentence = "Annual plans can be refunded in full within 30 days of purchase. "
+    engine = make_engine(tmp_path, reply=sentence * 20)
+    engine.ingest_bytes(ACME.encode(), "acme.md")
+    events, done = run(engine, "How long do I have to get a refund on an annual plan?")
+    assert done.status == "complete"
+    assert len(done.sentences) == 1 and done.answer.count("30 days") == 1
+    assert sum(isinstance(e, Token) for e in events) < 20 * 11  # generation was cut short

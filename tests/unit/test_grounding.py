@@ -128,3 +128,10 @@ def test_gate_score_adds_agreement_bonus() -> None:
     both = [Hit(h[0].chunk, 1, 0.1, dense_rank=1, keyword_rank=2)]
     assert gate_score(both, 0.5) == 0.55
     assert gate_score([], None) == 0.0
+
+
+def test_fragments_without_a_claim_are_not_supported_claims() -> None:
+    ev = evidence("How do I print in Python?")
+    checks = check_sentences(["```python [2]", "This will output: [1]"], ev, threshold=0.6)
+    assert [c.reason for c in checks] == ["no claim", "no claim"]
+    assert render(checks, "mark") == ""
