@@ -310,6 +310,38 @@ def citations_for(checks: Sequence[SentenceCheck], hits: Sequence[Hit]) -> tuple
     return tuple(out[n] for n in sorted(out))
 
 
+_DURATION = re.compile(
+    r"\b\d[\d.,]*\s*(?:-\s*\d+\s*)?(?:seconds?|minutes?|hours?|days?|weeks?|months?|years?|"
+    r"ms|s|h|min|hrs?)\b",
+    re.IGNORECASE,
+)
+_DATE = re.compile(
+    r"\b(?:1[5-9]|20)\d\d\b|\b(?:january|february|march|april|may|june|july|august|"
+    r"september|october|november|december)\b",
+    re.IGNORECASE,
+)
+_ANSWER_TYPES = (
+    (re.compile(r"^\s*(how long|how often|how soon)\b", re.IGNORECASE), _DURATION),
+    (
+        re.compile(
+            r"^\s*(how many|how much|what percentage|what is the (size|number|price|cost))\b",
+            re.IGNORECASE,
+        ),
+        _NUMBER,
+    ),
+    (re.compile(r"^\s*(when|what year|what date|in which year)\b", re.IGNORECASE), _DATE),
+)
+
+
+def answer_type_bonus(question: str, sentence: str) -> float:
+    """0.1 when the question asks for a kind of fact (a duration, a number, a date) that the
+    sentence contains: a sentence that can answer beats one that only shares the topic."""
+    for asks, has in _ANSWER_TYPES:
+        if asks.search(question):
+            return 0.1 if has.search(sentence) else 0.0
+    return 0.0
+
+
 def extractive_answer(
     question: str,
     evidence: Evidence,
@@ -330,7 +362,9 @@ def extractive_answer(
     for i, ps in enumerate(evidence.sentences):
         cos = _cos(qv, evidence.vectors[i])
         lex = len(q_tokens & evidence._tokens[i]) / len(q_tokens) if q_tokens else 0.0
-        score = 0.7 * cos + 0.3 * lex - 0.01 * (ps.passage - 1)
+        score = (
+            0.7 * cos + 0.3 * lex + answer_type_bonus(question, ps.text) - 0.01 * (ps.passage - 1)
+        )
         scored.append((score, i))
     scored.sort(reverse=True)
     chosen = [(s, i) for s, i in scored[:max_sentences] if s >= min_score]

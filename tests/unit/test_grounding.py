@@ -135,3 +135,12 @@ def test_fragments_without_a_claim_are_not_supported_claims() -> None:
     checks = check_sentences(["```python [2]", "This will output: [1]"], ev, threshold=0.6)
     assert [c.reason for c in checks] == ["no claim", "no claim"]
     assert render(checks, "mark") == ""
+
+
+def test_answer_type_bonus_prefers_sentences_with_the_asked_kind_of_fact() -> None:
+    from rag_core.grounding import answer_type_bonus
+
+    assert answer_type_bonus("How long does it last?", "It runs for about 14 hours.") == 0.1
+    assert answer_type_bonus("How long does it last?", "It has a 4000 mAh battery.") == 0.0
+    assert answer_type_bonus("When was it built?", "It was built in 2011.") == 0.1
+    assert answer_type_bonus("Who built it?", "It was built in 2011.") == 0.0
