@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     candidates: int = Field(
         40, ge=1, le=1000, description="Candidates per retriever before fusion."
     )
+    fusion: Literal["convex", "rrf"] = Field(
+        "convex", description="Hybrid fusion: score-based (convex) or reciprocal rank fusion."
+    )
+    fusion_alpha: float = Field(
+        0.85, ge=0.0, le=1.0, description="convex fusion: weight of the dense similarity."
+    )
     rrf_k: int = Field(60, ge=1)
     dense_weight: float = Field(1.0, ge=0.0, description="Weight of the dense ranking in fusion.")
     keyword_weight: float = Field(0.5, ge=0.0, description="Weight of the BM25 ranking in fusion.")
@@ -123,6 +129,8 @@ class Settings(BaseSettings):
             "retrieval_mode",
             "top_k",
             "candidates",
+            "fusion",
+            "fusion_alpha",
             "rrf_k",
             "dense_weight",
             "keyword_weight",

@@ -104,7 +104,13 @@ class Engine:
             store,
             keyword,
             registry.ready_ids,
-            FusionParams(settings.rrf_k, settings.dense_weight, settings.keyword_weight),
+            FusionParams(
+                settings.fusion,
+                settings.fusion_alpha,
+                settings.rrf_k,
+                settings.dense_weight,
+                settings.keyword_weight,
+            ),
         )
 
     # -- documents ----------------------------------------------------------------------------

@@ -20,6 +20,8 @@ class RetrievalResult:
 
 @dataclass(frozen=True)
 class FusionParams:
+    method: str = "convex"  # 'convex' (score-based) or 'rrf' (reciprocal rank fusion)
+    alpha: float = 0.85  # convex: weight of the dense cosine; 1 - alpha for normalised BM25
     rrf_k: int = 60
     dense_weight: float = 1.0
     keyword_weight: float = 0.5
@@ -86,7 +88,13 @@ def fuse(
     mode: RetrievalMode,
     params: FusionParams,
 ) -> list[Hit]:
-    """Weighted reciprocal rank fusion: score = sum_w w / (rrf_k + rank)."""
+    """Fuse the dense and keyword rankings into one.
+
+    convex (default): alpha * cosine + (1 - alpha) * BM25 / best BM25 of the query. A chunk only
+    one retriever found gets the other's floor (0 for BM25, the lowest dense candidate's cosine).
+    On pyfaq dev this lifts nDCG@10 over dense alone, where rank fusion with the weaker BM25
+    ranking lowers it (see docs in README). rrf: sum over retrievers of w / (rrf_k + rank).
+    """
     chunks: dict[str, Chunk] = {c.id: c for c, _ in dense}
     dense_info = {c.id: (rank, score) for rank, (c, score) in enumerate(dense, start=1)}
     missing = [cid for cid, _ in keyword if cid not in chunks]
@@ -102,6 +110,13 @@ def fuse(
         scores = {cid: s for cid, (_, s) in dense_info.items()}
     elif mode == "bm25":
         scores = {cid: s for cid, (_, s) in kw_info.items()}
+    elif params.method == "convex":
+        top_kw = max((sc for _, sc in kw_info.values()), default=0.0) or 1.0
+        floor = min((sc for _, sc in dense_info.values()), default=0.0)
+        for cid in set(dense_info) | set(kw_info):
+            d_score = dense_info[cid][1] if cid in dense_info else floor
+            k_score = kw_info[cid][1] / top_kw if cid in kw_info else 0.0
+            scores[cid] = params.alpha * d_score + (1 - params.alpha) * k_score
     else:
         for cid, (rank, _) in dense_info.items():
             scores[cid] = scores.get(cid, 0.0) + params.dense_weight / (params.rrf_k + rank)

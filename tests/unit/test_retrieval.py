@@ -13,7 +13,7 @@ def test_rrf_rewards_agreement_and_keeps_each_retrievers_rank() -> None:
     store = {"c": c}
     hits = fuse(
         dense, keyword, lambda ids: [store[i] for i in ids if i in store], {"d1"}, k=3,
-        mode="hybrid", params=FusionParams(rrf_k=60, dense_weight=1.0, keyword_weight=1.0),
+        mode="hybrid", params=FusionParams("rrf", rrf_k=60, dense_weight=1.0, keyword_weight=1.0),
     )  # fmt: skip
     assert [h.chunk.id for h in hits] == ["b", "a", "c"]
     b_hit = hits[0]
@@ -24,7 +24,7 @@ def test_rrf_rewards_agreement_and_keeps_each_retrievers_rank() -> None:
 
 def test_fusion_weights_shift_the_order() -> None:
     a, c = chunk("a"), chunk("c")
-    params = FusionParams(rrf_k=60, dense_weight=1.0, keyword_weight=0.5)
+    params = FusionParams("rrf", rrf_k=60, dense_weight=1.0, keyword_weight=0.5)
     hits = fuse(
         [(a, 0.9)], [("c", 3.0)], lambda ids: [c], {"d1"}, k=2, mode="hybrid", params=params
     )
@@ -69,3 +69,21 @@ def test_content_words_drop_stop_words_and_duplicates() -> None:
     assert content_words("What is the refund window of the annual plan plan?") == [
         "refund", "window", "annual", "plan",
     ]  # fmt: skip
+
+
+def test_convex_fusion_mixes_cosine_with_normalised_bm25() -> None:
+    a, b, c = chunk("a"), chunk("b"), chunk("c")
+    dense = [(a, 0.80), (b, 0.78)]
+    keyword = [("b", 10.0), ("c", 8.0)]
+    store = {"c": c}
+    hits = fuse(
+        dense, keyword, lambda ids: [store[i] for i in ids if i in store], {"d1"}, k=3,
+        mode="hybrid", params=FusionParams("convex", alpha=0.85),
+    )  # fmt: skip
+    scores = {h.chunk.id: round(h.score, 4) for h in hits}
+    assert scores == {
+        "b": round(0.85 * 0.78 + 0.15 * 1.0, 4),
+        "a": round(0.85 * 0.80, 4),
+        "c": round(0.85 * 0.78 + 0.15 * 0.8, 4),  # dense floor: the lowest dense candidate
+    }
+    assert [h.chunk.id for h in hits] == ["b", "c", "a"]
