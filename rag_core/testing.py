@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator, Sequence
 
 from rag_core.errors import GenerationError
+from rag_core.stores import text_hash
 from rag_core.types import Chunk, Message
 
 _WORD = re.compile(r"\w+")
@@ -118,7 +119,7 @@ class InMemoryStore:
         wanted = set(text_hashes)
         out = {}
         for cid, c in self.chunks.items():
-            h = hashlib.sha256(c.embedding_text.encode()).hexdigest()
+            h = text_hash(c.embedding_text)
             if h in wanted:
                 out[h] = self.vectors[cid]
         return out

@@ -25,6 +25,7 @@ from rag_core.errors import IngestError, UserError
 from rag_core.ingest.chunking import chunk_document
 from rag_core.ingest.loaders import load_document
 from rag_core.protocols import Embedder, KeywordIndex, VectorStore
+from rag_core.stores import text_hash
 from rag_core.types import Chunk, DocumentRecord, IngestResult, IngestStatus
 
 Progress = Callable[[str, float], None]  # (stage description, fraction done 0..1)
@@ -51,10 +52,6 @@ def clean_name(name: str) -> str:
         stem, dot, ext = base.rpartition(".")
         base = (stem[: 200 - len(ext) - 1] + dot + ext) if dot and len(ext) <= 10 else base[:200]
     return base
-
-
-def text_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 @dataclass
