@@ -10,10 +10,10 @@ from rag_core.engine import Engine
 
 def offline_environment() -> None:
     """Nothing may reach a model hub or send telemetry: set the switches the libraries read."""
+    from rag_core.models import set_offline_env
+
+    set_offline_env()
     for key, value in {
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
         "ANONYMIZED_TELEMETRY": "False",
         "GRADIO_ANALYTICS_ENABLED": "False",
         "TOKENIZERS_PARALLELISM": "false",
