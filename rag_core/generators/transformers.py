@@ -8,6 +8,7 @@ safetensors folder under ``cache_dir`` and later loads take seconds.
 from __future__ import annotations
 
 import itertools
+import os
 import queue
 import threading
 import time
@@ -206,6 +207,10 @@ class TransformersGenerator:
             if self._model is not None:
                 return
             set_offline_env()
+            # OpenMP threads sleep rather than spin between parallel regions (read when torch is
+            # first imported; the user's OMP_WAIT_POLICY wins): on a shared 2-core machine
+            # spinning made decoding 3-6x slower (bench/generation.py).
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
             configure_threads(self.threads)
             started = time.perf_counter()
             source: Path | str
