@@ -1,8 +1,10 @@
-"""Accounts for the web app: PBKDF2-SHA256 password hashes (stdlib only) and the user list.
+"""Accounts for the web app: argon2id password hashes and the user list.
 
 `RAGCHAT_AUTH` names the users, either as a file of ``user:hash`` lines or inline as
-``user:hash,user2:hash2``. A hash looks like ``pbkdf2_sha256$iterations$salt_hex$hash_hex``;
-make one with ``python -m webapp.auth hash``.
+``user:hash,user2:hash2``. New hashes are argon2id (``$argon2id$v=19$m=...``, argon2-cffi's
+defaults); make one with ``python -m webapp.auth hash``. Hashes of the older
+``pbkdf2_sha256$iterations$salt_hex$hash_hex`` form are still verified, so existing user files
+keep working.
 """
 
 from __future__ import annotations
@@ -11,29 +13,56 @@ import argparse
 import getpass
 import hashlib
 import hmac
+import re
 import secrets
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
 from rag_core.errors import ConfigError
 
-ALGORITHM = "pbkdf2_sha256"
+ARGON2 = "argon2id"
+ALGORITHM = "pbkdf2_sha256"  # the older format, still verified
 ITERATIONS = 600_000  # OWASP's 2023 recommendation for PBKDF2-HMAC-SHA256
 LOCAL_USER = "local"  # the single user when no accounts are configured
 
+_ENTRY_SPLIT = re.compile(r",\s*(?=[^,:$=\s]+:)")
+_hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile (t=3, m=64 MiB, p=4)
 
-def hash_password(password: str, *, iterations: int = ITERATIONS, salt: bytes | None = None) -> str:
-    """Hash a password as ``pbkdf2_sha256$iterations$salt_hex$hash_hex``."""
+
+def hash_password(
+    password: str, *, iterations: int | None = None, salt: bytes | None = None
+) -> str:
+    """Hash a password with argon2id (``$argon2id$v=19$...``).
+
+    Giving `iterations` (or `salt`) makes the older ``pbkdf2_sha256$iterations$salt$hash`` form
+    instead, for tools and tests that need it; the web app accepts both.
+    """
     if not password:
         raise ValueError("the password is empty")
+    if iterations is None and salt is None:
+        return _hasher.hash(password)
+    return pbkdf2_hash(password, iterations=iterations or ITERATIONS, salt=salt)
+
+
+def pbkdf2_hash(password: str, *, iterations: int = ITERATIONS, salt: bytes | None = None) -> str:
+    """The older ``pbkdf2_sha256$iterations$salt_hex$hash_hex`` form."""
     salt = salt if salt is not None else secrets.token_bytes(16)
     digest = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, iterations)
     return f"{ALGORITHM}${iterations}${salt.hex()}${digest.hex()}"
 
 
 def verify_password(password: str, encoded: str) -> bool:
-    """True if `password` matches `encoded` (constant-time comparison; malformed hash -> False)."""
+    """True if `password` matches `encoded`, an argon2id or pbkdf2_sha256 hash (constant-time;
+    a malformed hash -> False)."""
+    if encoded.startswith(f"${ARGON2}$"):
+        try:
+            return bool(_hasher.verify(encoded, password))
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
     try:
         algorithm, iterations, salt_hex, hash_hex = encoded.split("$")
         if algorithm != ALGORITHM:
@@ -49,6 +78,15 @@ def verify_password(password: str, encoded: str) -> bool:
 
 
 def _check_hash(user: str, encoded: str, where: str) -> None:
+    if encoded.startswith(f"${ARGON2}$"):
+        try:
+            _hasher.check_needs_rehash(encoded)  # parses it: a malformed hash raises
+            return
+        except (InvalidHashError, ValueError) as exc:
+            raise ConfigError(
+                f"RAGCHAT_AUTH ({where}): the argon2id hash of user {user!r} is malformed "
+                f"({exc}); make one with `python -m webapp.auth hash`"
+            ) from exc
     parts = encoded.split("$")
     ok = len(parts) == 4 and parts[0] == ALGORITHM and parts[1].isdigit()
     if ok:
@@ -59,16 +97,25 @@ def _check_hash(user: str, encoded: str, where: str) -> None:
             ok = False
     if not ok:
         raise ConfigError(
-            f"RAGCHAT_AUTH ({where}): the hash of user {user!r} is not of the form "
-            f"{ALGORITHM}$iterations$salt_hex$hash_hex; make one with `python -m webapp.auth hash`"
+            f"RAGCHAT_AUTH ({where}): the hash of user {user!r} is neither argon2id "
+            f"($argon2id$v=19$...) nor {ALGORITHM}$iterations$salt_hex$hash_hex; "
+            "make one with `python -m webapp.auth hash`"
         )
+
+
+def _is_file(path: Path) -> bool:
+    """Whether `path` names a file; inline users longer than a file name can be are not one."""
+    try:
+        return path.is_file()
+    except OSError:  # e.g. "File name too long" for a long inline spec
+        return False
 
 
 def parse_users(spec: str) -> dict[str, str]:
     """Users and hashes from RAGCHAT_AUTH: a path to a file of user:hash lines, or inline pairs."""
     spec = spec.strip()
     path = Path(spec).expanduser()
-    if path.is_file():
+    if _is_file(path):
         where = str(path)
         entries = [
             line.strip()
@@ -77,7 +124,8 @@ def parse_users(spec: str) -> dict[str, str]:
         ]
     else:
         where = "inline"
-        entries = [e.strip() for e in spec.split(",") if e.strip()]
+        # argon2 hashes hold commas (m=65536,t=3,p=4): split only before a "user:"
+        entries = [e.strip() for e in _ENTRY_SPLIT.split(spec) if e.strip()]
     users: dict[str, str] = {}
     for entry in entries:
         user, sep, encoded = entry.partition(":")
@@ -116,7 +164,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     h = sub.add_parser("hash", help="hash a password read from the terminal (or stdin)")
     h.add_argument("--user", help="print a complete user:hash line for this user")
-    h.add_argument("--iterations", type=int, default=ITERATIONS)
     args = parser.parse_args(argv)
     if sys.stdin.isatty():
         password = getpass.getpass("Password: ")
@@ -128,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not password:
         print("The password is empty.", file=sys.stderr)
         return 1
-    encoded = hash_password(password, iterations=args.iterations)
+    encoded = hash_password(password)
     print(f"{args.user}:{encoded}" if args.user else encoded)
     return 0
 

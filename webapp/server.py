@@ -1,4 +1,5 @@
-"""serve(settings, host, port, demo): build the engine, repair, seed the demo documents, launch."""
+"""serve(settings, host, port, demo): build the engine, repair, seed the demo documents, and run
+the FastAPI app (REST API, OpenAI-compatible API, the Gradio UI mounted at /) with uvicorn."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from rag_core.config import Settings
 from rag_core.engine import Engine
+from rag_core.errors import ConfigError
 from rag_core.ingest.pipeline import SUPPORTED_EXTENSIONS
 
 log = logging.getLogger("ragchat.webapp")
@@ -29,8 +31,11 @@ def ingest_demo(engine: Engine, folder: Path = DEMO_DIR) -> list[str]:
 
 
 def warm_up(engine: Engine) -> None:
-    """Load the models in the background so the first question does not wait for them."""
+    """Load the models and bring the keyword index up to date in the background, so the first
+    question waits for neither (a new replica indexes the shared store's documents here)."""
     try:
+        if engine.keyword_sync is not None:
+            engine.keyword_sync()
         engine.embedder.embed_query("warm up")
         load = getattr(engine.generator, "load", None)
         if callable(load):
@@ -39,46 +44,70 @@ def warm_up(engine: Engine) -> None:
         log.exception("warming up the models failed")
 
 
-def serve(
-    settings: Settings,
-    host: str = "127.0.0.1",
-    port: int = 7860,
-    demo: bool = True,
-    *,
-    block: bool = True,
-) -> Any:
-    """Run the web app until interrupted (`block=False` returns the running gradio app)."""
-    from rag_core.factory import build_engine, offline_environment
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})  # what a browser sends as Host
 
-    offline_environment()
-    logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+def check_open_host(settings: Settings, host: str) -> None:
+    """Without accounts the API and UI are open to anyone who can reach them: only loopback,
+    unless RAGCHAT_ALLOW_OPEN=1 says that is intended."""
+    if settings.auth or settings.allow_open:
+        return
+    if host in LOOPBACK or host.startswith("127."):
+        return
+    raise ConfigError(
+        f"refusing to serve on {host} without accounts: anyone who can reach it could read and "
+        "delete the documents and use the API. Set RAGCHAT_AUTH (users and password hashes; "
+        "API keys from `ragchat apikey create`), serve on 127.0.0.1, or set RAGCHAT_ALLOW_OPEN=1 "
+        "if the network in front of it is trusted."
     )
-    logging.getLogger("ragchat").setLevel(logging.INFO)
+
+
+def build_server_app(settings: Settings, demo: bool = True) -> tuple[Engine, Any]:
+    """The engine (recovered, demo seeded, warming up) and the FastAPI app with the UI mounted."""
+    from rag_core.factory import build_engine
+    from webapp.api import create_app
     from webapp.app import build_app, ensure_secret, launch_options
-    from webapp.auth import authenticator, parse_users
+    from webapp.auth import parse_users
 
     users = parse_users(settings.auth) if settings.auth else None  # bad config fails before models
     engine = build_engine(settings)
-    for action in engine.pipeline.recover():
+    for action in engine.pipeline.recover(wait=False):
         log.info("recovered: %s", action)
     if demo and not engine.documents():
         for line in ingest_demo(engine):
             log.info(line)
     threading.Thread(target=warm_up, args=(engine,), name="warm-up", daemon=True).start()
 
-    app = build_app(engine, settings, secret=ensure_secret(settings.home))
-    app.queue(default_concurrency_limit=1)
-    options = launch_options()
-    print(f"ragchat: serving on http://{host}:{port}", flush=True)
-    app.launch(
-        server_name=host,
-        server_port=port,
-        auth=authenticator(users) if users else None,
-        auth_message="Sign in to ragchat." if users else None,
-        max_file_size=int(settings.max_file_mb * 1024 * 1024 * 1.05),
-        prevent_thread_lock=not block,
-        quiet=True,
-        **options,
+    ui = build_app(engine, settings, secret=ensure_secret(settings.home))
+    ui.queue(default_concurrency_limit=1)
+    options = dict(launch_options())
+    options["max_file_size"] = int(settings.max_file_mb * 1024 * 1024 * 1.05)
+    # open without accounts (loopback only): answer only to loopback names, against DNS rebinding
+    trusted = None if users is not None or settings.allow_open else LOOPBACK_NAMES
+    app = create_app(
+        engine, settings, users=users, ui=ui, ui_options=options, trusted_hosts=trusted
     )
-    return app
+    return engine, app
+
+
+def serve(
+    settings: Settings,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    demo: bool = True,
+) -> None:
+    """Run the web app (UI, REST API, OpenAI-compatible API) with uvicorn until interrupted."""
+    import uvicorn
+
+    from rag_core.factory import offline_environment
+
+    offline_environment()
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("ragchat").setLevel(logging.INFO)
+    check_open_host(settings, host)
+    _engine, app = build_server_app(settings, demo)
+    print(f"ragchat: serving on http://{host}:{port} (API: /api, /v1; docs: /api/docs)", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

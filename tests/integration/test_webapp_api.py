@@ -271,7 +271,12 @@ def test_stop_keeps_what_was_checked(client: Client, docs: dict[str, Any]) -> No
 
 @pytest.fixture(scope="module")
 def auth_server() -> RunningServer:
-    users = f"alice:{hash_password('wonderland')},bob:{hash_password('builder')}"
+    # one accounts server for this module and tests/integration/test_api.py (carol and dave)
+    users = ",".join(
+        f"{u}:{hash_password(p)}"
+        for u, p in [("alice", "wonderland"), ("bob", "builder"), ("carol", "cellar"),
+                     ("dave", "diver")]
+    )  # fmt: skip
     return start_server("auth", auth=users)
 
 
