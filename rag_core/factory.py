@@ -6,6 +6,7 @@ import os
 
 from rag_core.config import Settings
 from rag_core.engine import Engine
+from rag_core.protocols import Generator
 
 
 def offline_environment() -> None:
@@ -30,7 +31,7 @@ def build_engine(settings: Settings, *, migrate: bool = True) -> Engine:
     from rag_core.embedders.sentence_transformers import SentenceTransformerEmbedder
     from rag_core.generators.transformers import TransformersGenerator
     from rag_core.stores.chroma import ChromaStore
-    from rag_core.stores.keyword import BM25Index
+    from rag_core.stores.keyword import BM25Index, KeywordSync
 
     settings.home.mkdir(parents=True, exist_ok=True)
     db = Database(settings.db_url)
@@ -42,11 +43,32 @@ def build_engine(settings: Settings, *, migrate: bool = True) -> Engine:
     else:
         store = ChromaStore(path=settings.chroma_path)
     keyword = BM25Index(settings.keyword_path)
-    generator = TransformersGenerator(
-        settings.generator,
-        cache_dir=settings.models_path,
-        gguf_file=settings.generator_gguf_file,
-        threads=settings.threads,
+    generator: Generator
+    if settings.generator.startswith("openai:"):
+        from rag_core.generators.openai_compat import OpenAICompatGenerator
+
+        key = settings.generator_api_key
+        generator = OpenAICompatGenerator(
+            settings.generator,
+            settings.generator_model,
+            api_key=key.get_secret_value() if key is not None else None,
+            timeout=settings.generator_timeout,
+            connect_timeout=settings.generator_connect_timeout,
+        )
+    else:
+        generator = TransformersGenerator(
+            settings.generator,
+            cache_dir=settings.models_path,
+            gguf_file=settings.generator_gguf_file,
+            threads=settings.threads,
+        )
+    registry = DocumentRegistry(db)
+    keyword_sync = KeywordSync(
+        keyword,
+        store,
+        change_token=registry.change_token,
+        ready=registry.list,
+        unfinished=lambda: {r.id for r in registry.not_ready() if r.status == "ingesting"},
     )
     return Engine(
         settings,
@@ -54,6 +76,7 @@ def build_engine(settings: Settings, *, migrate: bool = True) -> Engine:
         store=store,
         keyword=keyword,
         generator=generator,
-        registry=DocumentRegistry(db),
+        registry=registry,
         log=ConversationLog(db),
+        keyword_sync=keyword_sync,
     )

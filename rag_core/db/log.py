@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
@@ -32,9 +33,18 @@ MAX_TITLE = 200
 AUTO_TITLE = 80  # titles taken from a first question are cut shorter, for the sidebar
 
 
+_UNSTORABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+
+
+def _storable(text: str) -> str:
+    """User text as every database stores it: control characters and lone surrogate halves
+    (JSON can carry them, UTF-8 cannot) replaced."""
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
 def _clean_title(title: str) -> str:
-    """Whitespace collapsed, at most MAX_TITLE characters."""
-    return " ".join(title.split())[:MAX_TITLE].rstrip()
+    """Whitespace collapsed, at most MAX_TITLE characters, storable."""
+    return " ".join(_storable(title).split())[:MAX_TITLE].rstrip()
 
 
 def _auto_title(question: str) -> str:
@@ -354,5 +364,5 @@ class ConversationLog:
             if row is None:
                 raise ConversationNotFoundError(f"Turn {turn_id!r} not found")
             row.feedback_rating = rating
-            row.feedback_comment = (comment or "").strip() or None
+            row.feedback_comment = _storable(comment or "").strip() or None
             row.feedback_at = utcnow()

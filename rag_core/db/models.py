@@ -208,3 +208,36 @@ class TurnSentenceRow(Base):
     citation: Mapped[int | None] = mapped_column(sa.Integer)
     support: Mapped[str | None] = mapped_column(sa.Text)
     reason: Mapped[str] = mapped_column(sa.Text)
+
+
+class ApiKeyRow(Base):
+    """A user's API key for the REST and OpenAI-compatible API, stored only as a SHA-256 hash.
+
+    Keys are 256-bit random tokens, so a fast hash is enough (no password stretching needed);
+    `prefix` is the non-secret start of the key, shown in listings to tell keys apart.
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    user: Mapped[str] = mapped_column(sa.String(255), index=True)
+    name: Mapped[str] = mapped_column(sa.String(255), default="")
+    prefix: Mapped[str] = mapped_column(sa.String(32))
+    key_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class RegistryStateRow(Base):
+    """One row (id 1): a counter bumped in the same transaction as every registry change.
+
+    App replicas compare ``registry_id:generation`` with the value their local keyword index was
+    last brought up to date at, so an unchanged registry costs them one tiny query per question.
+    """
+
+    __tablename__ = "registry_state"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    registry_id: Mapped[str] = mapped_column(sa.String(32))
+    generation: Mapped[int] = mapped_column(sa.BigInteger)

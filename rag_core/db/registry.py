@@ -3,18 +3,24 @@
 A document is 'ingesting' while its chunks are written, 'ready' once committed, and 'deleting'
 while its chunks are removed; only ready documents are ever retrieved (ready_ids), and rows left
 'ingesting' or 'deleting' by a crash are found again with not_ready().
+
+Every change (commit, mark_deleting, remove) also bumps the registry's generation in the same
+transaction, so `change_token()` tells an app replica in one small query whether anything changed
+since its local keyword index was last brought up to date.
 """
 
 from __future__ import annotations
 
 import builtins
 import re
+import uuid
+from collections.abc import Collection
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from rag_core.db.database import Database
-from rag_core.db.models import DocumentRow, utcnow
+from rag_core.db.models import DocumentRow, RegistryStateRow, utcnow
 from rag_core.errors import DocumentNotFoundError
 from rag_core.types import DocumentRecord
 
@@ -34,11 +40,23 @@ def _record(row: DocumentRow) -> DocumentRecord:
         chunk_count=row.chunk_count,
         added_at=row.added_at,
         status=row.status,
+        updated_at=row.updated_at,
     )
 
 
 def _ready() -> sa.Select[DocumentRow]:
     return sa.select(DocumentRow).where(DocumentRow.status == "ready")
+
+
+def _bump(s: Session) -> None:
+    """Count one registry change, inside the caller's transaction (visible when it commits)."""
+    bumped = s.execute(
+        sa.update(RegistryStateRow)
+        .where(RegistryStateRow.id == 1)
+        .values(generation=RegistryStateRow.generation + 1)
+    )
+    if getattr(bumped, "rowcount", 1) == 0:  # a database created without the migrations
+        s.add(RegistryStateRow(id=1, registry_id=uuid.uuid4().hex, generation=1))
 
 
 class DocumentRegistry:
@@ -154,6 +172,7 @@ class DocumentRegistry:
             row.status = "ready"
             row.chunk_count = chunk_count
             row.updated_at = now
+            _bump(s)
             s.flush()
             return _record(row)
 
@@ -165,16 +184,37 @@ class DocumentRegistry:
                 raise DocumentNotFoundError(f"Cannot delete document {doc_id!r}: unknown")
             row.status = "deleting"
             row.updated_at = utcnow()
+            _bump(s)
 
     def remove(self, doc_id: str) -> None:
         """Delete the row (after its chunks are gone); a no-op if it is already gone."""
         with self.db.session() as s:
-            s.execute(sa.delete(DocumentRow).where(DocumentRow.id == doc_id))
+            deleted = s.execute(sa.delete(DocumentRow).where(DocumentRow.id == doc_id))
+            if getattr(deleted, "rowcount", 1):
+                _bump(s)
+
+    def change_token(self) -> str:
+        """'<registry id>:<generation>': changes with every commit, deletion or removal."""
+        with self.db.read_session() as s:
+            row = s.get(RegistryStateRow, 1)
+            return f"{row.registry_id}:{row.generation}" if row is not None else "none:0"
 
     def ready_ids(self) -> set[str]:
         """Ids of the documents retrieval may return."""
         with self.db.read_session() as s:
             return set(s.scalars(sa.select(DocumentRow.id).where(DocumentRow.status == "ready")))
+
+    def touch(self, doc_ids: Collection[str]) -> None:
+        """Record progress of unfinished ingests, so other replicas do not take them for dead."""
+        if not doc_ids:
+            return
+        stmt = (
+            sa.update(DocumentRow)
+            .where(DocumentRow.id.in_(sorted(doc_ids)), DocumentRow.status == "ingesting")
+            .values(updated_at=utcnow())
+        )
+        with self.db.session() as s:
+            s.execute(stmt)
 
     def not_ready(self) -> builtins.list[DocumentRecord]:
         """Rows a crash may have left half done: 'ingesting' and 'deleting', oldest first."""

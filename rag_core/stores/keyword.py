@@ -13,6 +13,14 @@ chunks are tombstoned. BM25 length normalisation and idf are computed at query t
 statistics, so an add only rebuilds the delta (milliseconds), and a compaction (base + delta
 rebuilt without tombstones) runs only when the delta or the tombstones grow past a fraction of
 the index.
+
+Replicas: several app processes on different machines share one vector store and one registry
+database but each has its own RAGCHAT_HOME, hence its own index file. The index is then a local
+*cache* of the shared truth, and `KeywordSync` keeps it equal to it: before each answer it compares
+the registry's change token with the token the index was last synchronised at (stored in this
+file's ``meta`` table); only when they differ does it drop the documents that are no longer
+registered and index, from the vector store's chunk texts, the ready documents it lacks or holds
+a different number of chunks of. So every replica ranks with the same BM25 statistics.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import math
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,10 +39,11 @@ import numpy as np
 from scipy import sparse
 
 from rag_core.errors import ConfigError
+from rag_core.protocols import VectorStore
 from rag_core.stores.tokenize import TOKENIZER_VERSION, tokenize
-from rag_core.types import Chunk
+from rag_core.types import Chunk, DocumentRecord
 
-__all__ = ["DB_NAME", "BM25Index"]
+__all__ = ["DB_NAME", "BM25Index", "KeywordSync", "SyncReport"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +54,7 @@ _TF_DTYPE = np.dtype("<u2")
 _EMPTY_TERMS = np.zeros(0, _TERM_DTYPE)
 _EMPTY_TFS = np.zeros(0, _TF_DTYPE)
 _MIN_SPARE = 2048  # delta / tombstones tolerated before compaction, at least this many slots
+_SYNC_KEY = "synced_at"  # meta key: the registry change token the index was last synced at
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS terms (id INTEGER PRIMARY KEY, term TEXT NOT NULL UNIQUE);
@@ -262,6 +272,27 @@ class BM25Index:
             self._sync()
             return self._n_alive
 
+    def chunk_counts(self) -> dict[str, int]:
+        """Indexed chunks per document id."""
+        with self._lock:
+            self._sync()
+            return {doc: len(slots) for doc, slots in self._doc_slots.items()}
+
+    def synced_token(self) -> str | None:
+        """The registry change token this index was last brought up to date at (None: never)."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT value FROM meta WHERE key = ?", (_SYNC_KEY,)
+            ).fetchone()
+            return str(row[0]) if row else None
+
+    def set_synced_token(self, token: str) -> None:
+        """Record that the index now reflects the registry at change token `token`."""
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (_SYNC_KEY, token)
+            )
+
     def close(self) -> None:
         """Close the SQLite connection (the instance is unusable afterwards)."""
         with self._lock:
@@ -453,6 +484,7 @@ class BM25Index:
                 )
                 conn.execute("DROP TABLE IF EXISTS chunks")
                 conn.execute("DROP TABLE IF EXISTS terms")
+                conn.execute("DELETE FROM meta WHERE key = ?", (_SYNC_KEY,))
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -516,3 +548,100 @@ class BM25Index:
         except BaseException:
             self._conn.execute("ROLLBACK")
             raise
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """What one `KeywordSync.sync()` did."""
+
+    token: str
+    changed: bool  # False: the registry had not changed since the last sync (nothing was read)
+    added: tuple[str, ...] = ()  # documents (re)indexed from the vector store
+    removed: tuple[str, ...] = ()  # documents dropped from the index
+    chunks_added: int = 0
+    incomplete: tuple[str, ...] = ()  # ready documents whose chunks the vector store lacks
+
+
+class KeywordSync:
+    """Keeps a local BM25Index equal to the shared registry and vector store (the truth).
+
+    `change_token()` is the registry's cheap change counter; `ready()` lists the ready documents
+    and `unfinished()` the ids of documents still being ingested (their chunks are indexed before
+    they become ready, by whichever process ingests them, and must not be dropped meanwhile).
+    `sync()` is cheap when nothing changed: one call to `change_token()`. Thread-safe.
+
+    Reads happen in an order that cannot lose a change: the token first (a change after it bumps
+    the token again, so the next sync looks again), then the local index, then the registry (a
+    document found locally was registered before it was indexed, so the registry read sees it).
+    """
+
+    def __init__(
+        self,
+        index: BM25Index,
+        store: VectorStore,
+        *,
+        change_token: Callable[[], str],
+        ready: Callable[[], Sequence[DocumentRecord]],
+        unfinished: Callable[[], set[str]],
+    ) -> None:
+        self.index = index
+        self.store = store
+        self.change_token = change_token
+        self.ready = ready
+        self.unfinished = unfinished
+        self._lock = threading.Lock()
+
+    def __call__(self) -> SyncReport:
+        return self.sync()
+
+    def sync(self) -> SyncReport:
+        """Bring the index up to date with the registry if it changed since the last sync."""
+        with self._lock:
+            token = self.change_token()
+            if token == self.index.synced_token():
+                return SyncReport(token, changed=False)
+            local = self.index.chunk_counts()
+            keep = self.unfinished()  # before ready(): a commit in between leaves it in one of them
+            ready = {r.id: r for r in self.ready()}
+            keep |= set(ready)
+            removed = sorted(d for d in local if d not in keep)
+            for doc_id in removed:
+                self.index.delete_document(doc_id)
+            added: list[str] = []
+            incomplete: list[str] = []
+            n_chunks = 0
+            for doc_id, record in ready.items():
+                if local.get(doc_id) == record.chunk_count:
+                    continue
+                chunks = [
+                    c
+                    for c in self.store.chunks_of(doc_id)
+                    if c.version == record.content_hash and 0 <= c.index < record.chunk_count
+                ]
+                if len(chunks) != record.chunk_count:
+                    incomplete.append(doc_id)
+                    log.warning(
+                        "document %s (%s) is ready but the vector store holds %d of its %d chunks;"
+                        " `ragchat doctor --repair` fixes it",
+                        record.name,
+                        doc_id,
+                        len(chunks),
+                        record.chunk_count,
+                    )
+                if doc_id in local:
+                    self.index.delete_document(doc_id)
+                self.index.add(chunks)
+                added.append(doc_id)
+                n_chunks += len(chunks)
+            self.index.set_synced_token(token)
+            if added or removed:
+                log.info(
+                    "keyword index synced to registry %s: %d documents indexed (%d chunks), %d dropped",
+                    token,
+                    len(added),
+                    n_chunks,
+                    len(removed),
+                )
+            return SyncReport(
+                token, True, tuple(added), tuple(removed), n_chunks, tuple(incomplete)
+            )

@@ -11,13 +11,16 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from rag_core.db import ConversationLog, Database, DocumentRegistry
+from rag_core.db.database import alembic_config
 from rag_core.db.models import DEFAULT_TITLE, Base
 from rag_core.errors import ConversationNotFoundError, DocumentNotFoundError, UserError
 from rag_core.types import Chunk, Citation, Done, Hit, SentenceCheck, Timings, Turn
 
 pytestmark = pytest.mark.integration
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()  # the newest migration
 
 
 @pytest.fixture
@@ -117,7 +120,7 @@ def test_migrate_is_idempotent_and_creates_schema(db_url: str) -> None:
         assert db.revision() is None
         db.migrate()
         db.migrate()
-        assert db.revision() == "0001"
+        assert db.revision() == HEAD
         with db.engine.connect() as conn:
             tables = set(sa.inspect(conn).get_table_names())
         assert {"documents", "conversations", "turns", "turn_passages", "turn_sentences"} <= tables
@@ -126,7 +129,7 @@ def test_migrate_is_idempotent_and_creates_schema(db_url: str) -> None:
         db.dispose()
     again = Database(db_url)  # a restart on an existing database
     again.migrate()
-    assert again.revision() == "0001"
+    assert again.revision() == HEAD
     again.dispose()
 
 
@@ -147,7 +150,7 @@ def test_concurrent_startups_migrate_once(db_url: str) -> None:
     for t in threads:
         t.join()
     assert errors == []
-    assert {db.revision() for db in databases} == {"0001"}
+    assert {db.revision() for db in databases} == {HEAD}
     for db in databases:
         db.dispose()
 
@@ -412,6 +415,17 @@ def test_feedback(db: Database) -> None:
     log.set_feedback(turn_id, "alice", 1)
     turn = log.get_turn(turn_id, "alice")
     assert (turn.feedback_rating, turn.feedback_comment) == (1, None)
+
+
+def test_unstorable_user_text_is_replaced(db: Database) -> None:
+    """Half a surrogate pair or a NUL (JSON carries them; UTF-8 and PostgreSQL cannot) in a
+    title or a feedback comment is stored as U+FFFD instead of failing the write."""
+    log = ConversationLog(db)
+    conv = log.create_conversation("alice", "T")
+    turn_id = log.record_turn(conv.id, "alice", _done())
+    assert log.rename(conv.id, "alice", "a\ud800b\x00c").title == "a\ufffdb\ufffdc"
+    log.set_feedback(turn_id, "alice", -1, "bad \udfff page\x00")
+    assert log.get_turn(turn_id, "alice").feedback_comment == "bad \ufffd page\ufffd"
 
 
 def test_concurrent_writers(db: Database) -> None:
