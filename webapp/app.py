@@ -6,10 +6,16 @@ with `webapp.handlers`. Building the app loads nothing heavy; models load on fir
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import shutil
 import threading
 import time
+import uuid
+from collections import OrderedDict
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +29,7 @@ from rag_core.errors import (
     RagError,
     UserError,
 )
+from rag_core.ingest.pipeline import SUPPORTED_EXTENSIONS, clean_name
 from rag_core.types import Done, IngestResult, Logged, Retrieved, SentenceChecked, Token
 from webapp import handlers as h
 from webapp.auth import LOCAL_USER
@@ -167,8 +174,54 @@ def uploaded_files(payload: Any) -> list[tuple[str, str]]:
     return out
 
 
+UPLOAD_CACHE = "incoming"  # Gradio's upload cache, inside RAGCHAT_HOME/uploads
+_STAGED_EXTENSIONS = frozenset(SUPPORTED_EXTENSIONS)
+
+
+def configure_upload_dir(settings: Settings) -> Path:
+    """Point Gradio's upload cache (GRADIO_TEMP_DIR) at RAGCHAT_HOME/uploads/incoming, so an
+    upload is never written outside the data folder. build_app calls it; a server that builds
+    the Gradio app some other way must call it before creating or mounting the app."""
+    folder = (settings.uploads_path / UPLOAD_CACHE).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    return folder
+
+
+def stage_upload(path: Path, settings: Settings, name: str) -> Path:
+    """Move an upload out of Gradio's cache (where its file name is the user's) to
+    RAGCHAT_HOME/uploads/<random hex><ext>: a generated name, with the extension only when it is
+    a supported one. The display name is kept apart, by the caller. Gradio's per-file folder is
+    removed when it is left empty."""
+    uploads = settings.uploads_path.resolve()
+    uploads.mkdir(parents=True, exist_ok=True)
+    ext = Path(clean_name(name)).suffix.lower()
+    staged = uploads / f"{uuid.uuid4().hex}{ext if ext in _STAGED_EXTENSIONS else ''}"
+    shutil.move(str(path), staged)
+    cache = (uploads / UPLOAD_CACHE).resolve()
+    parent = path.resolve().parent
+    if parent != cache and parent.is_relative_to(cache):
+        with contextlib.suppress(OSError):  # not empty: another upload shares the folder
+            parent.rmdir()
+    return staged
+
+
+def discard_copy(path: Path, cache: Path) -> None:
+    """Delete a file Gradio copied into its upload cache (and its folder, if left empty)."""
+    resolved = path.resolve()
+    if resolved.parent == cache or not resolved.is_relative_to(cache):
+        return
+    with contextlib.suppress(OSError):
+        resolved.unlink(missing_ok=True)
+        resolved.parent.rmdir()
+
+
 def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) -> gr.Blocks:
     """The whole UI. `secret` keys the browser-side memory of the open conversation."""
+    upload_cache = configure_upload_dir(settings)
+    # Outcome per Gradio cache path: the same bytes under the same name uploaded twice at once
+    # share one cached file, which the first upload moves away; the second reports the same.
+    consumed: OrderedDict[str, IngestResult] = OrderedDict()
     conv_log = engine.log
     stops: dict[str, threading.Event] = {}
     stops_lock = threading.Lock()
@@ -534,16 +587,41 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
                 progress((i + done) / total, desc=f"{label}: {stage} ({i + 1}/{total})")
 
             report("reading", 0.0)
-            try:
-                data = Path(path).read_bytes()
-            except OSError as exc:
-                results.append(IngestResult(name, "error", error=f"{name}: cannot read ({exc})"))
+            earlier = consumed.get(path) if not Path(path).exists() else None
+            if earlier is not None:
+                if earlier.document is not None:
+                    results.append(IngestResult(clean_name(name), "duplicate", earlier.document))
+                else:
+                    results.append(replace(earlier, name=clean_name(name)))
+                continue
+            # Only files this server received through its upload route: Gradio copies any other
+            # path a client names (e.g. the data folder's database) into its cache first.
+            received: set[str] = getattr(app, "upload_file_set", set())
+            if path not in received or not Path(path).resolve().is_relative_to(upload_cache):
+                log.warning("refused a path that was not uploaded: %r", path)
+                discard_copy(Path(path), upload_cache)
+                shown = clean_name(name)
+                results.append(IngestResult(shown, "error", error=f"{shown}: not an uploaded file"))
                 continue
             try:
-                results.append(engine.ingest_bytes(data, name, report))
+                staged = stage_upload(Path(path), settings, name)
+            except OSError as exc:
+                shown = clean_name(name)
+                results.append(
+                    IngestResult(shown, "error", error=f"{shown}: cannot read the upload ({exc})")
+                )
+                continue
+            try:
+                result = engine.ingest_path(staged, report, name=name)
             except Exception as exc:
                 log.exception("ingesting %r failed", name)
-                results.append(IngestResult(name, "error", error=f"{name}: {exc}"))
+                result = IngestResult(name, "error", error=f"{name}: {exc}")
+            finally:
+                staged.unlink(missing_ok=True)
+            results.append(result)
+            consumed[path] = result
+            while len(consumed) > 256:
+                consumed.popitem(last=False)
         progress(1.0, desc="done")
         return (*kb_outputs(h.render_ingest_results(results)), None)
 
@@ -624,7 +702,10 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
 
     # -- layout --------------------------------------------------------------------------------
 
-    with gr.Blocks(title="ragchat", fill_width=True, analytics_enabled=False) as app:
+    # uploads never submitted for ingestion leave the cache after an hour (checked every 10 min)
+    with gr.Blocks(
+        title="ragchat", fill_width=True, analytics_enabled=False, delete_cache=(600, 3600)
+    ) as app:
         state = gr.State(_fresh_state())
         saved_conv = gr.BrowserState("", storage_key="ragchat-open-conversation", secret=secret)
 

@@ -1,7 +1,8 @@
 """Detect a file's format from its content (and name), and decode text files strictly.
 
 The extension alone is not trusted: a renamed ZIP is not a Word document and a binary file named
-``.txt`` is not text. Text is decoded as UTF-8 (BOM optional) or UTF-16/32 with a BOM; other bytes
+``.txt`` is not text. Text is decoded as UTF-8 (BOM optional), UTF-16/32 with a BOM, or UTF-16 without a BOM when
+every other byte is zero (Notepad's "Unicode" saved by some tools without a mark); other bytes
 are accepted as Windows-1252 only when they look like real single-byte text (see `decode_text`),
 so a user never gets silently garbled (mojibake) passages.
 """
@@ -172,10 +173,13 @@ def binary_problem(data: bytes) -> str | None:
         return None
     sample = data[:_SNIFF]
     if b"\x00" in sample:
+        codec = bomless_utf16_codec(sample)
+        if codec is not None:
+            return None
         if len(sample) >= 4 and _looks_like_bomless_utf16(sample):
-            return "NUL bytes: it looks like UTF-16 without a byte-order mark; save it as UTF-8"
+            return "NUL bytes: it looks like UTF-16 without a byte-order mark, but is not valid"
         return "it contains NUL bytes"
-    controls = len(sample) - len(sample.translate(None, _CONTROL_BYTES))
+    controls = _count_controls(sample)
     if controls > max(2, len(sample) // 100):
         return f"{controls} control characters in the first {len(sample):,} bytes"
     high = len(sample) - len(sample.translate(None, bytes(range(0x80, 0x100))))
@@ -191,6 +195,38 @@ def binary_problem(data: bytes) -> str | None:
 def _looks_like_bomless_utf16(sample: bytes) -> bool:
     even, odd = sample[0::2], sample[1::2]
     return odd.count(0) > len(odd) * 0.8 or even.count(0) > len(even) * 0.8
+
+
+# ANSI terminal colour and cursor sequences (ESC [ ... letter), common in saved logs.
+ANSI_ESCAPE = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]")
+ANSI_ESCAPE_TEXT = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
+def _count_controls(sample: bytes) -> int:
+    """Control bytes that never appear in text; terminal colour sequences are not counted."""
+    sample = ANSI_ESCAPE.sub(b"", sample)
+    return len(sample) - len(sample.translate(None, _CONTROL_BYTES))
+
+
+def bomless_utf16_codec(sample: bytes) -> str | None:
+    """'utf-16-le' or 'utf-16-be' when `sample` is mostly-Latin UTF-16 text saved without a
+    byte-order mark (every other byte zero, and it decodes to text without control characters),
+    else None."""
+    if len(sample) < 4:
+        return None
+    even, odd = sample[0::2], sample[1::2]
+    if odd.count(0) > len(odd) * 0.8 and even.count(0) < len(even) * 0.2:
+        codec = "utf-16-le"
+    elif even.count(0) > len(even) * 0.8 and odd.count(0) < len(odd) * 0.2:
+        codec = "utf-16-be"
+    else:
+        return None
+    try:
+        text = codecs.getincrementaldecoder(codec)().decode(sample, final=False)
+    except UnicodeDecodeError:
+        return None
+    controls = sum(1 for ch in text if ord(ch) < 0x20 and ch not in "\t\n\r\f")
+    return codec if controls <= max(2, len(text) // 100) else None
 
 
 def decode_text(data: bytes, name: str, *, partial: bool = False, fallback: bool = True) -> str:
@@ -216,6 +252,17 @@ def decode_text(data: bytes, name: str, *, partial: bool = False, fallback: bool
             except UnicodeDecodeError as exc:
                 raise IngestError(
                     name, f"starts with a {codec.upper()} byte-order mark but is not valid {codec}"
+                ) from exc
+    if b"\x00" in data[:_SNIFF]:
+        utf16 = bomless_utf16_codec(data[:_SNIFF])
+        if utf16 is not None:
+            try:
+                return codecs.getincrementaldecoder(utf16)().decode(data, final=not partial)
+            except UnicodeDecodeError as exc:
+                raise IngestError(
+                    name,
+                    f"looks like {utf16.upper()} text without a byte-order mark, but is not "
+                    f"valid {utf16.upper()} (at byte {exc.start:,}); save it as UTF-8",
                 ) from exc
     try:
         return codecs.getincrementaldecoder("utf-8")().decode(data, final=not partial)

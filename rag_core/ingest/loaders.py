@@ -19,10 +19,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from rag_core.errors import EmptyDocumentError, IngestError
-from rag_core.ingest.detect import decode_text, detect_type, html_declared_charset
+from rag_core.ingest.detect import (
+    ANSI_ESCAPE_TEXT,
+    decode_text,
+    detect_type,
+    html_declared_charset,
+)
 from rag_core.types import Block, DocType, ParsedDocument
 
-MAX_UNCOMPRESSED_BYTES = 200 * 1024 * 1024  # a DOCX bigger than this when unzipped is refused
+DEFAULT_MAX_UNPACKED_MB = 200.0  # a DOCX bigger than this when unzipped is refused (setting)
 MAX_COMPRESSION_RATIO = 100  # ...as is one whose big members shrink more than this
 _BIG_MEMBER_BYTES = 10 * 1024 * 1024
 _MAX_ZIP_MEMBERS = 10_000
@@ -48,10 +53,27 @@ _PARSER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def load_document(data: bytes, name: str, *, max_pages: int, max_text_chars: int) -> ParsedDocument:
-    """Detect the format of `data` and parse it; the single entry point of this module."""
+def load_document(
+    data: bytes,
+    name: str,
+    *,
+    max_pages: int,
+    max_text_chars: int,
+    max_unpacked_mb: float = DEFAULT_MAX_UNPACKED_MB,
+) -> ParsedDocument:
+    """Detect the format of `data` and parse it; the single entry point of this module.
+
+    The limits (RAGCHAT_MAX_PAGES, _MAX_TEXT_CHARS, _MAX_UNPACKED_MB) bound the work and memory
+    one file can cost; each error that enforces one names the setting and its value.
+    """
     doc_type = detect_type(data, name)
-    return LOADERS[doc_type](data, name, max_pages=max_pages, max_text_chars=max_text_chars)
+    return LOADERS[doc_type](
+        data,
+        name,
+        max_pages=max_pages,
+        max_text_chars=max_text_chars,
+        max_unpacked_mb=max_unpacked_mb,
+    )
 
 
 # --------------------------------------------------------------------------- text assembly
@@ -67,8 +89,11 @@ _LEADING_BLANK_LINES = re.compile(r"\A(?:[ \t]*\n)+")
 
 
 def normalize_text(text: str) -> str:
-    """Drop NUL and control characters, unify line ends, collapse runs of blank lines to one."""
+    """Drop NUL and control characters (and terminal colour codes), unify line ends, collapse
+    runs of blank lines to one."""
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u2028", "\n")
+    if "\x1b" in text:
+        text = ANSI_ESCAPE_TEXT.sub("", text)
     text = text.translate(_CONTROL_CHARS)
     return _BLANK_RUN.sub("\n\n", text)
 
@@ -168,7 +193,14 @@ class _HeadingStack:
 # --------------------------------------------------------------------------- PDF
 
 
-def load_pdf(data: bytes, name: str, *, max_pages: int, max_text_chars: int) -> ParsedDocument:
+def load_pdf(
+    data: bytes,
+    name: str,
+    *,
+    max_pages: int,
+    max_text_chars: int,
+    max_unpacked_mb: float = DEFAULT_MAX_UNPACKED_MB,
+) -> ParsedDocument:
     """Text of each page of a PDF (pypdf), pages joined by a blank line, page numbers kept."""
     from pypdf import PdfReader
     from pypdf.errors import DependencyError, FileNotDecryptedError, PyPdfError
@@ -192,21 +224,25 @@ def load_pdf(data: bytes, name: str, *, max_pages: int, max_text_chars: int) -> 
                 ) from exc
             if not opened:
                 raise IngestError(name, "encrypted PDF (password protected)")
+        _check_declared_pages(reader, name, max_pages)
         page_count = len(reader.pages)
     except IngestError:
         raise
     except FileNotDecryptedError as exc:
         raise IngestError(name, "encrypted PDF (password protected)") from exc
+    except DependencyError as exc:  # pypdf tries the empty password while opening the file
+        raise IngestError(
+            name,
+            "encrypted PDF (password protected, or AES-encrypted, which needs the "
+            "'cryptography' package)",
+        ) from exc
     except pdf_errors as exc:
         raise corrupt(exc) from exc
 
     if page_count == 0:
         raise EmptyDocumentError(name, "the PDF has no pages")
     if page_count > max_pages:
-        raise IngestError(
-            name,
-            f"has {page_count:,} pages, more than the limit of {max_pages:,} (RAGCHAT_MAX_PAGES)",
-        )
+        raise _too_many_pages(name, page_count, max_pages)
 
     def pages() -> Iterator[_Piece]:
         for number in range(1, page_count + 1):
@@ -232,6 +268,24 @@ def load_pdf(data: bytes, name: str, *, max_pages: int, max_text_chars: int) -> 
     )
 
 
+def _too_many_pages(name: str, count: int, max_pages: int) -> IngestError:
+    return IngestError(
+        name, f"has {count:,} pages, more than the limit of {max_pages:,} (RAGCHAT_MAX_PAGES)"
+    )
+
+
+def _check_declared_pages(reader: Any, name: str, max_pages: int) -> None:
+    """Refuse at once a PDF whose page tree declares too many pages, before pypdf walks it
+    (walking 10,000 pages takes seconds). A missing or lying count is caught after the walk."""
+    try:
+        declared = reader.root_object["/Pages"].get_object().get("/Count")
+        count = int(declared) if declared is not None else 0
+    except _PARSER_ERRORS:
+        return
+    if count > max_pages:
+        raise _too_many_pages(name, count, max_pages)
+
+
 def _pdf_title(reader: Any, errors: tuple[type[BaseException], ...]) -> str | None:
     """The title in the PDF's info dictionary; a broken one is ignored rather than fatal."""
     try:
@@ -245,7 +299,9 @@ def _pdf_title(reader: Any, errors: tuple[type[BaseException], ...]) -> str | No
 # --------------------------------------------------------------------------- DOCX
 
 
-def check_zip_bomb(data: bytes, name: str) -> None:
+def check_zip_bomb(
+    data: bytes, name: str, max_unpacked_mb: float = DEFAULT_MAX_UNPACKED_MB
+) -> None:
     """Refuse a ZIP whose declared unpacked size or compression ratio is out of proportion.
 
     Python's zipfile never inflates past a member's declared size, so checking the declared sizes
@@ -257,13 +313,17 @@ def check_zip_bomb(data: bytes, name: str) -> None:
     except _PARSER_ERRORS as exc:
         raise IngestError(name, f"corrupt or truncated Word document: {exc}") from exc
     if len(infos) > _MAX_ZIP_MEMBERS:
-        raise IngestError(name, f"has {len(infos):,} parts inside; it looks like a zip bomb")
-    total = sum(info.file_size for info in infos)
-    if total > MAX_UNCOMPRESSED_BYTES:
         raise IngestError(
             name,
-            f"unpacks to {total / 2**20:,.0f} MB (limit {MAX_UNCOMPRESSED_BYTES // 2**20} MB); "
+            f"has {len(infos):,} parts inside, more than the limit of {_MAX_ZIP_MEMBERS:,}; "
             "it looks like a zip bomb",
+        )
+    total = sum(info.file_size for info in infos)
+    if total > max_unpacked_mb * 2**20:
+        raise IngestError(
+            name,
+            f"unpacks to {total / 2**20:,.0f} MB, more than the limit of {max_unpacked_mb:g} MB "
+            "(RAGCHAT_MAX_UNPACKED_MB); it looks like a zip bomb",
         )
     for info in infos:
         ratio = info.file_size / max(info.compress_size, 1)
@@ -278,9 +338,16 @@ def check_zip_bomb(data: bytes, name: str) -> None:
 _HEADING_STYLE = re.compile(r"^heading\s*([1-9])$", re.I)
 
 
-def load_docx(data: bytes, name: str, *, max_pages: int, max_text_chars: int) -> ParsedDocument:
+def load_docx(
+    data: bytes,
+    name: str,
+    *,
+    max_pages: int,
+    max_text_chars: int,
+    max_unpacked_mb: float = DEFAULT_MAX_UNPACKED_MB,
+) -> ParsedDocument:
     """Paragraphs and table rows of a Word document in order; Heading n styles give the path."""
-    check_zip_bomb(data, name)
+    check_zip_bomb(data, name, max_unpacked_mb)
     import docx
     from docx.opc.exceptions import OpcError
     from lxml.etree import LxmlError
@@ -371,7 +438,14 @@ _HEADING_TAGS = {f"h{n}": n for n in range(1, 7)}
 _WS = re.compile(r"\s+")
 
 
-def load_html(data: bytes, name: str, *, max_pages: int, max_text_chars: int) -> ParsedDocument:
+def load_html(
+    data: bytes,
+    name: str,
+    *,
+    max_pages: int,
+    max_text_chars: int,
+    max_unpacked_mb: float = DEFAULT_MAX_UNPACKED_MB,
+) -> ParsedDocument:
     """Visible text of an HTML page, one line per block element, headings h1..h6 tracked.
 
     The walk over the tree is iterative, so deeply nested markup cannot hit the recursion limit.
@@ -496,7 +570,14 @@ _MD_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 _MD_EMPHASIS = re.compile(r"(?<!\w)(\*\*|__|\*|_)(\S|\S.*?\S)\1(?!\w)")
 
 
-def load_markdown(data: bytes, name: str, *, max_pages: int, max_text_chars: int) -> ParsedDocument:
+def load_markdown(
+    data: bytes,
+    name: str,
+    *,
+    max_pages: int,
+    max_text_chars: int,
+    max_unpacked_mb: float = DEFAULT_MAX_UNPACKED_MB,
+) -> ParsedDocument:
     """Markdown kept as written; blocks start at ATX (#) and setext headings outside code fences."""
     text = normalize_text(decode_text(data, name))
     if len(text) > max_text_chars:
@@ -574,7 +655,14 @@ def _clean_md_heading(raw: str) -> str:
 # --------------------------------------------------------------------------- plain text
 
 
-def load_text(data: bytes, name: str, *, max_pages: int, max_text_chars: int) -> ParsedDocument:
+def load_text(
+    data: bytes,
+    name: str,
+    *,
+    max_pages: int,
+    max_text_chars: int,
+    max_unpacked_mb: float = DEFAULT_MAX_UNPACKED_MB,
+) -> ParsedDocument:
     """A plain-text file as one block (the chunker splits it at paragraphs and sentences)."""
     text = normalize_text(decode_text(data, name))
     blocks = (Block(0, len(text)),) if text else ()

@@ -201,3 +201,23 @@ def test_refusal_and_narrow_screen(
     page.screenshot(path=str(screenshots / "mobile-sources.png"))
     assert re.search(r"\d+ passages", page.locator("#rc-sources .rc-src-meta").inner_text())
     assert rp.external_requests() == []
+
+
+XSS_QUESTION = f'Does the Vortigan relay {XSS_IMG} {XSS_SCRIPT} <b id="rc-injected">x</b> fit?'
+
+
+def test_hostile_question_stays_text(open_page: Any, server: RunningServer) -> None:
+    """Markup typed as a question shows as text in the chat and in the history list."""
+    rp = open_page(1280, 800)
+    page = load(rp, server)
+    turn = ask(page, XSS_QUESTION)
+    expect(turn).to_contain_text(XSS_SCRIPT)
+    expect(turn).to_contain_text(XSS_IMG)
+    history = page.locator("#rc-history .rc-conv.is-active")
+    expect(history).to_contain_text("Does the Vortigan relay <img")
+    page.reload()
+    expect(page.locator("#rc-transcript")).to_contain_text(XSS_SCRIPT, timeout=30_000)
+    assert page.locator("#rc-injected").count() == 0
+    assert page.locator("#rc-transcript img, #rc-history img, #rc-sources img").count() == 0
+    assert page.locator("#rc-transcript script, #rc-history script").count() == 0
+    assert_no_xss(page)

@@ -91,9 +91,30 @@ def test_pdf_name_without_pdf_content() -> None:
         detect_type(b"Just some text, really.", "fake.pdf")
 
 
-def test_bomless_utf16_gets_a_hint() -> None:
-    with pytest.raises(UnsupportedFormatError, match="UTF-16 without a byte-order mark"):
-        detect_type("Hello world, this is text.\n".encode("utf-16-le"), "notes.txt")
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+def test_bomless_utf16_is_decoded(codec: str) -> None:
+    data = "Hello world, this is Grüße text.\n".encode(codec)
+    assert detect_type(data, "notes.txt") == "text"
+    assert detect_type(data, "notes") == "text"
+    assert decode_text(data, "notes.txt") == "Hello world, this is Grüße text.\n"
+
+
+def test_bomless_utf16_that_is_not_valid_gets_a_hint() -> None:
+    half = "Hello world, this is text.\n".encode("utf-16-le")
+    data = half + b"\x00\xdc" + half  # a lone low surrogate in the middle
+    with pytest.raises(UnsupportedFormatError, match="UTF-16 without a byte-order mark, but is"):
+        detect_type(data, "notes.txt")
+
+
+def test_int16_samples_are_not_utf16_text() -> None:
+    data = bytes(b for i in range(2000) for b in (i % 7, 0))  # small numbers: controls as text
+    with pytest.raises(UnsupportedFormatError, match="NUL bytes"):
+        detect_type(data, "samples.txt")
+
+
+def test_terminal_colour_codes_are_text() -> None:
+    data = b"\x1b[32mok\x1b[0m build 12 finished\n" * 10
+    assert detect_type(data, "build.log") == "text"
 
 
 def test_invalid_utf8_with_unknown_extension() -> None:

@@ -131,9 +131,18 @@ def test_docx_headings_paragraphs_and_tables() -> None:
 
 def test_docx_zip_bomb_by_total_size() -> None:
     with pytest.raises(
-        IngestError, match=r"bomb\.docx: unpacks to 21\d MB .* looks like a zip bomb"
+        IngestError,
+        match=r"bomb\.docx: unpacks to 21\d MB, more than the limit of 200 MB "
+        r"\(RAGCHAT_MAX_UNPACKED_MB\); it looks like a zip bomb",
     ):
         load(dm.make_docx_zip_bomb(210), "bomb.docx")
+
+
+def test_docx_unpacked_limit_is_a_setting() -> None:
+    data = dm.make_docx_zip_bomb(8)  # 8 MB of zeros: under the ratio guard's 10 MB
+    with pytest.raises(IngestError, match=r"more than the limit of 5 MB \(RAGCHAT_MAX_UNPACKED"):
+        load(data, "bomb.docx", max_unpacked_mb=5)
+    assert "Harmless" in load(data, "bomb.docx", max_unpacked_mb=50).text
 
 
 def test_docx_zip_bomb_by_ratio() -> None:

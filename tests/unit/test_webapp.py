@@ -163,3 +163,11 @@ def test_users_file(tmp_path: Path) -> None:
         f"# accounts\nalice:{hash_password('pw', iterations=1000)}\n\n", encoding="utf-8"
     )
     assert list(parse_users(str(path))) == ["alice"]
+
+
+def test_cli_prints_each_file_on_one_line() -> None:
+    """A newline or other control character in a file name cannot break the line per file."""
+    from webapp.cli import shown
+
+    assert shown(Path("dir/a\nb\tc\x00.txt")) == "dir/a\\nb\\tc\\x00.txt"
+    assert shown(Path("résumé ✓.pdf")) == "résumé ✓.pdf"
