@@ -206,6 +206,7 @@ class DocumentRecord:
     chunk_count: int
     added_at: datetime
     status: str = "ready"
+    updated_at: datetime | None = None  # last progress of an unfinished ingest or deletion
 
 
 IngestStatus = Literal["added", "duplicate", "replaced", "error"]

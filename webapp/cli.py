@@ -16,10 +16,16 @@ from rag_core.ingest.pipeline import SUPPORTED_EXTENSIONS
 from rag_core.types import Done, Hit, Retrieved, Token
 
 
-def _engine(settings: Settings) -> Any:
+def _engine(settings: Settings, *, recover: bool = True) -> Any:
+    """The engine; by default first finishing what a crashed process left half done (skipped
+    while another process is writing: it is alive, and unfinished documents are never read)."""
     from rag_core.factory import build_engine
 
-    return build_engine(settings)
+    engine = build_engine(settings)
+    if recover:
+        for action in engine.pipeline.recover(wait=False):
+            print(f"ragchat: recovered: {action}", file=sys.stderr)
+    return engine
 
 
 def iter_files(paths: Sequence[str]) -> Iterator[Path]:
@@ -35,6 +41,11 @@ def iter_files(paths: Sequence[str]) -> Iterator[Path]:
             yield path
 
 
+def shown(path: Path) -> str:
+    """A path as one printable line: control characters (a newline in a file name) escaped."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(path))
+
+
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
@@ -46,9 +57,9 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     failures = 0
     bar = tqdm(total=len(files), unit="file", disable=args.quiet or not sys.stderr.isatty())
     for path in files:
-        bar.set_description(path.name[:30])
+        bar.set_description(shown(Path(path.name))[:30])
         if not path.exists():
-            line = f"error      {path}: no such file"
+            line = f"error      {shown(path)}: no such file"
             failures += 1
         else:
             result = engine.ingest_path(path)
@@ -57,7 +68,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
                 line = f"error      {result.error}"
             elif result.status == "duplicate":
                 doc = result.document
-                line = f"duplicate  {path} (same content as {doc.name}, nothing added)"
+                line = f"duplicate  {shown(path)} (same content as {doc.name}, nothing added)"
             else:
                 doc = result.document
                 extra = (
@@ -66,7 +77,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
                     else ""
                 )
                 line = (
-                    f"{result.status:<10} {path} -> {doc.name} v{doc.version}: {result.chunks} chunks"
+                    f"{result.status:<10} {shown(path)} -> {doc.name} v{doc.version}: {result.chunks} chunks"
                     f"{extra} in {result.seconds:.1f}s"
                 )
         bar.write(line) if not args.quiet else None
@@ -210,21 +221,24 @@ def cmd_docs(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
-    engine = _engine(settings)
+    """Exit 0 when registry, vector store and keyword index agree (after --repair: once fixed)."""
+    engine = _engine(settings, recover=False)
     problems = engine.pipeline.check()
     if not problems:
         print("OK: registry, vector store and keyword index agree.")
         return 0
     for p in problems:
         print(f"problem: {p}")
-    if args.repair:
-        for action in engine.pipeline.recover():
-            print(f"repaired: {action}")
-        left = engine.pipeline.check()
-        print("OK after repair." if not left else f"{len(left)} problems remain.")
-        return 0 if not left else 1
-    print("Run `ragchat doctor --repair` to fix them.")
-    return 1
+    if not args.repair:
+        print(f"{len(problems)} problems. Run `ragchat doctor --repair` to fix them.")
+        return 1
+    for action in engine.pipeline.repair():
+        print(f"repaired: {action}")
+    left = engine.pipeline.check()
+    for p in left:
+        print(f"still wrong: {p}")
+    print("OK after repair." if not left else f"{len(left)} problems remain.")
+    return 0 if not left else 1
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -232,6 +246,54 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     serve(settings, host=args.host, port=args.port, demo=not args.no_demo)
     return 0
+
+
+def cmd_apikey(args: argparse.Namespace, settings: Settings) -> int:
+    """Create, list or revoke a user's API keys (stored only as hashes)."""
+    from rag_core.db.apikeys import ApiKeys
+    from rag_core.db.database import Database
+    from webapp.auth import parse_users
+
+    users = parse_users(settings.auth) if settings.auth else None
+    user: str = getattr(args, "user", None) or ""
+    if args.apikey_cmd == "create" and users is not None and user not in users:
+        raise UserError(f"user {user!r} is not in RAGCHAT_AUTH ({', '.join(sorted(users))})")
+    db = Database(settings.db_url)
+    try:
+        db.migrate()
+        keys = ApiKeys(db)
+        if args.apikey_cmd == "create":
+            record, key = keys.create(user, args.name or "")
+            print(key)
+            print(
+                f"API key {record.id} ({record.prefix}…) for {record.user}: shown only now, "
+                "store it safely. Send it as 'Authorization: Bearer KEY'.",
+                file=sys.stderr,
+            )
+            if users is None:
+                print(
+                    "note: accounts are off (RAGCHAT_AUTH unset), so the API is open and does "
+                    "not check keys.",
+                    file=sys.stderr,
+                )
+            return 0
+        if args.apikey_cmd == "list":
+            records = keys.list(user or None)
+            if not records:
+                print(f"No API keys for {user}." if user else "No API keys.")
+            for r in records:
+                used = f"{r.last_used_at:%Y-%m-%d %H:%M}" if r.last_used_at else "never"
+                state = f"revoked {r.revoked_at:%Y-%m-%d %H:%M}" if r.revoked_at else "active"
+                print(
+                    f"{r.id:>4}  {r.prefix}…  {r.user:<16} {r.name[:24]:<24} "
+                    f"created {r.created_at:%Y-%m-%d %H:%M}  last used {used}  {state}"
+                )
+            return 0
+        record = keys.revoke(user, args.key)
+        print(f"revoked API key {record.id} ({record.prefix}…) of {record.user}")
+        return 0
+    finally:
+        db.dispose()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -271,6 +333,18 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--port", type=int, default=7860)
     srv.add_argument("--no-demo", action="store_true", help="don't add the demo documents")
     srv.set_defaults(func=cmd_serve)
+
+    keys = sub.add_parser("apikey", help="create, list or revoke a user's API keys")
+    ksub = keys.add_subparsers(dest="apikey_cmd", required=True)
+    kc = ksub.add_parser("create", help="make a key (printed once; only its hash is stored)")
+    kc.add_argument("--user", required=True)
+    kc.add_argument("--name", default="", help="a label, e.g. where the key is used")
+    kl = ksub.add_parser("list", help="the keys (never the keys themselves)")
+    kl.add_argument("--user", default=None)
+    kr = ksub.add_parser("revoke", help="revoke a key by id or prefix")
+    kr.add_argument("--user", required=True)
+    kr.add_argument("key", help="the key's id or prefix (from `ragchat apikey list`)")
+    keys.set_defaults(func=cmd_apikey)
 
     from webapp.eval_cli import add_eval_commands
 

@@ -2,7 +2,8 @@
 
 SQLite gets WAL, a 30 s busy timeout, foreign keys, and write transactions that take the write
 lock up front (BEGIN IMMEDIATE), so concurrent writers wait for each other instead of failing
-with 'database is locked'.
+with 'database is locked'. Both backends get a connection pool sized for the web server's
+concurrency (POOL_SIZE + POOL_OVERFLOW).
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ from rag_core.errors import ConfigError
 
 MIGRATIONS_PATH = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Connection pool: the web server runs up to 40 requests at once (Gradio's worker threads), each
+# holding at most one connection; a request waits up to POOL_TIMEOUT_S for one, never fails early.
+POOL_SIZE = 10
+POOL_OVERFLOW = 40
+POOL_TIMEOUT_S = 60
 _BEGIN_OPTION = "ragchat_sqlite_begin"  # execution option: the BEGIN flavour on SQLite
 _PG_MIGRATION_LOCK = 0x7261_6763  # pg_advisory_xact_lock key: one migrating process at a time
 
@@ -75,6 +81,10 @@ class Database:
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        if self.dialect == "postgresql" or "poolclass" not in kwargs:
+            kwargs.update(
+                pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, pool_timeout=POOL_TIMEOUT_S
+            )
         self.engine: Engine = sa.create_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_on_connect)

@@ -5,18 +5,29 @@ Order of writes, so that a crash at any point leaves nothing retrievable that sh
 2. chunks go to the vector store and the keyword index;
 3. one transaction marks it 'ready' and the version it replaces 'deleting';
 4. the old version's chunks are removed from both indexes, then its row.
-`recover()` finishes or rolls back whatever a crash interrupted.
+`recover()` finishes or rolls back whatever a crash interrupted; `check()` compares the three
+stores chunk by chunk and `repair()` fixes what `check()` finds.
+
+Writers in several processes sharing one RAGCHAT_HOME (the server, `ragchat ingest`, `ragchat
+doctor`) take a lock file there (`ingest.lock`, flock) besides this process's lock, so they never
+write the indexes at the same time, and a row left 'ingesting' is known to be dead when recovery
+holds the lock. The kernel drops the lock of a killed process.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import logging
+import os
 import re
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rag_core.config import Settings
@@ -29,6 +40,9 @@ from rag_core.stores import text_hash
 from rag_core.types import Chunk, DocumentRecord, IngestResult, IngestStatus
 
 Progress = Callable[[str, float], None]  # (stage description, fraction done 0..1)
+
+log = logging.getLogger(__name__)
+LOCK_FILE = "ingest.lock"
 
 SUPPORTED_EXTENSIONS = {
     ".pdf",
@@ -44,14 +58,28 @@ SUPPORTED_EXTENSIONS = {
 
 
 def clean_name(name: str) -> str:
-    """A safe display name: the last path component, no control characters, at most 200 chars."""
+    """A safe display name: the last path component, no control characters, at most 200 chars.
+
+    A name with nothing usable left ('...', spaces) becomes 'untitled-' and a short hash of it,
+    so two such files do not become versions of one document.
+    """
     base = re.split(r"[\\/]", name or "")[-1]
     base = "".join(ch for ch in base if unicodedata.category(ch)[0] != "C").strip()
-    base = base.strip(". ") or "untitled"
+    raw = (name or "").encode("utf-8", "surrogatepass")
+    base = base.strip(". ") or f"untitled-{hashlib.sha256(raw).hexdigest()[:8]}"
     if len(base) > 200:
         stem, dot, ext = base.rpartition(".")
         base = (stem[: 200 - len(ext) - 1] + dot + ext) if dot and len(ext) <= 10 else base[:200]
     return base
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """One inconsistency found by check(): its kind decides how repair() fixes it."""
+
+    kind: str  # stuck | orphan | vector-missing | vector-extra | keyword
+    record: DocumentRecord | None
+    message: str
 
 
 @dataclass
@@ -83,9 +111,12 @@ class IngestPipeline:
 
     # -- entry points -------------------------------------------------------------------------
 
-    def ingest_path(self, path: Path, progress: Progress | None = None) -> IngestResult:
-        """Ingest one file from disk; its size is checked before it is read."""
-        name = clean_name(path.name)
+    def ingest_path(
+        self, path: Path, progress: Progress | None = None, *, name: str | None = None
+    ) -> IngestResult:
+        """Ingest one file from disk; its size is checked before it is read. `name` is the
+        name the user gave the file (an upload stored under a generated name), else its own."""
+        name = clean_name(path.name if name is None else name)
         started = time.perf_counter()
         try:
             size = path.stat().st_size
@@ -116,7 +147,7 @@ class IngestPipeline:
         """
         report = progress or (lambda stage, fraction: None)
         results: list[IngestResult] = []
-        with self._lock:
+        with self._exclusive():
             batch: list[_Prepared] = []
             batch_chunks = 0
             seen: dict[str, _Prepared] = {}
@@ -161,6 +192,7 @@ class IngestPipeline:
                 name,
                 max_pages=self.settings.max_pages,
                 max_text_chars=self.settings.max_text_chars,
+                max_unpacked_mb=self.settings.max_unpacked_mb,
             )
             previous = self.registry.by_name(name)
             if any(p.record.name == name for p in seen.values()):
@@ -222,46 +254,185 @@ class IngestPipeline:
 
     def delete(self, id_or_name: str) -> DocumentRecord:
         """Remove a document from the registry and both indexes; it is never retrieved again."""
-        with self._lock:
+        with self._exclusive():
             record = self.registry.get(id_or_name)
             self.registry.mark_deleting(record.id)
             self._purge(record.id)
             return record
 
-    def recover(self) -> list[str]:
+    def recover(self, *, wait: bool = True) -> list[str]:
         """Finish what a crash interrupted: drop half-ingested documents, finish deletions,
-        and remove chunks whose document the registry does not know. Returns what was done."""
-        actions: list[str] = []
-        with self._lock:
-            for record in self.registry.not_ready():
-                self._purge(record.id)
-                actions.append(
-                    f"removed unfinished {record.status} document {record.name} ({record.id})"
-                )
-            known = {r.id for r in self.registry.list()}
-            for doc_id in (self.store.document_ids() | self.keyword.document_ids()) - known:
-                self.store.delete_document(doc_id)
-                self.keyword.delete_document(doc_id)
-                actions.append(f"removed orphan chunks of unknown document {doc_id}")
-        return actions
+        and remove chunks whose document the registry does not know. Returns what was done.
+
+        With wait=False (start-up of the server and of reading commands) it does nothing while
+        another process is writing: that process is alive, and retrieval ignores its unfinished
+        rows anyway.
+        """
+        with self._exclusive(wait=wait) as held:
+            if not held:
+                log.info("recovery skipped: another process is writing to the knowledge base")
+                return []
+            return self._recover()
 
     def check(self) -> list[str]:
-        """Inconsistencies between registry, vector store and keyword index (nothing is changed)."""
-        problems: list[str] = []
-        ready = {r.id: r for r in self.registry.list()}
+        """Inconsistencies between registry, vector store and keyword index (nothing is changed).
+
+        Compares chunk ids document by document: every ready document must have exactly its
+        registered chunks in both indexes, and no index may hold chunks of any other document.
+        """
+        with self._exclusive():
+            return [p.message for p in self._problems()]
+
+    def repair(self) -> list[str]:
+        """Fix what `check()` reports; returns what was done.
+
+        Interrupted ingests are rolled back, interrupted deletions finished, orphan chunks
+        removed. A ready document whose keyword entries are missing or wrong is re-indexed from
+        the vector store (which keeps the chunk texts); one whose vector-store chunks are lost
+        cannot be rebuilt without its file, so it is removed and must be ingested again.
+        """
+        with self._exclusive():
+            actions = self._recover()
+            problems = self._problems()
+            lost = {p.record.id for p in problems if p.kind == "vector-missing" and p.record}
+            for problem in problems:
+                record = problem.record
+                if record is None:
+                    continue  # stuck rows and orphans: handled by _recover above
+                if problem.kind == "keyword" and record.id not in lost:
+                    chunks = self._valid_chunks(record)
+                    self.keyword.delete_document(record.id)
+                    self.keyword.add(chunks)
+                    actions.append(
+                        f"re-indexed the {len(chunks)} keyword entries of {record.name}"
+                        f" ({record.id}) from the vector store"
+                    )
+                elif problem.kind == "vector-extra":
+                    valid = {c.id for c in self._valid_chunks(record)}
+                    extra = [c.id for c in self.store.chunks_of(record.id) if c.id not in valid]
+                    self.store.delete_chunks(extra)
+                    actions.append(
+                        f"removed {len(extra)} stray chunks of {record.name} ({record.id})"
+                        " from the vector store"
+                    )
+                elif problem.kind == "vector-missing":
+                    self.registry.mark_deleting(record.id)
+                    self._purge(record.id)
+                    actions.append(
+                        f"removed document {record.name} ({record.id}): chunks were lost from"
+                        " the vector store and cannot be rebuilt; ingest the file again"
+                    )
+            return actions
+
+    @contextmanager
+    def _exclusive(self, *, wait: bool = True) -> Iterator[bool]:
+        """Hold this process's writer lock and the lock file in RAGCHAT_HOME; yields False
+        (holding nothing) when wait=False and another thread or process holds them."""
+        if not self._lock.acquire(blocking=wait):
+            yield False
+            return
+        try:
+            home = Path(self.settings.home)
+            home.mkdir(parents=True, exist_ok=True)
+            fd = os.open(home / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    yield False
+                    return
+                yield True
+            finally:
+                os.close(fd)  # releases the flock
+        finally:
+            self._lock.release()
+
+    def _in_flight_elsewhere(self, record: DocumentRecord) -> bool:
+        """An unfinished row another replica may still be working on: with a shared Chroma
+        server the local lock proves nothing about other hosts, so only a row that made no
+        progress for `shared_lease_s` counts as abandoned."""
+        if not self.settings.chroma_url or record.updated_at is None:
+            return False
+        idle = (datetime.now(UTC) - record.updated_at).total_seconds()
+        return idle < self.settings.shared_lease_s
+
+    def _recover(self) -> list[str]:
+        actions: list[str] = []
+        busy: set[str] = set()
         for record in self.registry.not_ready():
-            problems.append(
-                f"document {record.name} ({record.id}) is stuck in state {record.status}"
+            if self._in_flight_elsewhere(record):
+                busy.add(record.id)
+                continue
+            self._purge(record.id)
+            what = "ingest" if record.status == "ingesting" else "deletion"
+            actions.append(
+                f"finished the interrupted {what} of {record.name} ({record.id}):"
+                f" removed the {record.status} version {record.version}"
             )
+        known = {r.id for r in self.registry.list()} | busy
         in_store = self.store.document_ids()
         in_keyword = self.keyword.document_ids()
-        for doc_id in sorted((in_store | in_keyword) - set(ready)):
-            problems.append(f"chunks of unknown document {doc_id} in the indexes")
-        for doc_id, record in ready.items():
-            if doc_id not in in_store:
-                problems.append(f"document {record.name} has no chunks in the vector store")
-            if doc_id not in in_keyword:
-                problems.append(f"document {record.name} has no chunks in the keyword index")
+        for doc_id in sorted((in_store | in_keyword) - known):
+            removed_v = self.store.delete_document(doc_id)
+            removed_k = self.keyword.delete_document(doc_id)
+            actions.append(
+                f"removed orphan chunks of unknown document {doc_id}: {removed_v} from the"
+                f" vector store, {removed_k} from the keyword index"
+            )
+        return actions
+
+    def _valid_chunks(self, record: DocumentRecord) -> list[Chunk]:
+        """The vector store's chunks that belong to this registered version of the document."""
+        return [
+            c
+            for c in self.store.chunks_of(record.id)
+            if c.version == record.content_hash and 0 <= c.index < record.chunk_count
+        ]
+
+    def _problems(self) -> list[_Problem]:
+        problems: list[_Problem] = []
+        stuck = self.registry.not_ready()
+        for r in stuck:
+            if self._in_flight_elsewhere(r):
+                continue  # another replica's ingest in progress, not a problem (yet)
+            what = "an ingest" if r.status == "ingesting" else "a deletion"
+            problems.append(_Problem("stuck", r, (
+                f"document {r.name} ({r.id}) version {r.version} is stuck in state"
+                f" '{r.status}': {what} was interrupted"
+            )))  # fmt: skip
+        ready = {r.id: r for r in self.registry.list()}
+        known = set(ready) | {r.id for r in stuck}
+        in_store = self.store.document_ids()
+        in_keyword = self.keyword.document_ids()
+        for where, ids in (("vector store", in_store), ("keyword index", in_keyword)):
+            for doc_id in sorted(ids - known):
+                problems.append(_Problem("orphan", None, (
+                    f"orphan chunks in the {where}: document {doc_id} is not in the registry"
+                )))  # fmt: skip
+        for doc_id, r in ready.items():
+            label = f"document {r.name} ({doc_id})"
+            vector = self.store.chunks_of(doc_id) if doc_id in in_store else []
+            valid = {
+                c.id for c in vector if c.version == r.content_hash and 0 <= c.index < r.chunk_count
+            }
+            extra = len(vector) - len(valid)
+            keyword = set(self.keyword.chunk_ids_of(doc_id)) if doc_id in in_keyword else set()
+            if len(valid) < r.chunk_count:
+                problems.append(_Problem("vector-missing", r, (
+                    f"{label} is ready but {r.chunk_count - len(valid)} of its {r.chunk_count}"
+                    " chunks are missing from the vector store"
+                )))  # fmt: skip
+            elif extra:
+                problems.append(_Problem("vector-extra", r, (
+                    f"{label} has {extra} chunks in the vector store that are not part of its"
+                    f" registered version {r.version}"
+                )))  # fmt: skip
+            if keyword != valid:
+                missing, stray = len(valid - keyword), len(keyword - valid)
+                problems.append(_Problem("keyword", r, (
+                    f"{label}: the keyword index lacks {missing} of its {r.chunk_count} chunks"
+                    + (f" and holds {stray} chunks that are not part of it" if stray else "")
+                )))  # fmt: skip
         return problems
 
     # -- internals -----------------------------------------------------------------------------
@@ -285,9 +456,15 @@ class IngestPipeline:
         for h, t in zip(hashes, texts, strict=True):
             if h not in vectors:
                 todo.setdefault(h, t)
-        pending = list(todo.items())
+        # similar lengths share a batch: less padding through the encoder (order is irrelevant)
+        pending = sorted(todo.items(), key=lambda item: len(item[1]))
         batch = max(self.settings.embed_batch_size, 1)
+        doc_ids = {c.document_id for c in chunks}
+        touched = time.monotonic()
         for start in range(0, len(pending), batch):
+            if time.monotonic() - touched > self.settings.shared_lease_s / 4:
+                self.registry.touch(doc_ids)  # still alive: other replicas leave these rows be
+                touched = time.monotonic()
             part = pending[start : start + batch]
             embedded = self.embedder.embed_documents([t for _, t in part])
             for (h, _), vec in zip(part, embedded, strict=True):
