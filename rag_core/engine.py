@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,10 +20,11 @@ from rag_core.db.registry import DocumentRegistry
 from rag_core.errors import GenerationError, InvalidQuestionError
 from rag_core.grounding import (
     Evidence,
+    GateModel,
     check_sentences,
     citations_for,
     extractive_answer,
-    gate_score,
+    gate_features,
     render,
     split_answer,
 )
@@ -50,6 +51,7 @@ from rag_core.types import (
 )
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")  # lone halves (JSON allows them; UTF-8 cannot)
 
 
 def refusal_text(question: str) -> str:
@@ -66,7 +68,7 @@ def clean_question(question: str, max_chars: int) -> str:
     """Validate a question: not empty, not absurdly long; control characters removed."""
     if not isinstance(question, str):
         raise InvalidQuestionError("The question must be text.")
-    text = _CONTROL.sub(" ", question).strip()
+    text = _SURROGATE.sub("\ufffd", _CONTROL.sub(" ", question)).strip()
     if not text:
         raise InvalidQuestionError("The question is empty: type a question about your documents.")
     if len(text) > max_chars:
@@ -90,6 +92,7 @@ class Engine:
         generator: Generator,
         registry: DocumentRegistry,
         log: ConversationLog,
+        keyword_sync: Callable[[], object] | None = None,
     ) -> None:
         self.settings = settings
         self.embedder = embedder
@@ -98,6 +101,8 @@ class Engine:
         self.generator = generator
         self.registry = registry
         self.log = log
+        # brings a replica's local keyword index up to date with the shared registry and store
+        self.keyword_sync = keyword_sync
         self.pipeline = IngestPipeline(settings, embedder, store, keyword, registry)
         self.retriever = Retriever(
             embedder,
@@ -110,13 +115,16 @@ class Engine:
                 settings.rrf_k,
                 settings.dense_weight,
                 settings.keyword_weight,
+                settings.section_bonus,
             ),
         )
 
     # -- documents ----------------------------------------------------------------------------
 
-    def ingest_path(self, path: Path, progress: Progress | None = None) -> IngestResult:
-        return self.pipeline.ingest_path(Path(path), progress)
+    def ingest_path(
+        self, path: Path, progress: Progress | None = None, *, name: str | None = None
+    ) -> IngestResult:
+        return self.pipeline.ingest_path(Path(path), progress, name=name)
 
     def ingest_bytes(
         self, data: bytes, name: str, progress: Progress | None = None
@@ -172,10 +180,15 @@ class Engine:
             "grounding": grounding,
         }
         t0 = time.perf_counter()
+        if self.keyword_sync is not None:
+            self.keyword_sync()
         query = standalone_query(question, history)
         result = self.retriever.search(query, mode=mode, k=top_k, candidates=s.candidates)
         hits = tuple(result.hits)
-        gate = gate_score(hits, result.top_dense)
+        gate = 0.0
+        if hits:
+            signals = gate_features(hits, result.top_dense, self.retriever.term_stats(query))
+            gate = GateModel.from_weights(s.refusal_gate).score(signals)
         refused = not hits or gate < s.refusal_threshold
         retrieval_ms = (time.perf_counter() - t0) * 1000
         yield Retrieved(question, query, hits, refused, round(gate, 4))
@@ -350,19 +363,24 @@ class Engine:
         *,
         user: str = "local",
         stop: threading.Event | None = None,
+        history: Sequence[Turn] | None = None,
         **options: Any,
     ) -> Iterator[Event]:
-        """`answer` inside a logged conversation: history comes from the log, the turn goes to it.
+        """`answer` inside a logged conversation: history comes from the log (or, for a caller
+        that keeps its own, such as an OpenAI-style client, from `history`), the turn goes to it.
 
         The turn is written even when the caller stops early or the generator fails, marked
         'stopped' or 'error', so the log always has a complete record of what was shown.
         """
         if conversation_id is None:
             conversation_id = self.log.create_conversation(user, "New conversation").id
-        history = self.log.history(conversation_id, user)
+        logged = self.log.history(conversation_id, user)  # also checks the user owns it
+        history = logged if history is None else history
         stop = stop or threading.Event()
         events = self.answer(question, history, stop=stop, **options)
         final: Done | None = None
+        retrieved: Retrieved | None = None
+        streamed = ""
         try:
             for event in events:
                 if isinstance(event, Done):
@@ -371,7 +389,16 @@ class Engine:
                     yield event
                     yield Logged(conversation_id, turn_id)
                 else:
+                    if isinstance(event, Retrieved):
+                        retrieved = event
+                    elif isinstance(event, Token):
+                        streamed += event.text
                     yield event
+        except Exception as exc:  # an unexpected failure mid-answer: log what was shown, re-raise
+            if final is None and retrieved is not None:
+                final = _failed(retrieved, streamed, exc, self.settings.snapshot())
+                self.log.record_turn(conversation_id, user, final)
+            raise
         finally:
             if final is None:
                 stop.set()
@@ -379,6 +406,16 @@ class Engine:
                     if isinstance(event, Done):
                         final = replace(event, status="stopped")
                         self.log.record_turn(conversation_id, user, final)
+
+
+def _failed(retrieved: Retrieved, streamed: str, exc: Exception, config: Any) -> Done:
+    """The turn to log when answering raised: the passages and the text shown so far."""
+    error = f"The answer failed: {type(exc).__name__}: {exc}"
+    return Done(
+        question=retrieved.question, query=retrieved.query, answer=streamed.strip() or error,
+        raw_answer=streamed, citations=(), hits=retrieved.hits, sentences=(), refused=False,
+        mode="generated", status="error", timings=Timings(), config=config, error=error,
+    )  # fmt: skip
 
 
 def _marker_citations(raw: str, hits: Sequence[Hit]) -> tuple[Citation, ...]:

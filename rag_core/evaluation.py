@@ -14,12 +14,18 @@ import math
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag_core.errors import UserError
-from rag_core.grounding import UNSUPPORTED_MARK, gate_score
+from rag_core.grounding import (
+    UNSUPPORTED_MARK,
+    GateFeatures,
+    GateModel,
+    fit_gate,
+    gate_features,
+)
 from rag_core.ingest.pipeline import clean_name
 from rag_core.types import Chunk, Done, Hit, RetrievalMode, Retrieved, SentenceCheck, Token
 
@@ -597,8 +603,10 @@ def summarize_answers(records: Sequence[AnswerRecord], grounding: str) -> Answer
 # refusal gate calibration
 
 
-def question_gate_score(engine: Engine, question: str, mode: RetrievalMode | None = None) -> float:
-    """The refusal gate's evidence score for a question, computed as Engine.answer does."""
+def question_gate_features(
+    engine: Engine, question: str, mode: RetrievalMode | None = None
+) -> GateFeatures | None:
+    """The refusal gate's evidence for a question, computed as Engine.answer does (None: no hits)."""
     from rag_core.engine import clean_question
     from rag_core.retrieval import standalone_query
 
@@ -608,8 +616,16 @@ def question_gate_score(engine: Engine, question: str, mode: RetrievalMode | Non
         query, mode=mode or s.retrieval_mode, k=s.top_k, candidates=s.candidates
     )
     if not result.hits:
+        return None
+    return gate_features(result.hits, result.top_dense, engine.retriever.term_stats(query))
+
+
+def question_gate_score(engine: Engine, question: str, mode: RetrievalMode | None = None) -> float:
+    """The refusal gate's score for a question, as Engine.answer computes it (0 without hits)."""
+    features = question_gate_features(engine, question, mode)
+    if features is None:
         return 0.0
-    return gate_score(result.hits, result.top_dense)
+    return GateModel.from_weights(engine.settings.refusal_gate).score(features)
 
 
 @dataclass(frozen=True)
@@ -654,3 +670,64 @@ def best_threshold(
             best = stats
     assert best is not None
     return best
+
+
+# features of a question without hits: nothing found, nothing covered
+NO_EVIDENCE = GateFeatures(0.0, 0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class GateCalibration:
+    """A gate model fit on all questions, its threshold, and what k-fold cross-validation says.
+
+    `fitted` is measured on the questions the model was fit on; `cross_validated` pools the
+    held-out predictions of `folds` models, each fit (threshold included) without its fold.
+    """
+
+    model: GateModel
+    fitted: RefusalStats
+    cross_validated: RefusalStats
+    folds: int
+
+
+def _fit_with_threshold(
+    answerable: Sequence[GateFeatures], unanswerable: Sequence[GateFeatures]
+) -> tuple[GateModel, RefusalStats]:
+    try:
+        model = fit_gate(answerable, unanswerable)
+    except ValueError as exc:
+        raise UserError(f"cannot calibrate the refusal gate: {exc}") from exc
+    stats = best_threshold(
+        [model.score(f) for f in answerable], [model.score(f) for f in unanswerable]
+    )
+    return model, stats
+
+
+def calibrate_gate(
+    answerable: Sequence[GateFeatures], unanswerable: Sequence[GateFeatures], *, folds: int = 10
+) -> GateCalibration:
+    """Fit the gate (logistic regression + the max-F1 threshold) and cross-validate it.
+
+    Folds are stratified and deterministic: question i of each set goes to fold i mod `folds`.
+    """
+    if len(answerable) < folds or len(unanswerable) < folds:
+        raise UserError(
+            f"calibration needs at least {folds} answerable and {folds} unanswerable questions, "
+            f"got {len(answerable)} and {len(unanswerable)}"
+        )
+    model, fitted = _fit_with_threshold(answerable, unanswerable)
+    held_ans: list[bool] = []  # refused?
+    held_unans: list[bool] = []
+    for k in range(folds):
+        train_a = [f for i, f in enumerate(answerable) if i % folds != k]
+        train_u = [f for i, f in enumerate(unanswerable) if i % folds != k]
+        m, st = _fit_with_threshold(train_a, train_u)
+        held_ans += [m.score(f) < st.threshold for i, f in enumerate(answerable) if i % folds == k]
+        held_unans += [
+            m.score(f) < st.threshold for i, f in enumerate(unanswerable) if i % folds == k
+        ]
+    # pooled held-out decisions, as scores 0 (refused) / 1 (answered) against threshold 0.5
+    cv = refusal_stats(
+        [0.0 if r else 1.0 for r in held_ans], [0.0 if r else 1.0 for r in held_unans], 0.5
+    )
+    return GateCalibration(model, fitted, replace(cv, threshold=fitted.threshold), folds)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from rag_core.ingest.chunking import split_sentences
 from rag_core.prompting import markers_in, strip_markers
 from rag_core.protocols import Embedder
+from rag_core.retrieval import TermStat
 from rag_core.stores.tokenize import tokenize
 from rag_core.types import Citation, Hit, SentenceCheck
 
@@ -105,16 +106,23 @@ class Evidence:
     _vectors: list[list[float]] | None = None
     _tokens: list[set[str]] = field(default_factory=list)
     _passage_text: list[str] = field(default_factory=list)
+    _passage_context: list[str] = field(default_factory=list)
+    _sentence_text: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for n, hit in enumerate(self.hits, start=1):
-            text = hit.chunk.text
-            self._passage_text.append(_norm(hit.chunk.text + " " + hit.chunk.document_name))
+            chunk = hit.chunk
+            text = chunk.text
+            self._passage_text.append(_norm(text + " " + chunk.document_name))
+            self._passage_context.append(
+                _norm(" ".join((chunk.document_name, *chunk.heading_path)))
+            )
             for start, end in split_sentences(text):
                 piece = text[start:end].strip()
                 if len(piece) >= 3:
                     self.sentences.append(PassageSentence(n, start, end, piece))
         self._tokens = [set(tokenize(s.text)) for s in self.sentences]
+        self._sentence_text = [_norm(s.text) for s in self.sentences]
 
     @property
     def vectors(self) -> list[list[float]]:
@@ -124,14 +132,22 @@ class Evidence:
         return self._vectors
 
     def passage_text(self, n: int) -> str:
+        """Passage n's text and document name, normalised (lower case, punctuation folded)."""
         return self._passage_text[n - 1]
+
+    def passage_context(self, n: int) -> str:
+        """Passage n's document name and heading path, normalised: where a name may come from."""
+        return self._passage_context[n - 1]
 
 
 @dataclass(frozen=True)
 class Support:
     score: float
     sentence: PassageSentence | None
-    missing: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()  # facts of the claim absent from this support's window
+    # facts absent from the passage window that best matches the claim's content, when that
+    # window is not the one reported (its numbers or names came from elsewhere)
+    unmatched: tuple[str, ...] = ()
 
 
 def _norm(text: str) -> str:
@@ -186,32 +202,64 @@ def is_filler(sentence: str) -> bool:
     return len(set(tokenize(bare))) < 2 and not _NUMBER.search(bare)
 
 
+def _is_number(term: str) -> bool:
+    return _NUMBER.fullmatch(term) is not None or term.replace(" ", "").isdigit()
+
+
 def best_support(
     sentence: str, evidence: Evidence, question: str, vector: Sequence[float]
 ) -> dict[int, Support]:
-    """For each passage, how well its best sentence supports `sentence` (0..1), and missing facts."""
+    """For each passage, how well its best sentence supports `sentence` (0..1), and missing facts.
+
+    Support is measured on a window: a passage sentence with its neighbours in the same passage.
+    The claim's numbers, dates and names must appear in that same window (or in the question; a
+    name may also come from the passage's document name or heading path), not merely somewhere in
+    the passage: a number taken from a sentence about something else does not support a claim. A
+    window that lacks some of them can still be reported as the best match, with what is missing.
+    """
     claim = strip_markers(sentence)
     claim_tokens = set(tokenize(claim))
     terms = salient_terms(claim)
     q_norm = _norm(question)
+    needed = [t for t in terms if not _present(t, q_norm)]
     per_passage: dict[int, Support] = {}
+    closest: dict[int, Support] = {}  # the best-scoring window of each passage, facts or not
     vectors = evidence.vectors
-    for i, ps in enumerate(evidence.sentences):
+    sentences = evidence.sentences
+    for i, ps in enumerate(sentences):
         cos = _cos(vector, vectors[i])
         window = set(evidence._tokens[i])
-        if i > 0 and evidence.sentences[i - 1].passage == ps.passage:
+        texts = [evidence._sentence_text[i]]
+        if i > 0 and sentences[i - 1].passage == ps.passage:
             window |= evidence._tokens[i - 1]
-        if i + 1 < len(evidence.sentences) and evidence.sentences[i + 1].passage == ps.passage:
+            texts.append(evidence._sentence_text[i - 1])
+        if i + 1 < len(sentences) and sentences[i + 1].passage == ps.passage:
             window |= evidence._tokens[i + 1]
+            texts.append(evidence._sentence_text[i + 1])
         lex = len(claim_tokens & window) / len(claim_tokens) if claim_tokens else 0.0
         score = 0.5 * max(cos, 0.0) + 0.5 * lex
+        if needed:
+            haystack = " ".join(texts)
+            context = evidence.passage_context(ps.passage)
+            missing = tuple(
+                t
+                for t in needed
+                if not _present(t, haystack) and (_is_number(t) or not _present(t, context))
+            )
+        else:
+            missing = ()
+        support = Support(score, ps, missing)
         current = per_passage.get(ps.passage)
-        if current is None or score > current.score:
-            per_passage[ps.passage] = Support(score, ps)
+        # a window with every fact beats one without; then the higher score wins
+        if current is None or (not missing, score) > (not current.missing, current.score):
+            per_passage[ps.passage] = support
+        near = closest.get(ps.passage)
+        if near is None or score > near.score:
+            closest[ps.passage] = support
     for n, sup in per_passage.items():
-        passage = evidence.passage_text(n)
-        missing = tuple(t for t in terms if not _present(t, passage) and not _present(t, q_norm))
-        per_passage[n] = Support(sup.score, sup.sentence, missing)
+        near = closest[n]
+        if near is not sup and near.missing and near.score > sup.score:
+            per_passage[n] = Support(sup.score, sup.sentence, sup.missing, near.missing)
     return per_passage
 
 
@@ -253,6 +301,8 @@ def check_sentences(
         best = supports.get(best_n) if best_n is not None else None
         if best is not None and best.missing:
             reason = "not in the passages: " + ", ".join(best.missing)
+        elif best is not None and best.unmatched and best.score < threshold:
+            reason = "not in the passage sentence that matches it: " + ", ".join(best.unmatched)
         elif best is not None:
             reason = f"no passage sentence matches it (best match {best.score:.2f})"
         else:
@@ -383,17 +433,152 @@ def extractive_answer(
 
 
 def gate_score(hits: Sequence[Hit], top_dense: float | None) -> float:
-    """Evidence that the documents can answer: best dense similarity, plus agreement of retrievers.
+    """Best dense similarity plus 0.05 when both retrievers rank a passage in their top 3.
 
-    `top_dense` is the best cosine similarity of the query to any ready chunk. A passage that
-    both retrievers rank in their top 3 adds 0.05.
+    The single-score gate of earlier versions (GateModel replaces it), kept for comparison.
     """
     score = top_dense if top_dense is not None else 0.0
-    agree = any(
+    return score + (0.05 if _agree(hits) else 0.0)
+
+
+def _agree(hits: Sequence[Hit]) -> bool:
+    return any(
         h.dense_rank is not None
         and h.keyword_rank is not None
         and h.dense_rank <= 3
         and h.keyword_rank <= 3
         for h in hits
     )
-    return score + (0.05 if agree else 0.0)
+
+
+GATE_FEATURES = ("top_dense", "coverage", "known")
+
+
+@dataclass(frozen=True)
+class GateFeatures:
+    """Retrieval evidence that the documents can answer a question (the refusal gate's inputs).
+
+    top_dense: best cosine similarity of the question to any chunk. coverage: the share of the
+    question's keyword terms, weighted by idf, that occur in the passages retrieved for it. known:
+    the idf-weighted share of its terms that occur anywhere in the documents. An unanswerable
+    question usually names something (a product, a module, a place) that the documents never
+    mention, and such a rare term weighs most.
+    """
+
+    top_dense: float
+    coverage: float
+    known: float
+
+    def values(self) -> tuple[float, ...]:
+        return (self.top_dense, self.coverage, self.known)
+
+
+# Words that shape a question rather than name its topic ("how long does it take", "what is the
+# best way to get ..."). In a small knowledge base they are often absent and would weigh as much
+# as a missing product name, so coverage leaves them out.
+_QUESTION_WORDS = frozenset(
+    tokenize(
+        "long take get use make work way happen need want find possible good best better "
+        "differ difference mean know help thing something anything instead kind "
+        "question answer exist available allow able like right correct wrong easy easiest "
+        "recommend recommended usual usually normal normally common commonly actual actually"
+    )
+)
+
+
+def gate_features(
+    hits: Sequence[Hit], top_dense: float | None, terms: Sequence[TermStat]
+) -> GateFeatures:
+    """The gate's evidence from the ranked passages and the idf of the question's terms."""
+    terms = [t for t in terms if t.term not in _QUESTION_WORDS]
+    found: set[str] = set()
+    for h in hits:
+        found.update(tokenize(" ".join((*h.chunk.heading_path, h.chunk.text))))
+    total = sum(t.idf for t in terms)
+    covered = sum(t.idf for t in terms if t.df > 0 and t.term in found)
+    known = sum(t.idf for t in terms if t.df > 0)
+    return GateFeatures(
+        top_dense if top_dense is not None else 0.0,
+        covered / total if total > 0 else 0.0,
+        known / total if total > 0 else 0.0,
+    )
+
+
+@dataclass(frozen=True)
+class GateModel:
+    """The refusal gate's score, in units of cosine similarity (refuse below the threshold):
+
+        score = max(0, top_dense + coverage_weight * (coverage - 1) + known_weight * (known - 1))
+
+    A question whose terms all occur in its passages keeps its best similarity; each missing
+    share of idf mass costs the weights. They come from a logistic regression on the three
+    features (`fit_gate`), divided by the similarity's coefficient: the same decisions, on the
+    scale of the single-score gate (both weights 0).
+    """
+
+    coverage_weight: float
+    known_weight: float
+
+    @classmethod
+    def from_weights(cls, weights: Sequence[float]) -> GateModel:
+        """From (coverage_weight, known_weight), the form kept in the settings."""
+        if len(weights) != 2:
+            raise ValueError(
+                f"refusal gate weights must be two numbers (coverage, known), got {len(weights)}"
+            )
+        return cls(float(weights[0]), float(weights[1]))
+
+    @property
+    def weights(self) -> tuple[float, float]:
+        return (self.coverage_weight, self.known_weight)
+
+    def score(self, features: GateFeatures) -> float:
+        """The gate score, never below 0 (so a threshold of 0 turns refusals off)."""
+        return max(
+            0.0,
+            features.top_dense
+            + self.coverage_weight * (features.coverage - 1.0)
+            + self.known_weight * (features.known - 1.0),
+        )
+
+
+def fit_gate(
+    answerable: Sequence[GateFeatures],
+    unanswerable: Sequence[GateFeatures],
+    *,
+    l2: float = 1.0,
+    iterations: int = 50,
+) -> GateModel:
+    """Fit the gate by L2-regularised logistic regression (Newton's method) on the features.
+
+    Classes are weighted to equal total weight, so the model does not favour the larger set.
+    The coefficients are returned relative to the similarity's (see GateModel).
+    """
+    import numpy as np
+
+    if not answerable or not unanswerable:
+        raise ValueError("fitting the refusal gate needs answerable and unanswerable questions")
+    x = np.array([f.values() for f in (*answerable, *unanswerable)], dtype=np.float64)
+    y = np.array([1.0] * len(answerable) + [0.0] * len(unanswerable))
+    w_row = np.where(y == 1.0, 0.5 / len(answerable), 0.5 / len(unanswerable)) * len(y)
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    std[std == 0] = 1.0
+    z = np.hstack([np.ones((len(y), 1)), (x - mean) / std])
+    beta = np.zeros(z.shape[1])
+    reg = np.full(z.shape[1], l2)
+    reg[0] = 0.0
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-np.clip(z @ beta, -60, 60)))
+        grad = z.T @ (w_row * (p - y)) + reg * beta
+        hess = (z * (w_row * p * (1 - p))[:, None]).T @ z + np.diag(reg)
+        step = np.linalg.solve(hess, grad)
+        beta -= step
+        if float(np.abs(step).max()) < 1e-9:
+            break
+    weights = beta[1:] / std
+    if weights[0] <= 1e-6:
+        raise ValueError(
+            "the refusal gate fit gives no positive weight to dense similarity: the answerable "
+            "and unanswerable questions do not separate on it (check the data)"
+        )
+    return GateModel(float(weights[1] / weights[0]), float(weights[2] / weights[0]))

@@ -23,22 +23,25 @@ from rag_core.config import Settings
 from rag_core.errors import UserError
 from rag_core.evaldata import default_unanswerable
 from rag_core.evaluation import (
+    NO_EVIDENCE,
     AnswerScores,
     BeirDataset,
     CorpusMap,
     RefusalStats,
     best_threshold,
+    calibrate_gate,
     evaluate_answers,
     evaluate_retrieval,
     index_corpus,
     load_beir,
     percentile,
-    question_gate_score,
+    question_gate_features,
     read_questions,
     refusal_stats,
     spread,
     summarize_answers,
 )
+from rag_core.grounding import GATE_FEATURES, GateFeatures, GateModel
 from rag_core.types import RetrievalMode
 
 if TYPE_CHECKING:
@@ -100,6 +103,7 @@ def add_eval_commands(sub: Any) -> None:
         "calibrate", parents=[common], help="choose the refusal-gate threshold (no generation)"
     )
     c.add_argument("--unanswerable", default=None, metavar="FILE", help="one question a line")
+    c.add_argument("--folds", type=int, default=10, help="cross-validation folds (default 10)")
     c.set_defaults(func=cmd_calibrate)
 
 
@@ -394,55 +398,78 @@ def _distribution(values: Sequence[float]) -> dict[str, float | None]:
     }
 
 
+def _feature_json(f: GateFeatures) -> dict[str, float]:
+    return {name: round(v, 4) for name, v in zip(GATE_FEATURES, f.values(), strict=True)}
+
+
 def cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
     dataset = load_beir(args.beir, args.split)
     unanswerable = _unanswerable(args)
     engine, _, info = open_index(args, settings, dataset)
     try:
-        answerable_scores = [question_gate_score(engine, q) for q in dataset.queries.values()]
-        unanswerable_scores = [question_gate_score(engine, q) for q in unanswerable]
+        ans = [question_gate_features(engine, q) or NO_EVIDENCE for q in dataset.queries.values()]
+        unans = [question_gate_features(engine, q) or NO_EVIDENCE for q in unanswerable]
     finally:
         _close(engine)
-    best = best_threshold(answerable_scores, unanswerable_scores)
-    current = refusal_stats(answerable_scores, unanswerable_scores, settings.refusal_threshold)
+    cal = calibrate_gate(ans, unans, folds=args.folds)
+    current_model = GateModel.from_weights(settings.refusal_gate)
+    current = refusal_stats(
+        [current_model.score(f) for f in ans],
+        [current_model.score(f) for f in unans],
+        settings.refusal_threshold,
+    )
+    # a gate on the best dense similarity alone, for comparison
+    single = best_threshold([f.top_dense for f in ans], [f.top_dense for f in unans])
+    weights = [round(w, 4) for w in cal.model.weights]
     if args.json:
         out = _header(dataset, info, len(dataset.queries))
         out.update(
             unanswerable=len(unanswerable),
             retrieval_mode=settings.retrieval_mode,
             criterion="max refusal F1 (positives: unanswerable questions)",
-            best=_stats_json(best),
+            features=list(GATE_FEATURES),
+            weights={"coverage": weights[0], "known": weights[1]},
+            folds=cal.folds,
+            best=_stats_json(cal.fitted),
+            cross_validated=_stats_json(cal.cross_validated),
             current=_stats_json(current),
-            answerable_scores=_distribution(answerable_scores),
-            unanswerable_scores=_distribution(unanswerable_scores),
-            scores={
+            single_score=_stats_json(single),
+            answerable_scores=_distribution([cal.model.score(f) for f in ans]),
+            unanswerable_scores=_distribution([cal.model.score(f) for f in unans]),
+            features_of={
                 "answerable": {
-                    q: round(v, 4) for q, v in zip(dataset.queries, answerable_scores, strict=True)
+                    q: _feature_json(f) for q, f in zip(dataset.queries, ans, strict=True)
                 },
                 "unanswerable": {
-                    q: round(v, 4) for q, v in zip(unanswerable, unanswerable_scores, strict=True)
+                    q: _feature_json(f) for q, f in zip(unanswerable, unans, strict=True)
                 },
             },
         )
         print(json.dumps(out, indent=2))
         return 0
     print(
-        f"refusal gate on {dataset.path.name} ({dataset.split}): {len(answerable_scores)} "
-        f"answerable, {len(unanswerable_scores)} unanswerable questions, "
-        f"retrieval mode {settings.retrieval_mode}"
+        f"refusal gate on {dataset.path.name} ({dataset.split}): {len(ans)} answerable, "
+        f"{len(unans)} unanswerable questions, retrieval mode {settings.retrieval_mode}"
     )
-    print("score percentiles  " + "".join(f"{p:>8}" for p in ("p5", "p25", "p50", "p75", "p95")))
-    for label, values in (("answerable", answerable_scores), ("unanswerable", unanswerable_scores)):
-        dist = _distribution(values)
-        print(f"{label:<19}" + "".join(f"{_fmt(v):>8}" for v in dist.values()))
-    print(f"{'':<22}{'threshold':>10}{'precision':>10}{'recall':>8}{'F1':>7}{'bal.acc':>9}")
-    for label, s in (("best (max refusal F1)", best), ("current (settings)", current)):
+    print(
+        f"gate score = top_dense + {weights[0]:.3f} x (coverage - 1) + {weights[1]:.3f} x (known - 1)"
+        " (weights from logistic regression)"
+    )
+    print(f"{'':<34}{'threshold':>10}{'precision':>10}{'recall':>8}{'F1':>7}{'bal.acc':>9}")
+    rows = (
+        ("best (max refusal F1, in-sample)", cal.fitted),
+        (f"{cal.folds}-fold cross-validated", cal.cross_validated),
+        ("current (settings)", current),
+        ("best dense similarity alone", single),
+    )
+    for label, st in rows:
         print(
-            f"{label:<22}{s.threshold:>10.3f}{s.precision:>10.3f}{s.recall:>8.3f}{s.f1:>7.3f}"
-            f"{s.balanced_accuracy:>9.3f}"
+            f"{label:<34}{st.threshold:>10.3f}{st.precision:>10.3f}{st.recall:>8.3f}{st.f1:>7.3f}"
+            f"{st.balanced_accuracy:>9.3f}"
         )
     print(
-        f"refuse when score < threshold; best threshold refuses {best.refused_answerable} "
-        f"answerable and {best.refused_unanswerable} unanswerable questions"
+        "refuse when the score < threshold (threshold: max refusal F1); to use the fitted gate set:"
     )
+    print(f"RAGCHAT_REFUSAL_GATE='{json.dumps(weights)}'")
+    print(f"RAGCHAT_REFUSAL_THRESHOLD={cal.fitted.threshold}")
     return 0

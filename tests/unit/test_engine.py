@@ -47,7 +47,7 @@ def run(engine: Engine, question: str, **kw: object) -> tuple[list[object], Done
 
 
 def test_ingest_duplicate_and_new_version(tmp_path: Path) -> None:
-    engine = make_engine(tmp_path)
+    engine = make_engine(tmp_path, chunk_size=120)  # small chunks: the edit touches only one
     first = engine.ingest_bytes(ACME.encode(), "acme.md")
     assert first.status == "added" and first.chunks >= 1
     again = engine.ingest_bytes(ACME.encode(), "copy-of-acme.md")

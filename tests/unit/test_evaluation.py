@@ -357,13 +357,22 @@ def test_cli_answers_and_calibrate(fake_cli: Path, capsys: pytest.CaptureFixture
     assert out["grounding"]["mark"]["refusal_recall"] == 1.0
     assert main(["eval", "answers", *common, "--limit", "1"]) == 0
     assert "citation precision" in capsys.readouterr().out
-    assert main(["eval", "calibrate", *common, "--json"]) == 0
+    assert main(["eval", "calibrate", *common, "--folds", "2", "--json"]) == 0
     cal = json.loads(capsys.readouterr().out)
     assert cal["index"]["reused"] is True and cal["best"]["f1"] >= cal["current"]["f1"]
     assert cal["current"]["threshold"] == 0.3 and cal["current"]["recall"] == 1.0
+    assert cal["folds"] == 2 and 0.0 <= cal["cross_validated"]["recall"] <= 1.0
+    assert set(cal["weights"]) == {"coverage", "known"}
     assert set(cal["answerable_scores"]) == {"p5", "p25", "p50", "p75", "p95"}
-    assert main(["eval", "calibrate", *common]) == 0
-    assert "max refusal F1" in capsys.readouterr().out
+    # the unanswerable questions share no term with the corpus: coverage 0
+    assert all(f["coverage"] == 0.0 for f in cal["features_of"]["unanswerable"].values())
+    assert main(["eval", "calibrate", *common, "--folds", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "max refusal F1" in out and "2-fold cross-validated" in out
+    assert "RAGCHAT_REFUSAL_GATE=" in out
+    # too few questions for the folds: a clear error, not a traceback
+    assert main(["eval", "calibrate", *common]) == 1
+    assert "at least 10" in capsys.readouterr().err
 
 
 def _done(answer: str, checks: list[SentenceCheck], mode: str = "generated") -> Done:
@@ -396,3 +405,24 @@ def test_unflagged_scan_follows_sentence_order() -> None:
     assert shown_sentences(_done("raw", checks), "off")[1] == 2
     quoted = [checks[3], SentenceCheck(4, "Quote. [1]", True, 0.8, 1, "Quote.")]
     assert shown_sentences(_done("Quote. [1]", quoted, "extractive"), "mark") == ([quoted[1]], 0)
+
+
+def test_calibrate_gate_cross_validates_on_held_out_folds() -> None:
+    from rag_core.evaluation import calibrate_gate
+    from rag_core.grounding import GateFeatures
+
+    answerable = [
+        GateFeatures(0.45 + 0.01 * (i % 20), 0.85 + 0.01 * (i % 10), 1.0) for i in range(40)
+    ]
+    unanswerable = [
+        GateFeatures(0.35 + 0.01 * (i % 20), 0.2 + 0.02 * (i % 10), 0.5 + 0.1 * (i % 3))
+        for i in range(30)
+    ]
+    unanswerable[0] = GateFeatures(0.6, 0.95, 1.0)  # one that looks answerable: never refused
+    cal = calibrate_gate(answerable, unanswerable, folds=5)
+    assert cal.folds == 5
+    assert cal.fitted.recall == pytest.approx(29 / 30) and cal.fitted.precision == 1.0
+    assert cal.cross_validated.recall <= cal.fitted.recall
+    assert cal.cross_validated.refused_unanswerable == 29
+    with pytest.raises(UserError, match="at least 5"):
+        calibrate_gate(answerable[:3], unanswerable, folds=5)

@@ -1,3 +1,5 @@
+import pytest
+
 from rag_core.grounding import (
     UNSUPPORTED_MARK,
     Evidence,
@@ -144,3 +146,95 @@ def test_answer_type_bonus_prefers_sentences_with_the_asked_kind_of_fact() -> No
     assert answer_type_bonus("How long does it last?", "It has a 4000 mAh battery.") == 0.0
     assert answer_type_bonus("When was it built?", "It was built in 2011.") == 0.1
     assert answer_type_bonus("Who built it?", "It was built in 2011.") == 0.0
+
+
+BILLING = (
+    "Annual plans can be refunded in full within 30 days of purchase. Monthly plans are not "
+    "refundable. Invoices are sent by email at the start of each month. The billing office moved "
+    "to Lyon in 2019. Archived invoices are kept for 6 months."
+)
+
+
+def billing_evidence(question: str) -> Evidence:
+    chunk = Chunk("b", "d3", "billing.md", "v", 0, BILLING, 0, len(BILLING))
+    return Evidence(question, [Hit(chunk, 1, 1.0)], FakeEmbedder())
+
+
+def test_number_from_a_sentence_about_something_else_does_not_support_a_claim() -> None:
+    ev = billing_evidence("How long do I have to get a refund on an annual plan?")
+    [check] = check_sentences(
+        ["Annual plans can be refunded in full within 6 months of purchase [1]."],
+        ev,
+        threshold=0.6,
+    )
+    # "6 months" is in the passage, but in the sentence about archived invoices
+    assert not check.supported
+    assert check.citation is None and "6" in check.reason
+    [true] = check_sentences(
+        ["Annual plans can be refunded in full within 30 days of purchase [1]."], ev, threshold=0.6
+    )
+    assert true.supported and true.support is not None and "30 days" in true.support
+
+
+def test_date_and_name_must_be_in_the_matching_sentence_window() -> None:
+    ev = billing_evidence("When did the billing office move?")
+    [moved] = check_sentences(["The billing office moved to Lyon in 2019."], ev, threshold=0.6)
+    assert moved.supported and moved.citation == 1
+    # the year and the city of other sentences do not make a claim about refunds true
+    [wrong] = check_sentences(
+        ["Annual plans can be refunded in full within 30 days of purchase in Lyon since 2019."],
+        ev,
+        threshold=0.6,
+    )
+    assert not wrong.supported
+    assert "2019" in wrong.reason or "lyon" in wrong.reason
+
+
+def test_name_from_the_document_title_counts_but_a_number_does_not() -> None:
+    text = "The reactor was commissioned in 2011. It powers the northern grid."
+    chunk = Chunk("r", "d4", "Zorblax report 1998.md", "v", 0, text, 0, len(text))
+    ev = Evidence("Who runs the reactor?", [Hit(chunk, 1, 1.0)], FakeEmbedder())
+    [named] = check_sentences(["The Zorblax reactor powers the northern grid."], ev, threshold=0.6)
+    assert named.supported
+    [dated] = check_sentences(
+        ["The reactor powers the northern grid since 1998."], ev, threshold=0.6
+    )
+    assert not dated.supported and "1998" in dated.reason
+
+
+def test_gate_features_weigh_coverage_by_idf() -> None:
+    from rag_core.grounding import gate_features
+    from rag_core.retrieval import TermStat
+
+    [acme, _] = hits()
+    terms = [TermStat("refund", 3, 1.0), TermStat("annual", 2, 1.0), TermStat("zorg", 0, 2.0)]
+    f = gate_features([acme], 0.6, terms)
+    assert f.top_dense == 0.6
+    assert f.coverage == pytest.approx(0.5)  # the unknown term holds half of the idf mass
+    assert f.known == pytest.approx(0.5)
+    # a term the documents use, but not in these passages: known, not covered
+    f = gate_features([acme], 0.6, [TermStat("refund", 3, 1.0), TermStat("reactor", 1, 1.0)])
+    assert f.coverage == pytest.approx(0.5) and f.known == 1.0
+    assert gate_features([acme], None, []).coverage == 0.0
+    # words that shape a question ("how long", "get") are not topic terms, even when unknown
+    shaped = [TermStat("long", 0, 5.0), TermStat("get", 0, 5.0), TermStat("refund", 3, 1.0)]
+    assert gate_features([acme], 0.6, shaped).coverage == 1.0
+
+
+def test_fit_gate_separates_on_coverage_and_keeps_the_similarity_scale() -> None:
+    from rag_core.grounding import GateFeatures, GateModel, fit_gate
+
+    answerable = [GateFeatures(0.5 + 0.01 * i, 0.9 + 0.005 * (i % 5), 1.0) for i in range(20)]
+    # lower similarities, and a rare term of the question is nowhere in the passages
+    unanswerable = [
+        GateFeatures(0.45 + 0.01 * i, 0.3 + 0.01 * (i % 5), 0.6 + 0.1 * (i % 2)) for i in range(20)
+    ]
+    model = fit_gate(answerable, unanswerable)
+    assert model.coverage_weight > 0.1
+    assert min(map(model.score, answerable)) > max(map(model.score, unanswerable))
+    full = GateFeatures(0.7, 1.0, 1.0)
+    assert model.score(full) == pytest.approx(0.7)  # all terms covered: the similarity itself
+    assert GateModel(0.5, 0.2).score(GateFeatures(0.6, 0.8, 0.5)) == pytest.approx(0.4)
+    assert GateModel(0.5, 0.2).score(GateFeatures(0.1, 0.0, 0.0)) == 0.0  # never below 0
+    with pytest.raises(ValueError, match="two numbers"):
+        GateModel.from_weights([1.0, 2.0, 3.0])

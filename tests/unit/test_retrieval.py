@@ -1,3 +1,5 @@
+import pytest
+
 from rag_core.retrieval import FusionParams, content_words, fuse, standalone_query
 from rag_core.types import Chunk, Turn
 
@@ -87,3 +89,60 @@ def test_convex_fusion_mixes_cosine_with_normalised_bm25() -> None:
         "c": round(0.85 * 0.78 + 0.15 * 0.8, 4),  # dense floor: the lowest dense candidate
     }
     assert [h.chunk.id for h in hits] == ["b", "c", "a"]
+
+
+def test_term_stats_give_unknown_terms_df_zero_and_the_highest_idf() -> None:
+    from rag_core.retrieval import Retriever
+    from rag_core.stores.keyword import BM25Index
+    from rag_core.testing import FakeEmbedder, InMemoryStore
+
+    texts = [
+        "Use json.loads to parse a JSON document.",
+        "The json module reads and writes JSON.",
+        "Sort a list with sorted() or list.sort().",
+    ]
+    chunks = [Chunk(f"c{i}", "d1", "doc", "v", i, t, 0, len(t)) for i, t in enumerate(texts)]
+    embedder, store, keyword = FakeEmbedder(), InMemoryStore(), BM25Index()
+    store.add(chunks, embedder.embed_documents(texts))
+    keyword.add(chunks)
+    retriever = Retriever(embedder, store, keyword, lambda: {"d1"})
+    stats = {t.term: t for t in retriever.term_stats("What does json.loads_fast return for JSON?")}
+    assert stats["json"].df == 2 and stats["return"].df == 0
+    # a whole identifier counts only where a chunk holds it whole, although its parts occur
+    assert stats["json.loads_fast"].df == 0 and stats["load"].df == 1
+    assert stats["json.loads_fast"].idf == stats["return"].idf > stats["load"].idf
+    assert stats["load"].idf > stats["json"].idf
+    assert {t.term: t.df for t in retriever.term_stats("parse with json.loads")}["json.loads"] == 1
+
+
+def test_section_openings_get_the_bonus_in_ranking() -> None:
+    from rag_core.retrieval import Retriever
+    from rag_core.stores.keyword import BM25Index
+    from rag_core.testing import FakeEmbedder, InMemoryStore
+
+    def make(i: int, heading: str, text: str) -> Chunk:
+        return Chunk(
+            f"d1:v:{i:05d}", "d1", "guide.md", "v", i, text, 0, len(text), None, None, (heading,)
+        )
+
+    chunks = [
+        make(0, "Install", "Install the lamp on a desk."),
+        make(1, "Install", "Charge the lamp battery before first use."),
+        make(2, "Battery", "The lamp battery lasts 14 hours."),
+        make(3, "Battery", "Charge the lamp battery with USB-C."),
+    ]
+    embedder, store = FakeEmbedder(), InMemoryStore()
+    store.add(chunks, embedder.embed_documents([c.embedding_text for c in chunks]))
+    retriever = Retriever(
+        embedder, store, BM25Index(), lambda: {"d1"}, FusionParams(section_bonus=0.5)
+    )
+    assert retriever.section_openings(chunks) == {"d1:v:00000", "d1:v:00002"}
+    plain = Retriever(embedder, store, BM25Index(), lambda: {"d1"})
+    query = "charge the lamp battery"
+    before = plain.search(query, mode="dense", k=4).hits
+    after = retriever.search(query, mode="dense", k=4).hits
+    assert before[0].chunk.id in {"d1:v:00001", "d1:v:00003"}  # an exact copy wins without it
+    assert after[0].chunk.id in {"d1:v:00000", "d1:v:00002"}
+    # the hits keep the raw similarity; only the ranking score carries the bonus
+    top = next(h for h in after if h.chunk.id == after[0].chunk.id)
+    assert top.score == pytest.approx(top.dense_score + 0.5)
