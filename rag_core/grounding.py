@@ -478,7 +478,7 @@ class GateFeatures:
 # as a missing product name, so coverage leaves them out.
 _QUESTION_WORDS = frozenset(
     tokenize(
-        "long take get use make work way happen need want find possible good best better "
+        "long often take get use make work way happen need want find possible good best better "
         "differ difference mean know help thing something anything instead kind "
         "question answer exist available allow able like right correct wrong easy easiest "
         "recommend recommended usual usually normal normally common commonly actual actually"

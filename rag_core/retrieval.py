@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from rag_core.protocols import Embedder, KeywordIndex, VectorStore
-from rag_core.stores.tokenize import tokenize
+from rag_core.stores.tokenize import terms_with_sources, tokenize
 from rag_core.types import Chunk, Hit, RetrievalMode, Turn
 
 
@@ -159,11 +159,14 @@ class Retriever:
         if n == 0:
             return []
         out: list[TermStat] = []
-        for term in dict.fromkeys(tokenize(query)):
+        sources: dict[str, str] = {}  # each term once, with the text it first came from
+        for term, source in terms_with_sources(query):
+            sources.setdefault(term, source)
+        for term, source in sources.items():
             if len(out) >= max_terms:
                 break
-            found = self.keyword.search(term, n)
-            if len(tokenize(term)) > 1:  # an identifier and its parts
+            found = self.keyword.search(source, n)  # by its source: a stem may not re-stem alike
+            if len(tokenize(source)) > 1:  # an identifier and its parts
                 top = self.store.get([cid for cid, _ in found[:20]])
                 df = sum(term in tokenize(c.text) for c in top)
             else:

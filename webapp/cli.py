@@ -191,11 +191,7 @@ def cmd_docs(args: argparse.Namespace, settings: Settings) -> int:
     if args.docs_cmd == "list":
         docs = engine.documents()
         if args.json:
-            print(
-                json.dumps(
-                    [{**asdict(d), "added_at": d.added_at.isoformat()} for d in docs], indent=2
-                )
-            )
+            print(json.dumps([asdict(d) for d in docs], indent=2, default=lambda t: t.isoformat()))
             return 0
         if not docs:
             print("No documents. Add some with: ragchat ingest PATH")

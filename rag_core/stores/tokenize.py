@@ -15,7 +15,7 @@ import threading
 
 import Stemmer
 
-__all__ = ["STOP_WORDS", "TOKENIZER_VERSION", "tokenize"]
+__all__ = ["STOP_WORDS", "TOKENIZER_VERSION", "terms_with_sources", "tokenize"]
 
 # Bump when tokenize() changes what it emits: indexes built with another version are rebuilt.
 TOKENIZER_VERSION = "1"
@@ -70,16 +70,23 @@ def _parts(identifier: str) -> list[str]:
 
 def tokenize(text: str) -> list[str]:
     """Split `text` into BM25 terms: stemmed words without stop words, plus whole identifiers."""
-    tokens: list[str] = []
+    return [term for term, _ in terms_with_sources(text)]
+
+
+def terms_with_sources(text: str) -> list[tuple[str, str]]:
+    """`tokenize(text)` with, for each term, the text it came from (the word before stemming, or
+    the whole identifier). Look a term up by its source: stemming a stem again can change it
+    ("greased" -> "greas" -> "grea")."""
+    tokens: list[tuple[str, str]] = []
     for match in _WORD_RE.finditer(text):
         raw = match.group()
         parts = _parts(raw)
         whole = raw.strip("._").lower()
         if len(parts) > 1 and len(whole) <= MAX_TOKEN_CHARS:
-            tokens.append(whole)
+            tokens.append((whole, whole))
         for part in parts:
             word = part.lower()
             if word in STOP_WORDS or len(word) > MAX_TOKEN_CHARS:
                 continue
-            tokens.append(_stem(word))
+            tokens.append((_stem(word), word))
     return tokens

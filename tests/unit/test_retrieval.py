@@ -115,6 +115,28 @@ def test_term_stats_give_unknown_terms_df_zero_and_the_highest_idf() -> None:
     assert {t.term: t.df for t in retriever.term_stats("parse with json.loads")}["json.loads"] == 1
 
 
+def test_term_stats_look_terms_up_by_their_source_word() -> None:
+    """ "greased" stems to "greas", which stems again to "grea": looking the stem up in the index
+    would find nothing and make a word of the documents count as unknown to the refusal gate."""
+    from rag_core.retrieval import Retriever
+    from rag_core.stores.keyword import BM25Index
+    from rag_core.stores.tokenize import terms_with_sources, tokenize
+    from rag_core.testing import FakeEmbedder, InMemoryStore
+
+    assert tokenize("greased") == ["greas"] and tokenize("greas") != ["greas"]
+    assert terms_with_sources("Greased os.path") == [
+        ("greas", "greased"), ("os.path", "os.path"), ("os", "os"), ("path", "path")
+    ]  # fmt: skip
+    text = "The bearings must be greased every 900 operating hours."
+    chunk = Chunk("c0", "d1", "doc", "v", 0, text, 0, len(text))
+    embedder, store, keyword = FakeEmbedder(), InMemoryStore(), BM25Index()
+    store.add([chunk], embedder.embed_documents([text]))
+    keyword.add([chunk])
+    retriever = Retriever(embedder, store, keyword, lambda: {"d1"})
+    stats = {t.term: t.df for t in retriever.term_stats("How often are the bearings greased?")}
+    assert stats == {"often": 0, "bear": 1, "greas": 1}
+
+
 def test_section_openings_get_the_bonus_in_ranking() -> None:
     from rag_core.retrieval import Retriever
     from rag_core.stores.keyword import BM25Index
