@@ -11,11 +11,9 @@ process loads the language model: the point here is the shared state, not genera
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import POSTGRES_URL, _postgres_available
+from tests.services import chroma_run, postgres_schema
 from tests.webapp_server import ROOT, RunningServer, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.timeout(400)]
@@ -46,53 +44,15 @@ QUESTION = "How often must the Quarnet bearings be greased?"
 @pytest.fixture(scope="module")
 def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A `chroma run` server (chromadb's own) on a free local port."""
-    exe = shutil.which("chroma") or str(Path(sys.executable).with_name("chroma"))
-    if not Path(exe).exists():
-        pytest.fail("the chroma executable is not installed (it comes with chromadb)")
-    port = free_port()
-    data = tmp_path_factory.mktemp("replica-chroma")
-    log = (data / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [exe, "run", "--path", str(data / "db"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{url}/api/v2/heartbeat", timeout=1).raise_for_status()
-                break
-            except httpx.HTTPError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"chroma run did not start: {(data / 'server.log').read_text()}")
-                time.sleep(0.2)
+    with chroma_run(tmp_path_factory.mktemp("replica-chroma")) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 @pytest.fixture(scope="module")
 def database_url() -> Iterator[str]:
     """A fresh schema of its own on the PostgreSQL server."""
-    if not _postgres_available():
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL on 127.0.0.1:5432 is required in CI but not reachable")
-        pytest.skip("PostgreSQL on 127.0.0.1:5432 is not reachable")
-    import sqlalchemy as sa
-
-    schema = f"r_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_schema("r") as url:
+        yield url
 
 
 def start_replica(name: str, chroma_url: str, database_url: str, tmp: Path) -> RunningServer:

@@ -12,14 +12,9 @@ import hashlib
 import math
 import random
 import re
-import shutil
-import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -35,6 +30,7 @@ from rag_core.stores import text_hash
 from rag_core.stores.chroma import ChromaStore, chunk_from_metadata, chunk_to_metadata
 from rag_core.stores.keyword import BM25Index
 from rag_core.types import Chunk
+from tests.services import chroma_run
 
 pytestmark = pytest.mark.integration
 
@@ -85,46 +81,11 @@ CORPUS = [
 # ---------------------------------------------------------------------------- fixtures
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A `chroma run` server on a free local port for this module; skips if it cannot start."""
-    exe = shutil.which("chroma") or str(Path(sys.executable).with_name("chroma"))
-    if not Path(exe).exists():
-        pytest.skip("the chroma executable is not installed")
-    port = _free_port()
-    data = tmp_path_factory.mktemp("chroma-server")
-    log = (data / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [exe, "run", "--path", str(data / "db"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=1):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.skip(f"chroma run did not start; see {data / 'server.log'}")
-                time.sleep(0.2)
+    """A `chroma run` server on a free local port for this module."""
+    with chroma_run(tmp_path_factory.mktemp("chroma-server")) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture(params=["embedded", "server"])
