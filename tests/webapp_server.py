@@ -61,8 +61,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_until_up(server: RunningServer) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
+def _wait_until_up(server: RunningServer, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise RuntimeError(
@@ -77,14 +77,15 @@ def _wait_until_up(server: RunningServer) -> None:
             pass
         time.sleep(0.5)
     server.stop()
-    raise RuntimeError(f"ragchat serve did not answer in {START_TIMEOUT_S} s:\n{server.log_tail()}")
+    raise RuntimeError(f"ragchat serve did not answer in {timeout_s} s:\n{server.log_tail()}")
 
 
-def start_server(name: str = "default", *, auth: str | None = None) -> RunningServer:
-    """Start (once per name) `python -m webapp.cli serve --no-demo` on a free port and wait."""
-    if name in _servers and _servers[name].process.poll() is None:
-        return _servers[name]
-    home = Path(tempfile.mkdtemp(prefix=f"ragchat-web-{name}-"))
+def launch(
+    home: Path, settings: dict[str, str], *, start_timeout_s: float = START_TIMEOUT_S
+) -> RunningServer:
+    """`python -m webapp.cli serve --no-demo` on a free loopback port, data in `home`, configured
+    by `settings` (RAGCHAT_* variables; the caller's own are not passed on); waits until it
+    answers. The URL ends with a slash."""
     port = free_port()
     env = {
         k: v
@@ -93,7 +94,6 @@ def start_server(name: str = "default", *, auth: str | None = None) -> RunningSe
     }
     env.update(
         RAGCHAT_HOME=str(home),
-        RAGCHAT_MAX_NEW_TOKENS="60",
         HF_HUB_OFFLINE="1",
         TRANSFORMERS_OFFLINE="1",
         ANONYMIZED_TELEMETRY="False",
@@ -101,20 +101,31 @@ def start_server(name: str = "default", *, auth: str | None = None) -> RunningSe
         TOKENIZERS_PARALLELISM="false",
         PYTHONUNBUFFERED="1",
     )
-    if auth:
-        env["RAGCHAT_AUTH"] = auth
+    env.update(settings)
     log_path = home / "server.log"
-    log = log_path.open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "webapp.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--no-demo"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "webapp.cli", "serve", "--host", "127.0.0.1", "--port",
+             str(port), "--no-demo"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
     server = RunningServer(f"http://127.0.0.1:{port}/", home, process, log_path, env)
+    _wait_until_up(server, start_timeout_s)
+    return server
+
+
+def start_server(name: str = "default", *, auth: str | None = None) -> RunningServer:
+    """Start (once per name) the shared test server: short answers, optional accounts."""
+    if name in _servers and _servers[name].process.poll() is None:
+        return _servers[name]
+    home = Path(tempfile.mkdtemp(prefix=f"ragchat-web-{name}-"))
+    settings = {"RAGCHAT_MAX_NEW_TOKENS": "60"}
+    if auth:
+        settings["RAGCHAT_AUTH"] = auth
+    server = launch(home, settings)
     atexit.register(server.stop)
-    _wait_until_up(server)
     _servers[name] = server
     return server

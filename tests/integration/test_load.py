@@ -16,16 +16,12 @@ printed (pytest -s shows them).
 
 from __future__ import annotations
 
-import os
 import re
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +31,7 @@ import pytest
 import sqlalchemy as sa
 from gradio_client import Client, handle_file
 
-from tests.webapp_server import RunningServer, free_port
+from tests.webapp_server import RunningServer, launch
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -72,38 +68,10 @@ QUESTIONS = [
 
 def _start(home: Path, database_url: str) -> RunningServer:
     """`ragchat serve` on a free loopback port with short answers, waiting until it answers."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("RAGCHAT_") or k == "RAGCHAT_MODEL_CACHE"}  # fmt: skip
-    env.update(
-        RAGCHAT_HOME=str(home),
-        RAGCHAT_DATABASE_URL=database_url,
-        RAGCHAT_MAX_NEW_TOKENS=str(MAX_NEW_TOKENS),
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        ANONYMIZED_TELEMETRY="False",
-        GRADIO_ANALYTICS_ENABLED="False",
-        TOKENIZERS_PARALLELISM="false",
-        PYTHONUNBUFFERED="1",
+    return launch(
+        home,
+        {"RAGCHAT_DATABASE_URL": database_url, "RAGCHAT_MAX_NEW_TOKENS": str(MAX_NEW_TOKENS)},
     )
-    log_path = home / "server.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "webapp.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--no-demo"],
-        cwd=ROOT, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    server = RunningServer(f"http://127.0.0.1:{port}/", home, process, log_path, env)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"ragchat serve exited:\n{server.log_tail()}")
-        try:
-            with urllib.request.urlopen(server.url + "gradio_api/info", timeout=5):
-                return server
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.5)
-    server.stop()
-    raise RuntimeError(f"ragchat serve did not start:\n{server.log_tail()}")
 
 
 @pytest.fixture

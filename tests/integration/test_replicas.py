@@ -10,10 +10,8 @@ process loads the language model: the point here is the shared state, not genera
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,7 +21,7 @@ import httpx
 import pytest
 
 from tests.services import chroma_run, postgres_schema
-from tests.webapp_server import ROOT, RunningServer, free_port
+from tests.webapp_server import ROOT, RunningServer, launch
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.timeout(400)]
 
@@ -59,47 +57,19 @@ def start_replica(name: str, chroma_url: str, database_url: str, tmp: Path) -> R
     """`ragchat serve` configured by settings only: shared Chroma and database, own home."""
     home = tmp / name
     home.mkdir()
-    port = free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("RAGCHAT_") or k == "RAGCHAT_MODEL_CACHE"
-    }
-    env.update(
-        RAGCHAT_HOME=str(home),
-        RAGCHAT_CHROMA_URL=chroma_url,
-        RAGCHAT_DATABASE_URL=database_url,
-        RAGCHAT_ANSWER_MODE="extractive",
-        # a remote generator that is never called: extractive answers need none, and no replica
-        # spends a minute and a gigabyte loading the local model
-        RAGCHAT_GENERATOR="openai:http://127.0.0.1:9/v1",
-        RAGCHAT_GENERATOR_MODEL="unused",
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        ANONYMIZED_TELEMETRY="False",
-        GRADIO_ANALYTICS_ENABLED="False",
-        TOKENIZERS_PARALLELISM="false",
-        PYTHONUNBUFFERED="1",
+    return launch(
+        home,
+        {
+            "RAGCHAT_CHROMA_URL": chroma_url,
+            "RAGCHAT_DATABASE_URL": database_url,
+            "RAGCHAT_ANSWER_MODE": "extractive",
+            # a remote generator that is never called: extractive answers need none, and no
+            # replica spends a minute and a gigabyte loading the local model
+            "RAGCHAT_GENERATOR": "openai:http://127.0.0.1:9/v1",
+            "RAGCHAT_GENERATOR_MODEL": "unused",
+        },
+        start_timeout_s=START_TIMEOUT_S,
     )
-    log_path = home / "server.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "webapp.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--no-demo"],
-        cwd=ROOT, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    server = RunningServer(f"http://127.0.0.1:{port}", home, process, log_path, env)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"replica {name} exited:\n{server.log_tail()}")
-        try:
-            if httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    server.stop()
-    raise RuntimeError(f"replica {name} did not answer /healthz:\n{server.log_tail()}")
 
 
 @pytest.fixture(scope="module")
@@ -124,9 +94,7 @@ def replicas(
 
 
 def ask(server: RunningServer, question: str, **extra: Any) -> dict[str, Any]:
-    response = httpx.post(
-        f"{server.url}/api/ask", json={"question": question, **extra}, timeout=120
-    )
+    response = httpx.post(f"{server.url}api/ask", json={"question": question, **extra}, timeout=120)
     assert response.status_code == 200, response.text
     return dict(response.json())
 
@@ -137,7 +105,7 @@ def test_replicas_share_documents_and_conversations(
     a, b = replicas
     assert a.home != b.home
     upload = httpx.post(
-        f"{a.url}/api/documents",
+        f"{a.url}api/documents",
         files=[("files", ("quarnet-turbine.md", TURBINE, "text/markdown"))],
         timeout=120,
     )
@@ -147,7 +115,7 @@ def test_replicas_share_documents_and_conversations(
     doc_id = result["document"]["id"]
 
     # B never saw the upload, yet retrieves and cites it, with both retrievers
-    listed = httpx.get(f"{b.url}/api/documents", timeout=30).json()
+    listed = httpx.get(f"{b.url}api/documents", timeout=30).json()
     assert [d["name"] for d in listed] == ["quarnet-turbine.md"]
     first = ask(b, QUESTION)
     assert not first["refused"], first["answer"]
@@ -165,14 +133,14 @@ def test_replicas_share_documents_and_conversations(
     assert follow["conversation_id"] == conversation
     assert "Quarnet" in follow["query"]  # the follow-up was completed from the turn on B
     assert "Ilse Varga" in follow["answer"]
-    shown = httpx.get(f"{b.url}/api/conversations/{conversation}", timeout=30).json()
+    shown = httpx.get(f"{b.url}api/conversations/{conversation}", timeout=30).json()
     assert [t["question"] for t in shown["turns"]] == [QUESTION, "And who designed it?"]
     assert [t["id"] for t in shown["turns"]] == [first["turn_id"], follow["turn_id"]]
 
     # deleted through A: B can no longer retrieve it, by either retriever
-    deleted = httpx.delete(f"{a.url}/api/documents/quarnet-turbine.md", timeout=60)
+    deleted = httpx.delete(f"{a.url}api/documents/quarnet-turbine.md", timeout=60)
     assert deleted.status_code == 200, deleted.text
-    assert httpx.get(f"{b.url}/api/documents", timeout=30).json() == []
+    assert httpx.get(f"{b.url}api/documents", timeout=30).json() == []
     for mode in ("hybrid", "bm25", "dense"):
         after = ask(b, QUESTION, mode=mode)
         assert after["refused"] and after["passages"] == [], (mode, after)
