@@ -473,15 +473,17 @@ class GateFeatures:
         return (self.top_dense, self.coverage, self.known)
 
 
-# Words that shape a question rather than name its topic ("how long does it take", "what is the
-# best way to get ..."). In a small knowledge base they are often absent and would weigh as much
-# as a missing product name, so coverage leaves them out.
+# Words that shape a question or a request rather than name its topic ("how long does it take",
+# "what is the best way to get ...", "describe ... in detail"). In a small knowledge base they are
+# often absent and would weigh as much as a missing product name, so coverage leaves them out.
 _QUESTION_WORDS = frozenset(
     tokenize(
         "long often take get use make work way happen need want find possible good best better "
         "differ difference mean know help thing something anything instead kind "
         "question answer exist available allow able like right correct wrong easy easiest "
-        "recommend recommended usual usually normal normally common commonly actual actually"
+        "recommend recommended usual usually normal normally common commonly actual actually "
+        "describe description detail detailed explain explanation tell overview summary "
+        "summarise summarize please"
     )
 )
 

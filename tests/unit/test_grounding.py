@@ -219,6 +219,13 @@ def test_gate_features_weigh_coverage_by_idf() -> None:
     # words that shape a question ("how long", "get") are not topic terms, even when unknown
     shaped = [TermStat("long", 0, 5.0), TermStat("get", 0, 5.0), TermStat("refund", 3, 1.0)]
     assert gate_features([acme], 0.6, shaped).coverage == 1.0
+    # nor are the words of a request ("describe ... in detail", "explain", "tell me")
+    from rag_core.stores.tokenize import tokenize
+
+    asked = tokenize("Describe the refund in detail, explain it and tell me an overview")
+    request = [TermStat(t, 3 if t == "refund" else 0, 2.0) for t in asked]
+    f = gate_features([acme], 0.6, request)
+    assert (f.coverage, f.known) == (1.0, 1.0)
 
 
 def test_fit_gate_separates_on_coverage_and_keeps_the_similarity_scale() -> None:
