@@ -121,7 +121,7 @@ def run(
     s = Settings(_env_file=None)
     embedder = SentenceTransformerEmbedder("default")
     embedder.load()
-    params = FusionParams(s.fusion, s.fusion_alpha, s.rrf_k, s.dense_weight, s.keyword_weight)
+    params = FusionParams.from_settings(s)  # as the engine runs it, section bonus included
     retrievers: dict[int, Retriever] = {}
     for n, folder in built.items():
         store = ChromaStore(path=folder / "chroma", dimension=DIM)

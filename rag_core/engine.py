@@ -109,14 +109,7 @@ class Engine:
             store,
             keyword,
             registry.ready_ids,
-            FusionParams(
-                settings.fusion,
-                settings.fusion_alpha,
-                settings.rrf_k,
-                settings.dense_weight,
-                settings.keyword_weight,
-                settings.section_bonus,
-            ),
+            FusionParams.from_settings(settings),
         )
 
     # -- documents ----------------------------------------------------------------------------

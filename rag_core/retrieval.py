@@ -6,10 +6,14 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rag_core.protocols import Embedder, KeywordIndex, VectorStore
 from rag_core.stores.tokenize import terms_with_sources, tokenize
 from rag_core.types import Chunk, Hit, RetrievalMode, Turn
+
+if TYPE_CHECKING:
+    from rag_core.config import Settings
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,18 @@ class FusionParams:
     keyword_weight: float = 0.5
     # added to the dense similarity of a chunk that opens its section (see Retriever.search)
     section_bonus: float = 0.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FusionParams:
+        """The fusion the engine runs with these settings (benchmarks use it too)."""
+        return cls(
+            settings.fusion,
+            settings.fusion_alpha,
+            settings.rrf_k,
+            settings.dense_weight,
+            settings.keyword_weight,
+            settings.section_bonus,
+        )
 
 
 @dataclass(frozen=True)
