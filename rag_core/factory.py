@@ -37,7 +37,11 @@ def build_engine(settings: Settings, *, migrate: bool = True) -> Engine:
     db = Database(settings.db_url)
     if migrate:
         db.migrate()
-    embedder = SentenceTransformerEmbedder(settings.embedder, batch_size=settings.embed_batch_size)
+    embedder = SentenceTransformerEmbedder(
+        settings.embedder,
+        batch_size=settings.embed_batch_size,
+        precision=settings.embed_precision,
+    )
     if settings.chroma_url:
         store = ChromaStore(url=settings.chroma_url)
     else:

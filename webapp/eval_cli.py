@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag_core.config import Settings
+from rag_core.embedders.sentence_transformers import resolve_precision
 from rag_core.errors import UserError
 from rag_core.evaldata import default_unanswerable
 from rag_core.evaluation import (
@@ -142,6 +143,7 @@ def index_key(dataset: BeirDataset, settings: Settings) -> str:
         "size": st.st_size,
         "mtime_ns": st.st_mtime_ns,
         "embedder": settings.embedder,
+        "embed_precision": resolve_precision(settings.embed_precision),
         "chunk_size": settings.chunk_size,
         "chunk_overlap": settings.chunk_overlap,
         "code": _code_fingerprint(),
@@ -236,6 +238,7 @@ def open_index(
         "key": key,
         "dataset": str(dataset.path),
         "embedder": settings.embedder,
+        "embed_precision": resolve_precision(settings.embed_precision),
         "chunk_size": settings.chunk_size,
         "chunk_overlap": settings.chunk_overlap,
         "build_s": round(build_s, 1),

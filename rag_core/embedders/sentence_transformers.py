@@ -3,9 +3,10 @@ folder / cached HF model. Loads lazily on first use; never downloads."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,23 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
 _LAZY = frozenset({"dimension", "max_tokens"})
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def native_bfloat16(device: str = "cpu") -> bool:
+    """Whether `device` computes bfloat16 natively (CPU: AVX512-BF16 or AMX; CUDA: Ampere+).
+
+    Without it bfloat16 is emulated and slower than float32, so 'auto' keeps float32 there.
+    """
+    import torch
+
+    if device.startswith("cuda"):
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device != "cpu":
+        return False
+    cpu = torch.cpu
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
 
 
 def use_passive_openmp() -> None:
@@ -35,6 +53,13 @@ def use_passive_openmp() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+def resolve_precision(precision: str, device: str = "cpu") -> str:
+    """'float32' or 'bfloat16' for a requested precision ('auto' decided by the device)."""
+    if precision == "auto":
+        return "bfloat16" if native_bfloat16(device) else "float32"
+    return precision
+
+
 class SentenceTransformerEmbedder:
     """Normalized float32 sentence embeddings (cosine similarity == dot product).
 
@@ -42,6 +67,11 @@ class SentenceTransformerEmbedder:
     loaded on first use, once, under a lock. ``dimension`` and ``max_tokens`` (the model's
     max_seq_length) are filled in on first access, which loads the model. Calls are serialized
     with a lock: the fast tokenizer is not safe to use from several threads at once.
+
+    ``precision``: 'float32', 'bfloat16' (weights stay float32; matrix products run in bfloat16
+    under torch.autocast, outputs are float32), or 'auto': bfloat16 where the device computes it
+    natively, else float32. all-MiniLM-L6-v2 on an AVX512-BF16 CPU: 1.65x the passages/s of
+    float32, every embedding at cosine >= 0.9999 to its float32 one (200 pyfaq sections).
     """
 
     name: str
@@ -49,15 +79,26 @@ class SentenceTransformerEmbedder:
     max_tokens: int
 
     def __init__(
-        self, model: str = "default", *, device: str = "cpu", batch_size: int = 32
+        self,
+        model: str = "default",
+        *,
+        device: str = "cpu",
+        batch_size: int = 32,
+        precision: str = "auto",
     ) -> None:
         if not isinstance(model, str) or not model.strip():
             raise ConfigError(f"embedder must be 'default', a folder or a model id, got {model!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"embed batch_size must be a positive integer, got {batch_size!r}")
+        if precision not in PRECISIONS:
+            raise ConfigError(
+                f"embed precision must be one of {', '.join(PRECISIONS)}, got {precision!r}"
+            )
         self.model = model
         self.device = device
         self.batch_size = batch_size
+        self.requested_precision = precision
+        self._precision: str | None = None
         self.name = DEFAULT_EMBEDDER_NAME if model == "default" else model
         self._st: Any = None
         self._lock = threading.RLock()
@@ -106,6 +147,25 @@ class SentenceTransformerEmbedder:
         """Load the model now (it otherwise loads on first use)."""
         self._load()
 
+    @property
+    def precision(self) -> str:
+        """The precision embeddings are computed in: 'float32' or 'bfloat16' ('auto' resolved)."""
+        if self._precision is None:
+            self._precision = resolve_precision(self.requested_precision, self.device)
+        return self._precision
+
+    @contextlib.contextmanager
+    def numeric_context(self) -> Iterator[None]:
+        """The numeric context of an encode call (autocast to bfloat16, or nothing)."""
+        if self.precision != "bfloat16":
+            yield
+            return
+        import torch
+
+        device_type = "cuda" if self.device.startswith("cuda") else self.device
+        with torch.autocast(device_type, dtype=torch.bfloat16):
+            yield
+
     def embed_documents_array(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Embeddings of passages as an (n, dimension) float32 array, in batches of batch_size."""
         import numpy as np
@@ -113,7 +173,7 @@ class SentenceTransformerEmbedder:
         st = self._load()
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        with self._lock:
+        with self._lock, self.numeric_context():
             out = st.encode_document(
                 list(texts),
                 batch_size=self.batch_size,
@@ -132,7 +192,7 @@ class SentenceTransformerEmbedder:
         import numpy as np
 
         st = self._load()
-        with self._lock:
+        with self._lock, self.numeric_context():
             out = st.encode_query(
                 [text], normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
             )
@@ -162,4 +222,7 @@ class SentenceTransformerEmbedder:
         return Path(source) if is_local else None
 
     def __repr__(self) -> str:
-        return f"SentenceTransformerEmbedder({self.model!r}, device={self.device!r})"
+        return (
+            f"SentenceTransformerEmbedder({self.model!r}, device={self.device!r}, "
+            f"precision={self.requested_precision!r})"
+        )

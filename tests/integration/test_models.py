@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rag_core.embedders.sentence_transformers import SentenceTransformerEmbedder
-from rag_core.errors import ModelLoadError
+from rag_core.embedders.sentence_transformers import SentenceTransformerEmbedder, native_bfloat16
+from rag_core.errors import ConfigError, ModelLoadError
 from rag_core.generators.transformers import THREAD_PREFIX, TransformersGenerator
 from rag_core.models import COMPLETE_MARKER
 from rag_core.protocols import Embedder, Generator
@@ -60,6 +60,29 @@ def test_embedder_count_tokens(real_embedder: Any) -> None:
     started = time.perf_counter()
     real_embedder.count_tokens(["A sentence of moderate length for counting."] * 2000)
     assert time.perf_counter() - started < 5
+
+
+def test_bfloat16_embeddings_match_float32(real_embedder: Any) -> None:
+    texts = [
+        "To change a forgotten password, click 'Forgot password' on the login page.",
+        "The Quarnet bearings must be greased every 900 operating hours.",
+        "def parse(path: str) -> dict: return json.loads(Path(path).read_text())",
+        "Bananas",
+    ]
+    fp32 = SentenceTransformerEmbedder("default", precision="float32")
+    bf16 = SentenceTransformerEmbedder("default", precision="bfloat16")
+    assert (fp32.precision, bf16.precision) == ("float32", "bfloat16")
+    a, b = fp32.embed_documents_array(texts), bf16.embed_documents_array(texts)
+    assert b.dtype == np.float32 and b.shape == a.shape
+    assert np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-4)
+    assert float((a * b).sum(axis=1).min()) > 0.999
+    assert not np.array_equal(a, b)  # the bfloat16 path really ran
+    q32, q16 = np.array(fp32.embed_query(texts[0])), np.array(bf16.embed_query(texts[0]))
+    assert float(q32 @ q16) > 0.999
+    # the shared default embedder uses bfloat16 exactly where the CPU computes it natively
+    assert real_embedder.precision == ("bfloat16" if native_bfloat16() else "float32")
+    with pytest.raises(ConfigError, match="embed precision must be one of auto, float32"):
+        SentenceTransformerEmbedder("default", precision="fp8")
 
 
 def test_embedder_load_errors(tmp_path: Any) -> None:
