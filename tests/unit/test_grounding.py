@@ -216,6 +216,13 @@ def test_gate_features_weigh_coverage_by_idf() -> None:
     f = gate_features([acme], 0.6, [TermStat("refund", 3, 1.0), TermStat("reactor", 1, 1.0)])
     assert f.coverage == pytest.approx(0.5) and f.known == 1.0
     assert gate_features([acme], None, []).coverage == 0.0
+    # coverage is what one passage holds: terms spread over two passages count once each
+    [acme, zorblax] = hits()
+    split = [TermStat("refund", 3, 1.0), TermStat("reactor", 1, 1.0)]
+    f = gate_features([acme, zorblax], 0.6, split)
+    assert f.coverage == pytest.approx(0.5) and f.known == 1.0
+    together = [TermStat("refund", 3, 1.0), TermStat("annual", 2, 1.0)]
+    assert gate_features([zorblax, acme], 0.6, together).coverage == 1.0
     # words that shape a question ("how long", "get") are not topic terms, even when unknown
     shaped = [TermStat("long", 0, 5.0), TermStat("get", 0, 5.0), TermStat("refund", 3, 1.0)]
     assert gate_features([acme], 0.6, shaped).coverage == 1.0
