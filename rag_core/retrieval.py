@@ -27,7 +27,7 @@ class RetrievalResult:
 @dataclass(frozen=True)
 class FusionParams:
     method: str = "convex"  # 'convex' (score-based) or 'rrf' (reciprocal rank fusion)
-    alpha: float = 0.9  # convex: weight of the dense cosine; 1 - alpha for normalised BM25
+    alpha: float = 0.95  # convex: weight of the dense cosine; 1 - alpha for normalised BM25
     rrf_k: int = 60
     dense_weight: float = 1.0
     keyword_weight: float = 0.5
