@@ -105,7 +105,6 @@ class Evidence:
     sentences: list[PassageSentence] = field(default_factory=list)
     _vectors: list[list[float]] | None = None
     _tokens: list[set[str]] = field(default_factory=list)
-    _passage_text: list[str] = field(default_factory=list)
     _passage_context: list[str] = field(default_factory=list)
     _sentence_text: list[str] = field(default_factory=list)
 
@@ -113,7 +112,6 @@ class Evidence:
         for n, hit in enumerate(self.hits, start=1):
             chunk = hit.chunk
             text = chunk.text
-            self._passage_text.append(_norm(text + " " + chunk.document_name))
             self._passage_context.append(
                 _norm(" ".join((chunk.document_name, *chunk.heading_path)))
             )
@@ -130,10 +128,6 @@ class Evidence:
             texts = [s.text for s in self.sentences]
             self._vectors = self.embedder.embed_documents(texts) if texts else []
         return self._vectors
-
-    def passage_text(self, n: int) -> str:
-        """Passage n's text and document name, normalised (lower case, punctuation folded)."""
-        return self._passage_text[n - 1]
 
     def passage_context(self, n: int) -> str:
         """Passage n's document name and heading path, normalised: where a name may come from."""
