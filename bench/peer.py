@@ -155,6 +155,7 @@ def run(docs: int = 160, repeats: int = 1, beir: Path = DEFAULT_BEIR) -> BenchRe
             f"both {size} embedder tokens, overlap {overlap}; ragchat {ours_out['chunks']} "
             f"chunks, peer {peer_out['chunks']} chunks",
         ),
+        ("ragchat embedder precision", f"{embedder.precision} (RAGCHAT_EMBED_PRECISION=auto)"),
         ("ragchat ingest (median)", f"{median(times['ragchat']):.1f} s"),
         ("peer ingest (median)", f"{median(times['peer']):.1f} s"),
         ("ragchat / peer time per round", ", ".join(f"{r:.3f}" for r in ratios)),
@@ -184,7 +185,9 @@ def run(docs: int = 160, repeats: int = 1, beir: Path = DEFAULT_BEIR) -> BenchRe
         ),
         notes=(
             "The peer runs its defaults otherwise: SimpleDirectoryReader metadata, "
-            "HuggingFaceEmbedding's batch size, Chroma through ChromaVectorStore. Both sides "
+            "HuggingFaceEmbedding's batch size and float32, Chroma through ChromaVectorStore; "
+            "ragchat runs its own defaults (bfloat16 embeddings where the CPU computes them "
+            "natively, the same model and chunk size). Both sides "
             "load the embedder before the clock starts; the peer's time is measured inside its "
             "process (imports and model load excluded).",
             "The nDCG check must be above 0 (ragchat better than the peer).",
