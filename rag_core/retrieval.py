@@ -114,6 +114,8 @@ class Retriever:
         dense = [(c, s) for c, s in self.store.query(vector, n + 10) if c.document_id in ready][:n]
         top_dense = dense[0][1] if dense else None
         if mode in ("hybrid", "bm25"):
+            # not filtered by `ready` here (that costs a pass over every document per query):
+            # fuse skips a chunk of a document that is not ready when it comes to fetch it
             keyword = self.keyword.search(query, n + 10)
         if mode == "bm25":
             dense = []
@@ -209,19 +211,14 @@ def fuse(
     On pyfaq dev this lifts nDCG@10 over dense alone, where rank fusion with the weaker BM25
     ranking lowers it (see docs in README). rrf: sum over retrievers of w / (rrf_k + rank).
     `bonus` (chunk id -> amount) is added to a chunk's dense similarity in ranking (convex and
-    dense modes); the hits keep the raw similarity as dense_score.
+    dense modes); the hits keep the raw similarity as dense_score. Keyword candidates are ids:
+    only those that reach the top k are fetched, through `fetch`.
     """
     bonus = bonus or {}
     chunks: dict[str, Chunk] = {c.id: c for c, _ in dense}
     dense_info = {c.id: (rank, score) for rank, (c, score) in enumerate(dense, start=1)}
     boosted = {cid: s + bonus.get(cid, 0.0) for cid, (_, s) in dense_info.items()}
-    missing = [cid for cid, _ in keyword if cid not in chunks]
-    if missing:
-        chunks.update({c.id: c for c in fetch(missing)})
-    kw_ranked = [
-        (cid, s) for cid, s in keyword if cid in chunks and chunks[cid].document_id in ready
-    ]
-    kw_info = {cid: (rank, score) for rank, (cid, score) in enumerate(kw_ranked, start=1)}
+    kw_info = {cid: (rank, score) for rank, (cid, score) in enumerate(keyword, start=1)}
 
     scores: dict[str, float] = {}
     if mode == "dense":
@@ -240,22 +237,34 @@ def fuse(
             scores[cid] = scores.get(cid, 0.0) + params.dense_weight / (params.rrf_k + rank)
         for cid, (rank, _) in kw_info.items():
             scores[cid] = scores.get(cid, 0.0) + params.keyword_weight / (params.rrf_k + rank)
-    order = sorted(scores, key=lambda cid: (-scores[cid], cid))[:k]
-    hits = []
-    for rank, cid in enumerate(order, start=1):
-        d = dense_info.get(cid)
-        kw = kw_info.get(cid)
-        hits.append(
-            Hit(
-                chunk=chunks[cid],
-                rank=rank,
-                score=scores[cid],
-                dense_score=d[1] if d else None,
-                dense_rank=d[0] if d else None,
-                keyword_score=kw[1] if kw else None,
-                keyword_rank=kw[0] if kw else None,
+    order = sorted(scores, key=lambda cid: (-scores[cid], cid))
+    hits: list[Hit] = []
+    start = 0
+    # Only the chunks that make the cut are fetched (keyword candidates come as ids); one that
+    # the store lacks, or whose document is not ready, is skipped and the next one taken.
+    while len(hits) < k and start < len(order):
+        batch = order[start : start + k - len(hits)]
+        start += len(batch)
+        missing = [cid for cid in batch if cid not in chunks]
+        if missing:
+            chunks.update({c.id: c for c in fetch(missing)})
+        for cid in batch:
+            found = chunks.get(cid)
+            if found is None or found.document_id not in ready:
+                continue
+            d = dense_info.get(cid)
+            kw = kw_info.get(cid)
+            hits.append(
+                Hit(
+                    chunk=found,
+                    rank=len(hits) + 1,
+                    score=scores[cid],
+                    dense_score=d[1] if d else None,
+                    dense_rank=d[0] if d else None,
+                    keyword_score=kw[1] if kw else None,
+                    keyword_rank=kw[0] if kw else None,
+                )
             )
-        )
     return hits
 
 

@@ -244,7 +244,9 @@ class BM25Index:
             cand = np.flatnonzero(scores)
             cand = cand[self._alive[cand]]
             if wanted is not None:
-                cand = cand[np.isin(self._slot_doc[cand], wanted)]
+                allowed = np.zeros(len(self._doc_names), bool)
+                allowed[wanted] = True
+                cand = cand[allowed[self._slot_doc[cand]]]
             if cand.size == 0:
                 return []
             best = scores[cand]

@@ -1,3 +1,5 @@
+from collections.abc import Sequence
+
 import pytest
 
 from rag_core.retrieval import FusionParams, content_words, fuse, standalone_query
@@ -168,3 +170,19 @@ def test_section_openings_get_the_bonus_in_ranking() -> None:
     # the hits keep the raw similarity; only the ranking score carries the bonus
     top = next(h for h in after if h.chunk.id == after[0].chunk.id)
     assert top.score == pytest.approx(top.dense_score + 0.5)
+
+
+def test_fusion_fetches_only_the_keyword_chunks_that_make_the_cut() -> None:
+    store = {f"k{i:02d}": chunk(f"k{i:02d}") for i in range(20)}
+    del store["k00"]  # in the keyword index, not in the vector store: skipped, next one taken
+    asked: list[str] = []
+
+    def fetch(ids: Sequence[str]) -> list[Chunk]:
+        asked.extend(ids)
+        return [store[i] for i in ids if i in store]
+
+    keyword = [(f"k{i:02d}", 20.0 - i) for i in range(20)]
+    hits = fuse([], keyword, fetch, {"d1"}, k=3, mode="bm25", params=FusionParams())
+    assert [h.chunk.id for h in hits] == ["k01", "k02", "k03"]
+    assert [h.rank for h in hits] == [1, 2, 3]
+    assert sorted(asked) == ["k00", "k01", "k02", "k03"]  # not all 20 candidates
