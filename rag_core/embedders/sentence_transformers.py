@@ -83,7 +83,7 @@ class SentenceTransformerEmbedder:
         model: str = "default",
         *,
         device: str = "cpu",
-        batch_size: int = 32,
+        batch_size: int = 16,
         precision: str = "auto",
     ) -> None:
         if not isinstance(model, str) or not model.strip():
