@@ -18,7 +18,7 @@ import contextlib
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -163,19 +163,17 @@ def run(
             log(f"ingest: pipeline {chunks / seconds:.1f} chunks/s")
             return chunks / seconds
 
-        def encoder() -> float:
-            rate = encode_rate(st, texts, best, embedder.numeric_context)
-            log(f"ingest: encoder ({precision}) {rate:.1f} texts/s")
-            return rate
+        def encoder(context: Any, label: str) -> Callable[[], float]:
+            def side() -> float:
+                rate = encode_rate(st, texts, best, context)
+                log(f"ingest: encoder ({label}) {rate:.1f} texts/s")
+                return rate
 
-        def encoder_fp32() -> float:
-            rate = encode_rate(st, texts, best, contextlib.nullcontext)
-            log(f"ingest: encoder (float32) {rate:.1f} texts/s")
-            return rate
+            return side
 
-        sides = {"pipeline": ours, "encoder": encoder}
+        sides = {"pipeline": ours, "encoder": encoder(embedder.numeric_context, precision)}
         if precision != "float32":
-            sides["encoder float32"] = encoder_fp32
+            sides["encoder float32"] = encoder(contextlib.nullcontext, "float32")
         rates = alternate(sides, repeats)
         ratios = [a / b for a, b in zip(rates["pipeline"], rates["encoder"], strict=True)]
         ratio = median(ratios)
@@ -207,7 +205,7 @@ def run(
         shutil.rmtree(work, ignore_errors=True)
 
     words = len(original.split())
-    rows = (
+    rows = [
         ("corpus", f"{len(files)} pyfaq sections as Markdown files, {n_chunks} chunks"),
         ("pipeline chunks/s (median)", fmt(median(rates["pipeline"]))),
         ("embedder precision", precision),
@@ -216,17 +214,16 @@ def run(
             "encoder texts/s by batch size (sample)",
             ", ".join(f"{b}: {fmt(v)}" for b, v in speeds.items()),
         ),
-        *(
-            [
-                (
-                    "encoder float32 texts/s (median; precision speed-up)",
-                    f"{fmt(median(rates['encoder float32']))} "
-                    f"({median(rates['encoder']) / median(rates['encoder float32']):.2f}x)",
-                )
-            ]
-            if "encoder float32" in rates
-            else []
-        ),
+    ]
+    if "encoder float32" in rates:
+        fp32 = median(rates["encoder float32"])
+        rows.append(
+            (
+                "encoder float32 texts/s (median; precision speed-up)",
+                f"{fmt(fp32)} ({median(rates['encoder']) / fp32:.2f}x)",
+            )
+        )
+    rows += [
         ("pipeline / encoder per round", ", ".join(f"{r:.3f}" for r in ratios)),
         (
             "~100-page document",
@@ -236,12 +233,12 @@ def run(
         ("re-ingest after a one-paragraph edit (median)", f"{median(edit_s):.2f} s"),
         ("chunks re-embedded after the edit", f"{median(reembedded):.0f} of {total}"),
         ("re-ingest speed-up", f"{speedup:.1f}x"),
-    )
+    ]
     return BenchResult(
         name="ingest",
         title="Ingestion",
         command=f"python -m bench.ingest --docs {docs} --repeats {repeats} --pages-words {pages_words}",
-        rows=rows,
+        rows=tuple(rows),
         checks=(Check("pipeline chunks/s / encoder texts/s", ratio, TARGET_RATIO),),
         notes=(
             "The encoder side is sentence-transformers' encode_document on exactly the chunk "

@@ -155,7 +155,10 @@ def run(docs: int = 160, repeats: int = 1, beir: Path = DEFAULT_BEIR) -> BenchRe
             f"both {size} embedder tokens, overlap {overlap}; ragchat {ours_out['chunks']} "
             f"chunks, peer {peer_out['chunks']} chunks",
         ),
-        ("ragchat embedder precision", f"{embedder.precision} (RAGCHAT_EMBED_PRECISION=auto)"),
+        (
+            "ragchat embedder precision",
+            f"{embedder.precision} (RAGCHAT_EMBED_PRECISION={embedder.requested_precision})",
+        ),
         ("ragchat ingest (median)", f"{median(times['ragchat']):.1f} s"),
         ("peer ingest (median)", f"{median(times['peer']):.1f} s"),
         ("ragchat / peer time per round", ", ".join(f"{r:.3f}" for r in ratios)),
