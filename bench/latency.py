@@ -121,12 +121,13 @@ def run(
     s = Settings(_env_file=None)
     embedder = SentenceTransformerEmbedder("default")
     embedder.load()
-    params = FusionParams.from_settings(s)  # as the engine runs it, section bonus included
+    params = FusionParams.from_settings(s)  # as the engine runs it: section bonus, length penalty
     retrievers: dict[int, Retriever] = {}
     for n, folder in built.items():
         store = ChromaStore(path=folder / "chroma", dimension=DIM)
         keyword = BM25Index(folder / "keyword")
-        ready = {f"doc-{d:06d}" for d in range(math.ceil(n / CHUNKS_PER_DOC))}
+        # ready documents with their chunk counts, as the engine's registry gives them
+        ready = {f"doc-{d:06d}": CHUNKS_PER_DOC for d in range(math.ceil(n / CHUNKS_PER_DOC))}
         retrievers[n] = Retriever(embedder, store, keyword, lambda r=ready: r, params)  # type: ignore[misc]
     texts = spread(list(load_beir(beir).queries.values()), queries)
     for r in retrievers.values():  # warm-up: caches, first-query costs

@@ -108,7 +108,7 @@ class Engine:
             embedder,
             store,
             keyword,
-            registry.ready_ids,
+            registry.ready_chunk_counts,
             FusionParams.from_settings(settings),
         )
 

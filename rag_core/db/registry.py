@@ -204,6 +204,14 @@ class DocumentRegistry:
         with self.db.read_session() as s:
             return set(s.scalars(sa.select(DocumentRow.id).where(DocumentRow.status == "ready")))
 
+    def ready_chunk_counts(self) -> dict[str, int]:
+        """Ids of the documents retrieval may return, each with its number of chunks."""
+        stmt = sa.select(DocumentRow.id, DocumentRow.chunk_count).where(
+            DocumentRow.status == "ready"
+        )
+        with self.db.read_session() as s:
+            return {doc_id: int(count or 0) for doc_id, count in s.execute(stmt)}
+
     def touch(self, doc_ids: Collection[str]) -> None:
         """Record progress of unfinished ingests, so other replicas do not take them for dead."""
         if not doc_ids:

@@ -227,6 +227,7 @@ def test_registry_lifecycle(db: Database) -> None:
     assert n.page_count is None
     assert [d.name for d in reg.list()] == ["guide.pdf", "notes.md"]
     assert reg.ready_ids() == {b.id, n.id}  # c is still ingesting
+    assert reg.ready_chunk_counts() == {b.id: 50, n.id: 1}  # what the length penalty reads
 
     reg.mark_deleting(n.id)
     assert reg.ready_ids() == {b.id}

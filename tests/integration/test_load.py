@@ -210,7 +210,7 @@ def big_document() -> str:
     words = ["valve", "gauge", "turbine", "bearing", "lamp", "office", "pump", "filter",
              "housing", "copper", "steel", "bronze", "sensor", "relay", "cable", "panel"]  # fmt: skip
     paragraphs = [f"# Field manual\n\nThe Zentor archive holds {len(words)} kinds of part."]
-    for n in range(480):
+    for n in range(1440):  # ~1.1 MB: its ingest outlasts the three questions asked meanwhile
         body = " ".join(words[(n * 7 + k) % len(words)] for k in range(110))
         paragraphs.append(f"Record {n}: the part number {n} is described as follows. {body}.")
     return "\n\n".join(paragraphs) + "\n"

@@ -172,6 +172,45 @@ def test_section_openings_get_the_bonus_in_ranking() -> None:
     assert top.score == pytest.approx(top.dense_score + 0.5)
 
 
+def test_length_penalty_corrects_the_best_of_many_chunks() -> None:
+    import math
+
+    from rag_core.retrieval import LENGTH_PENALTY_CAP, Retriever
+    from rag_core.stores.keyword import BM25Index
+    from rag_core.testing import FakeEmbedder, InMemoryStore
+
+    def make(doc: str, i: int, text: str) -> Chunk:
+        return Chunk(f"{doc}:v:{i:05d}", doc, f"{doc}.md", "v", i, text, 0, len(text))
+
+    note = make("note", 0, "Charge the lamp battery with USB-C.")
+    manual = [make("manual", i, "Charge the lamp battery with USB-C.") for i in range(3)]
+    embedder, store = FakeEmbedder(), InMemoryStore()
+    store.add([note, *manual], embedder.embed_documents([c.text for c in [note, *manual]]))
+    sizes = {"note": 1, "manual": 40}
+    penalised = Retriever(
+        embedder, store, BM25Index(), lambda: sizes, FusionParams(length_penalty=0.02)
+    )
+    hits = penalised.search("charge the lamp battery", mode="dense", k=4).hits
+    assert hits[0].chunk.document_id == "note"  # same similarity: the short document first
+    long_hit = hits[1]
+    assert long_hit.dense_score is not None
+    # capped: 40 chunks cost what LENGTH_PENALTY_CAP chunks cost; the raw similarity is kept
+    expected = long_hit.dense_score - 0.02 * math.log(LENGTH_PENALTY_CAP)
+    assert long_hit.score == pytest.approx(expected)
+    assert hits[0].score == pytest.approx(hits[0].dense_score)
+    # without chunk counts (a plain set of ready ids) or with the setting at 0 there is none
+    for retriever in (
+        Retriever(
+            embedder, store, BM25Index(), lambda: set(sizes), FusionParams(length_penalty=0.02)
+        ),
+        Retriever(embedder, store, BM25Index(), lambda: sizes, FusionParams()),
+    ):
+        assert all(
+            h.score == pytest.approx(h.dense_score)
+            for h in retriever.search("charge the lamp battery", mode="dense", k=4).hits
+        )
+
+
 def test_fusion_fetches_only_the_keyword_chunks_that_make_the_cut() -> None:
     store = {f"k{i:02d}": chunk(f"k{i:02d}") for i in range(20)}
     del store["k00"]  # in the keyword index, not in the vector store: skipped, next one taken
