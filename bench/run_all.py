@@ -77,6 +77,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=[],
         help="a line to add under the machine table (e.g. that it was shared)",
     )
+    parser.add_argument(
+        "--latency-sizes",
+        default=None,
+        metavar="N,N,...",
+        help="chunk counts for the latency benchmark (its default: 10000,100000; add 1000000)",
+    )
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in names if n not in BENCHMARKS]
@@ -89,7 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[BenchResult] = []
     failed: dict[str, str] = {}
     for name in names:
-        outcome = run_one(name)
+        extra = ["--sizes", args.latency_sizes] if name == "latency" and args.latency_sizes else []
+        outcome = run_one(name, extra)
         if isinstance(outcome, str):
             failed[name] = outcome
             log(f"run_all: {name} {outcome}")
