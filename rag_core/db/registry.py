@@ -201,8 +201,7 @@ class DocumentRegistry:
 
     def ready_ids(self) -> set[str]:
         """Ids of the documents retrieval may return."""
-        with self.db.read_session() as s:
-            return set(s.scalars(sa.select(DocumentRow.id).where(DocumentRow.status == "ready")))
+        return set(self.ready_chunk_counts())
 
     def ready_chunk_counts(self) -> dict[str, int]:
         """Ids of the documents retrieval may return, each with its number of chunks."""
