@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -113,7 +114,7 @@ class Retriever:
             raise ValueError(f"unknown retrieval mode {mode!r}: use hybrid, dense or bm25")
         listed = self.ready_ids()
         sizes: Mapping[str, int] = listed if isinstance(listed, Mapping) else {}
-        ready = set(listed)
+        ready: AbstractSet[str] = listed.keys() if isinstance(listed, Mapping) else listed
         if document_ids is not None:
             ready = ready & set(document_ids)
         if not ready:
@@ -222,7 +223,7 @@ def fuse(
     dense: Sequence[tuple[Chunk, float]],
     keyword: Sequence[tuple[str, float]],
     fetch: Callable[[Sequence[str]], list[Chunk]],
-    ready: set[str],
+    ready: AbstractSet[str],
     *,
     k: int,
     mode: RetrievalMode,
