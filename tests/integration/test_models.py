@@ -53,10 +53,18 @@ def test_similar_sentences_score_higher(real_embedder: Any) -> None:
 
 def test_embedder_count_tokens(real_embedder: Any) -> None:
     long_text = "retrieval " * 1000
+    real_embedder.embed_documents([long_text])  # leaves the tokenizer set to truncate
     counts = real_embedder.count_tokens(["Hello world", "", long_text])
     assert counts[0] == 2  # no [CLS]/[SEP]
     assert counts[1] == 0
     assert counts[2] >= 1000  # not truncated to max_tokens
+    # counting without truncation must not leak into encoding: the encoder's window still holds
+    (vec,) = real_embedder.embed_documents_array([long_text])
+    truncated = " ".join(long_text.split()[: real_embedder.max_tokens - 2])
+    assert float(vec @ real_embedder.embed_documents_array([truncated])[0]) > 0.9999
+    st = real_embedder._load()
+    wrapper = st.tokenizer(["Hello world, counted twice"], add_special_tokens=False)["input_ids"]
+    assert real_embedder.count_tokens(["Hello world, counted twice"]) == [len(wrapper[0])]
     started = time.perf_counter()
     real_embedder.count_tokens(["A sentence of moderate length for counting."] * 2000)
     assert time.perf_counter() - started < 5
