@@ -124,10 +124,12 @@ def run(
     params = FusionParams.from_settings(s)  # as the engine runs it: section bonus, length penalty
     retrievers: dict[int, Retriever] = {}
     for n, folder in built.items():
-        store = ChromaStore(path=folder / "chroma", dimension=DIM)
+        store = ChromaStore(path=folder / "chroma", dimension=DIM, ef_search=s.hnsw_ef_search)
         keyword = BM25Index(folder / "keyword")
         # ready documents with their chunk counts, as the engine's registry gives them
         ready = {f"doc-{d:06d}": CHUNKS_PER_DOC for d in range(math.ceil(n / CHUNKS_PER_DOC))}
+        # an index built before document vectors existed gets them now, as ingestion writes them
+        store.document_vectors(sorted(ready))
         retrievers[n] = Retriever(embedder, store, keyword, lambda r=ready: r, params)  # type: ignore[misc]
     texts = spread(list(load_beir(beir).queries.values()), queries)
     for r in retrievers.values():  # warm-up: caches, first-query costs

@@ -24,6 +24,16 @@ class Settings(BaseSettings):
     )
     database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in home.")
     chroma_url: str | None = Field(None, description="http://host:port of a Chroma server.")
+    hnsw_ef_search: int = Field(
+        400,
+        ge=1,
+        le=100_000,
+        description=(
+            "Candidates Chroma's approximate nearest-neighbour search keeps (its default is 100). "
+            "pyfaq dev, share of the exact top 40 chunks found: 0.975 at 100 (0.75 for the worst "
+            "question), 0.994 at 200, 0.999 at 400. Applied to existing collections too."
+        ),
+    )
     model_cache: Path | None = Field(
         None, description="Where converted models are cached; default ~/.cache/ragchat/models."
     )
@@ -123,6 +133,17 @@ class Settings(BaseSettings):
             "similarity in ranking: a long document's best chunk is the best of many and scores "
             "high by chance. pyfaq dev hybrid nDCG@10 (alpha 0.95, section_bonus 0.15): 0.783 "
             "at 0, 0.798 at 0.02 and 0.025, 0.796 at 0.03, 0.778 at 0.05; uncapped 0.799."
+        ),
+    )
+    document_weight: float = Field(
+        0.2,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Share of a chunk's dense similarity in ranking that comes from its whole document "
+            "(the query's cosine with the mean of the document's chunk embeddings). pyfaq dev "
+            "hybrid nDCG@10 (with section_bonus 0.15, length_penalty 0.02): 0.801 at 0, 0.802 at "
+            "0.1, 0.809 at 0.15, 0.810 at 0.2, 0.805 at 0.25, 0.808 at 0.3, 0.801 at 0.4."
         ),
     )
     dense_weight: float = Field(1.0, ge=0.0, description="Weight of the dense ranking in fusion.")
@@ -234,6 +255,8 @@ class Settings(BaseSettings):
             "fusion",
             "fusion_alpha",
             "section_bonus",
+            "length_penalty",
+            "document_weight",
             "rrf_k",
             "dense_weight",
             "keyword_weight",

@@ -43,9 +43,9 @@ def build_engine(settings: Settings, *, migrate: bool = True) -> Engine:
         precision=settings.embed_precision,
     )
     if settings.chroma_url:
-        store = ChromaStore(url=settings.chroma_url)
+        store = ChromaStore(url=settings.chroma_url, ef_search=settings.hnsw_ef_search)
     else:
-        store = ChromaStore(path=settings.chroma_path)
+        store = ChromaStore(path=settings.chroma_path, ef_search=settings.hnsw_ef_search)
     keyword = BM25Index(settings.keyword_path)
     generator: Generator
     if settings.generator.startswith("openai:"):

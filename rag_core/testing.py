@@ -124,6 +124,21 @@ class InMemoryStore:
                 out[h] = self.vectors[cid]
         return out
 
+    def document_vectors(self, document_ids: Sequence[str]) -> dict[str, list[float]]:
+        wanted = set(document_ids)
+        sums: dict[str, list[float]] = {}
+        for cid, c in self.chunks.items():
+            if c.document_id in wanted:
+                vec = self.vectors[cid]
+                acc = sums.setdefault(c.document_id, [0.0] * len(vec))
+                sums[c.document_id] = [a + b for a, b in zip(acc, vec, strict=True)]
+        out = {}
+        for doc, acc in sums.items():
+            norm = sum(x * x for x in acc) ** 0.5
+            if norm > 0:
+                out[doc] = [x / norm for x in acc]
+        return out
+
     def document_ids(self) -> set[str]:
         return {c.document_id for c in self.chunks.values()}
 

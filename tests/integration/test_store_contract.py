@@ -254,6 +254,60 @@ def test_embeddings_by_text_hash(store: ChromaStore) -> None:
     assert list(found) == [text_hash(headed.embedding_text)]
 
 
+def _mean_vector(chunks: Sequence[Chunk]) -> list[float]:
+    parts = [fake_embed(c.text) for c in chunks]
+    mean = [sum(col) for col in zip(*parts, strict=True)]
+    norm = math.sqrt(sum(x * x for x in mean))
+    return [x / norm for x in mean]
+
+
+def test_document_vectors_are_normalised_chunk_means(store_factory: StoreFactory) -> None:
+    store = store_factory()
+    add(store, CORPUS)
+    found = store.document_vectors(["fruit", "space", "unknown", "fruit"])
+    assert set(found) == {"fruit", "space"}  # a document without chunks is left out
+    for doc, vec in found.items():
+        assert vec == pytest.approx(_mean_vector([c for c in CORPUS if c.document_id == doc]))
+    assert store.document_vectors([]) == {}
+    # removing chunks updates the vector; removing the document removes it
+    store.delete_chunks([CORPUS[2].id])
+    assert store.document_vectors(["fruit"])["fruit"] == pytest.approx(_mean_vector(CORPUS[:2]))
+    store.delete_document("space")
+    assert set(store.document_vectors(["fruit", "space"])) == {"fruit"}
+    # saved with the chunks: a reopened store reads them without touching the chunks
+    store.close()
+    reopened = store_factory()
+    docs = reopened._documents
+    assert sorted(docs.get(include=[])["ids"]) == ["code", "fruit"]
+    # a store written before document vectors existed gets them computed, and saved, on demand
+    docs.delete(ids=["code"])
+    vec = reopened.document_vectors(["code"])["code"]
+    assert vec == pytest.approx(_mean_vector(CORPUS[5:]))
+    assert docs.get(ids=["code"], include=[])["ids"] == ["code"]
+
+
+def test_ef_search_is_set_on_new_and_existing_collections(store_factory: StoreFactory) -> None:
+    from rag_core.errors import ConfigError
+    from rag_core.stores.chroma import DEFAULT_EF_SEARCH
+
+    store = store_factory()
+    add(store, CORPUS)
+    hnsw = (store._collection.configuration_json or {})["hnsw"]
+    assert hnsw["ef_search"] == DEFAULT_EF_SEARCH and hnsw["space"] == "cosine"
+    where = {"path": Path(store.location)} if not store.location.startswith("http") else {}
+    where = where or {"url": store.location}
+    wider = ChromaStore(**where, collection=store.collection_name, ef_search=800)  # type: ignore[arg-type]
+    try:
+        assert (wider._collection.configuration_json or {})["hnsw"]["ef_search"] == 800
+        assert wider.query(fake_embed(CORPUS[3].text), 1)[0][0] == CORPUS[3]
+    finally:
+        wider.close()
+    with pytest.raises(ConfigError, match="ef_search must be at least 1"):
+        ChromaStore(**where, collection=store.collection_name, ef_search=0)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="collection name must be 3-502 characters"):
+        ChromaStore(**where, collection="x" * 505)  # type: ignore[arg-type]
+
+
 def test_metadata_round_trip_of_every_field(store: ChromaStore) -> None:
     chunks = [
         make_chunk("meta", 0, "no page at all", page=None, page_end=None, heading_path=()),
@@ -311,7 +365,8 @@ def test_batches_larger_than_the_max_batch_size(
     original = chromadb.Collection.upsert
 
     def spy(self: Any, *args: Any, **kwargs: Any) -> Any:
-        sizes.append(len(kwargs["ids"]))
+        if self.name == store.collection_name:  # not the document vectors' collection
+            sizes.append(len(kwargs["ids"]))
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(chromadb.Collection, "upsert", spy)

@@ -211,6 +211,54 @@ def test_length_penalty_corrects_the_best_of_many_chunks() -> None:
         )
 
 
+def test_document_weight_mixes_in_the_whole_documents_similarity() -> None:
+    from rag_core.retrieval import Retriever
+    from rag_core.stores.keyword import BM25Index
+    from rag_core.testing import FakeEmbedder, InMemoryStore
+
+    def make(doc: str, i: int, text: str) -> Chunk:
+        return Chunk(f"{doc}:v:{i:05d}", doc, f"{doc}.md", "v", i, text, 0, len(text))
+
+    # the same matching sentence, once in a document about it and once among unrelated text
+    focused = [make("lamp", 0, "Charge the lamp battery with USB-C."),
+               make("lamp", 1, "The lamp battery lasts 14 hours when charged.")]  # fmt: skip
+    mixed = [make("inbox", 0, "Charge the lamp battery with USB-C."),
+             make("inbox", 1, "Invoices are payable within thirty days."),
+             make("inbox", 2, "The cafeteria opens at seven in the morning.")]  # fmt: skip
+    chunks = [*focused, *mixed]
+    embedder, store = FakeEmbedder(), InMemoryStore()
+    store.add(chunks, embedder.embed_documents([c.text for c in chunks]))
+    ready = {"lamp": 2, "inbox": 3}
+    weighted = Retriever(
+        embedder, store, BM25Index(), lambda: ready, FusionParams(document_weight=0.2)
+    )
+    query = "charge the lamp battery"
+    hits = weighted.search(query, mode="dense", k=5).hits
+    assert hits[0].chunk.id == "lamp:v:00000"  # tied chunks: the focused document wins
+    sims = weighted.document_similarities(embedder.embed_query(query), ["lamp", "inbox", "gone"])
+    assert set(sims) == {"lamp", "inbox"} and sims["lamp"] > sims["inbox"]
+    for hit in hits:
+        assert hit.dense_score is not None  # the hits keep the raw similarity
+        expected = 0.8 * hit.dense_score + 0.2 * sims[hit.chunk.document_id]
+        assert hit.score == pytest.approx(expected)
+    # the document vectors are read once per document and kept
+    calls: list[list[str]] = []
+    original = store.document_vectors
+
+    def counting(document_ids: Sequence[str]) -> dict[str, list[float]]:
+        calls.append(list(document_ids))
+        return original(document_ids)
+
+    store.document_vectors = counting  # type: ignore[method-assign]
+    weighted.search(query, mode="dense", k=5)
+    assert calls == []
+    # at 0 (or in keyword mode) the ranking is the chunks' own similarity
+    plain = Retriever(embedder, store, BM25Index(), lambda: ready, FusionParams())
+    plain_hits = plain.search(query, mode="dense", k=5).hits
+    assert plain_hits[0].chunk.id == "inbox:v:00000"  # the tie goes the other way without it
+    assert all(h.score == pytest.approx(h.dense_score) for h in plain_hits)
+
+
 def test_fusion_fetches_only_the_keyword_chunks_that_make_the_cut() -> None:
     store = {f"k{i:02d}": chunk(f"k{i:02d}") for i in range(20)}
     del store["k00"]  # in the keyword index, not in the vector store: skipped, next one taken
