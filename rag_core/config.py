@@ -204,6 +204,29 @@ class Settings(BaseSettings):
     allow_open: bool = Field(
         False, description="Serve without accounts on a non-loopback host (open to everyone)."
     )
+    admins: str = Field(
+        "",
+        description=(
+            "Comma-separated users who may delete or replace any document (accounts on); "
+            "everyone else deletes and replaces only their own."
+        ),
+    )
+    allowed_origins: str = Field(
+        "",
+        description=(
+            "Comma-separated web origins (https://host[:port]) whose pages may call the server "
+            "with the user's login, besides the server's own; empty: none."
+        ),
+    )
+    session_hours: float = Field(
+        12.0, gt=0, le=24 * 365, description="A login lasts this many hours."
+    )
+    max_connections: int = Field(
+        200, ge=8, description="Open connections the server accepts at once; more get 503."
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="Seconds a client has to send a request's headers."
+    )
 
     @field_validator("home", "model_cache", mode="before")
     @classmethod
@@ -211,6 +234,21 @@ class Settings(BaseSettings):
         if isinstance(value, str) and value:
             return Path(value).expanduser()
         return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        for item in (v.strip().rstrip("/") for v in value.split(",")):
+            parts = urlsplit(item)
+            if item and (parts.scheme not in ("http", "https") or not parts.netloc or parts.path):
+                raise ValueError(f"{item!r} is not an origin like https://host[:port]")
+        return value
+
+    @property
+    def admin_users(self) -> frozenset[str]:
+        return frozenset(u.strip() for u in self.admins.split(",") if u.strip())
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

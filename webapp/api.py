@@ -32,6 +32,7 @@ from typing import Annotated, Any, Literal
 import anyio
 from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
@@ -63,6 +64,17 @@ from rag_core.types import (
     Turn,
 )
 from webapp.auth import LOCAL_USER
+from webapp.security import (
+    GuardConfig,
+    SessionTokens,
+    UploadLedger,
+    WebGuard,
+    async_authenticator,
+    gradio_user_resolver,
+    guard_file_inputs,
+    mounted_gradio_app,
+    parse_origins,
+)
 
 log = logging.getLogger("ragchat.webapp.api")
 
@@ -593,7 +605,7 @@ def create_app(
 
     `users` (from RAGCHAT_AUTH) turns accounts on: the UI asks for a login and the API for a
     per-user key. `ui_options` go to gr.mount_gradio_app (theme, CSS, max_file_size, ...).
-    `trusted_hosts`: the only Host header names answered (see _Guard).
+    `trusted_hosts`: the only Host header names answered (see webapp.security.WebGuard).
     """
     conv_log = engine.log
     keys = ApiKeys(conv_log.db)
@@ -1012,98 +1024,71 @@ def create_app(
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    # -- request size guard and the UI ---------------------------------------------------------
+    # -- the UI and the guards in front of everything ----------------------------------------
 
-    upload_cap = int(settings.max_file_mb * 1024 * 1024 * 1.05) * MAX_FILES_PER_UPLOAD + 2**20
+    ledger = UploadLedger()
+    user_of = None
+    if ui is not None:
+        user_of = _mount_ui(app, ui, settings, users, ui_options, ledger)
+    # The parent configures CORS, so Gradio adds none of its own (Gradio 6.31 echoes any Origin
+    # with credentials when Host is not localhost): only the listed origins get CORS headers.
+    origins = sorted(parse_origins(settings.allowed_origins))
     app.add_middleware(
-        _Guard,
+        CORSMiddleware,
+        allow_origins=origins,
+        allow_credentials=True,
+        allow_methods=["*"],
+        allow_headers=["*"],
+    )
+    upload_cap = int(settings.max_file_mb * 1024 * 1024 * 1.05) * MAX_FILES_PER_UPLOAD + 2**20
+    config = GuardConfig(
         upload_cap=upload_cap,
         max_file_mb=settings.max_file_mb,
+        max_files=MAX_FILES_PER_UPLOAD,
+        accounts=accounts,
         trusted_hosts=frozenset(trusted_hosts) if trusted_hosts is not None else None,
+        allowed_origins=frozenset(origins),
+        session_hours=settings.session_hours,
+        default_user=LOCAL_USER,
     )
-
-    if ui is not None:
-        import gradio as gr
-
-        from webapp.auth import authenticator
-
-        accepted = inspect.signature(gr.mount_gradio_app).parameters
-        options = {k: v for k, v in (ui_options or {}).items() if k in accepted}
-        for key in set(ui_options or {}) - set(options):
-            log.warning("the mounted UI ignores the launch option %r", key)
-        gr.mount_gradio_app(
-            app,
-            ui,
-            path="/",
-            auth=authenticator(dict(users)) if users else None,
-            auth_message="Sign in to ragchat." if users else None,
-            **options,
-        )
+    app.add_middleware(WebGuard, config=config, ledger=ledger, user_of=user_of)
+    app.state.upload_ledger = ledger
     return app
 
 
-class _Guard:
-    """ASGI middleware. On /api and /v1 it refuses writes from another web origin (a page on
-    some site posting to a local ragchat) and uploads larger than the limits allow, before the
-    body is read; clients other than browsers send no Origin header and are not affected.
-    With `trusted_hosts` (a server open without accounts on loopback) every request must name
-    one of them in its Host header, so a web page cannot reach it by DNS rebinding."""
+def _mount_ui(
+    app: FastAPI,
+    ui: Any,
+    settings: Settings,
+    users: Mapping[str, str] | None,
+    ui_options: Mapping[str, Any] | None,
+    ledger: UploadLedger,
+) -> Any:
+    """Mount the Gradio UI at '/' with its guards; returns the resolver of a request's user."""
+    import gradio as gr
 
-    def __init__(
-        self,
-        app: Any,
-        *,
-        upload_cap: int,
-        max_file_mb: float,
-        trusted_hosts: frozenset[str] | None = None,
-    ) -> None:
-        self.app = app
-        self.upload_cap = upload_cap
-        self.max_file_mb = max_file_mb
-        self.trusted_hosts = trusted_hosts
+    from webapp.auth import authenticator
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
-        path = scope.get("path", "")
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        problem: tuple[int, str] | None = None
-        if self.trusted_hosts is not None:
-            host = headers.get("host", "")
-            name = host[1:].split("]")[0] if host.startswith("[") else host.split(":")[0]
-            if name not in self.trusted_hosts:
-                names = ", ".join(sorted(self.trusted_hosts))
-                problem = (
-                    403,
-                    f"this server has no accounts and answers only to {names}; set "
-                    "RAGCHAT_AUTH or RAGCHAT_ALLOW_OPEN=1 to serve it under another name",
-                )
-        writes = scope.get("method") not in ("GET", "HEAD")
-        if problem is None and writes and path.startswith(("/api/", "/v1/")):
-            problem = self._problem(scope, path, headers)
-        if problem is not None and scope["type"] == "http":
-            status, detail = problem
-            await JSONResponse({"detail": detail}, status_code=status)(scope, receive, send)
-            return
-        if problem is not None:  # a websocket: close it before it opens
-            await send({"type": "websocket.close", "code": 1008})
-            return
-        await self.app(scope, receive, send)
-
-    def _problem(self, scope: Any, path: str, headers: dict[str, str]) -> tuple[int, str] | None:
-        origin = headers.get("origin")
-        if origin is not None:
-            scheme = scope.get("scheme", "http")
-            if origin != f"{scheme}://{headers.get('host', '')}":
-                return 403, f"cross-origin request from {origin} refused"
-        length = headers.get("content-length", "")
-        if path == "/api/documents" and length.isdigit() and int(length) > self.upload_cap:
-            return 413, (
-                f"the upload is {int(length) / 2**20:.0f} MB; at most {MAX_FILES_PER_UPLOAD} "
-                f"files of {self.max_file_mb:g} MB each (setting RAGCHAT_MAX_FILE_MB)"
-            )
-        return None
+    accepted = inspect.signature(gr.mount_gradio_app).parameters
+    options = {k: v for k, v in (ui_options or {}).items() if k in accepted}
+    for key in set(ui_options or {}) - set(options):
+        log.warning("the mounted UI ignores the launch option %r", key)
+    gr.mount_gradio_app(
+        app,
+        ui,
+        path="/",
+        auth=async_authenticator(authenticator(dict(users))) if users else None,
+        auth_message="Sign in to ragchat." if users else None,
+        **options,
+    )
+    # Gradio 6.31: a mounted app never sets has_launched, which is what turns on Gradio's own
+    # check that event inputs name files from its upload folder (guard_file_inputs checks more).
+    ui.has_launched = True
+    gradio_app = mounted_gradio_app(app)
+    gradio_app.tokens = SessionTokens(settings.session_hours * 3600)
+    guard_file_inputs(ui, ledger, LOCAL_USER)
+    ui.upload_ledger = ledger  # the upload handler checks it again before reading a file
+    return gradio_user_resolver(gradio_app)
 
 
 DOCS_PAGE = """<!doctype html>

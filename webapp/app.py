@@ -33,6 +33,7 @@ from rag_core.ingest.pipeline import SUPPORTED_EXTENSIONS, clean_name
 from rag_core.types import Done, IngestResult, Logged, Retrieved, SentenceChecked, Token
 from webapp import handlers as h
 from webapp.auth import LOCAL_USER
+from webapp.security import escape_text
 
 log = logging.getLogger("ragchat.webapp.app")
 
@@ -136,6 +137,21 @@ def launch_options() -> dict[str, Any]:
     }
 
 
+def warn(message: str) -> None:
+    """A warning pop-up; Gradio renders its text as HTML, so it is escaped."""
+    gr.Warning(escape_text(message))
+
+
+def notify(message: str) -> None:
+    """An information pop-up (escaped, as `warn`)."""
+    gr.Info(escape_text(message))
+
+
+def fail(message: str) -> gr.Error:
+    """An error for an API caller or pop-up (escaped, as `warn`)."""
+    return gr.Error(escape_text(message), print_exception=False)
+
+
 def _user(request: gr.Request | None) -> str:
     name = getattr(request, "username", None) if request is not None else None
     return str(name) if name else LOCAL_USER
@@ -204,6 +220,27 @@ def stage_upload(path: Path, settings: Settings, name: str) -> Path:
         with contextlib.suppress(OSError):  # not empty: another upload shares the folder
             parent.rmdir()
     return staged
+
+
+def clean_stale_uploads(settings: Settings, max_age_s: float) -> int:
+    """Delete uploads (Gradio's cache and staged files) untouched for `max_age_s` seconds: an
+    aborted or never-submitted upload must not stay on disk. Returns how many files went."""
+    uploads = settings.uploads_path
+    if not uploads.is_dir():
+        return 0
+    cutoff = time.time() - max_age_s
+    removed = 0
+    for path in sorted(uploads.rglob("*"), reverse=True):  # files before their folders
+        try:
+            if path.is_symlink() or path.is_file():
+                if path.lstat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            elif path.is_dir() and path != uploads / UPLOAD_CACHE:
+                path.rmdir()  # only when empty
+        except OSError:
+            continue
+    return removed
 
 
 def discard_copy(path: Path, cache: Path) -> None:
@@ -380,7 +417,7 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
             except ConversationNotFoundError:
                 turns = []
         if not turns:
-            gr.Info("Nothing to retry yet: ask a question first.")
+            notify("Nothing to retry yet: ask a question first.")
             yield (gr.skip(),) * 6
             return
         yield from run_turn(turns[-1].question, mode, top_k, length, style, state, request)
@@ -413,7 +450,7 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
             views = turns_of(conv_id, user) if conv_id else []
             title = title_of(conv_id, user) if conv_id else ""
         except ConversationNotFoundError:
-            gr.Warning("That conversation no longer exists.")
+            warn("That conversation no longer exists.")
             return new_conversation(request)
         state = _fresh_state()
         if conv_id and title:
@@ -441,7 +478,7 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
         try:
             view = h.TurnView.from_record(conv_log.get_turn(turn_id, user))
         except ConversationNotFoundError:
-            gr.Warning("That answer no longer exists.")
+            warn("That answer no longer exists.")
             return gr.skip(), state
         state.update(turn=turn_id, focus=number or None)
         return h.render_sources(view, focus=number or None), state
@@ -454,7 +491,7 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
         turn_id, value = _int(turn), _int(rating)
         state = dict(state or _fresh_state())
         if turn_id is None or value not in (1, -1):
-            gr.Warning("Feedback needs an answer and a rating of +1 or -1.")
+            warn("Feedback needs an answer and a rating of +1 or -1.")
             return gr.skip(), state, gr.skip(), gr.skip(), gr.skip()
         try:
             record = conv_log.get_turn(turn_id, user)
@@ -462,13 +499,13 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
             conv_log.set_feedback(turn_id, user, value, text)
             views = turns_of(record.conversation_id, user)
         except UserError as exc:
-            gr.Warning(str(exc))
+            warn(str(exc))
             return gr.skip(), state, gr.skip(), gr.skip(), gr.skip()
         state["fb"] = turn_id
         number = next((i + 1 for i, v in enumerate(views) if v.turn_id == turn_id), None)
         label = f"Feedback on answer {number}: {'👍' if value == 1 else '👎'} saved."
         if comment is not None:
-            gr.Info("Thanks, your feedback was saved.")
+            notify("Thanks, your feedback was saved.")
         current = next((v.comment for v in views if v.turn_id == turn_id), None)
         return (
             transcript_for(views) if record.conversation_id == state.get("conv") else gr.skip(),
@@ -483,12 +520,12 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
         user = _user(request)
         turn_id = (state or {}).get("fb")
         if not turn_id:
-            gr.Warning("Rate an answer with 👍 or 👎 first.")
+            warn("Rate an answer with 👍 or 👎 first.")
             return gr.skip(), state, gr.skip(), gr.skip(), gr.skip()
         try:
             rating = conv_log.get_turn(turn_id, user).feedback_rating or 1
         except UserError as exc:
-            gr.Warning(str(exc))
+            warn(str(exc))
             return gr.skip(), state, gr.skip(), gr.skip(), gr.skip()
         return give_feedback(turn_id, rating, comment or "", state, request)
 
@@ -518,14 +555,14 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
         user = _user(request)
         conv = (state or {}).get("conv")
         if not conv:
-            gr.Warning("Open or start a conversation first.")
+            warn("Open or start a conversation first.")
             return gr.skip(), gr.skip()
         try:
             record = conv_log.rename(conv, user, title or "")
         except UserError as exc:
-            gr.Warning(str(exc))
+            warn(str(exc))
             return gr.skip(), gr.skip()
-        gr.Info("Conversation renamed.")
+        notify("Conversation renamed.")
         return history_html(user, conv), record.title
 
     def delete_conversation(state: dict[str, Any], request: gr.Request) -> tuple:
@@ -535,7 +572,7 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
         if conv:
             try:
                 conv_log.delete(conv, user)
-                gr.Info("Conversation deleted.")
+                notify("Conversation deleted.")
             except ConversationNotFoundError:
                 pass
         return new_conversation(request)
@@ -547,7 +584,9 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
         if user != LOCAL_USER or settings.auth:
             who = (
                 f'<div class="rc-who">Signed in as <b>{h.esc(user)}</b> · '
-                '<a href="/logout">Log out</a></div>'
+                # a form, not a link: logging out changes state, so it is a POST
+                '<form method="post" action="/logout" class="rc-logout">'
+                '<button type="submit" id="rc-logout">Log out</button></form></div>'
             )
         docs = engine.documents()
         kb = (
@@ -572,8 +611,17 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
             ),
         )
 
-    def upload(payload: Any, progress: gr.Progress = PROGRESS) -> tuple:
+    def received_by(path: str, user: str) -> bool:
+        """Whether `user` uploaded `path` through this server's upload route (the guard in front
+        of Gradio checked it already; this holds for an app served without that guard too)."""
+        ledger = getattr(app, "upload_ledger", None)
+        if ledger is not None:
+            return bool(ledger.owned_by(path, user))
+        return path in getattr(app, "upload_file_set", set())
+
+    def upload(payload: Any, request: gr.Request, progress: gr.Progress = PROGRESS) -> tuple:
         """Ingest uploaded files one by one with a progress bar; one result row per file."""
+        user = _user(request)
         files = uploaded_files(payload)
         if not files:
             return (*kb_outputs(gr.skip()), gr.skip())
@@ -596,8 +644,7 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
                 continue
             # Only files this server received through its upload route: Gradio copies any other
             # path a client names (e.g. the data folder's database) into its cache first.
-            received: set[str] = getattr(app, "upload_file_set", set())
-            if path not in received or not Path(path).resolve().is_relative_to(upload_cache):
+            if not received_by(path, user) or not Path(path).resolve().is_relative_to(upload_cache):
                 log.warning("refused a path that was not uploaded: %r", path)
                 discard_copy(Path(path), upload_cache)
                 shown = clean_name(name)
@@ -638,12 +685,12 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
     def delete_document(doc_id: str | None) -> tuple:
         """Remove the picked document from the knowledge base and both indexes."""
         if not doc_id:
-            gr.Warning("Pick a document to delete.")
+            warn("Pick a document to delete.")
             return (*kb_outputs(gr.skip()), gr.skip())
         try:
             record = engine.delete_document(doc_id)
         except UserError as exc:
-            gr.Warning(str(exc))
+            warn(str(exc))
             return (*kb_outputs(gr.skip()), gr.skip())
         msg = f'<p class="rc-note">Deleted {h.esc(record.name)} ({record.chunk_count} chunks).</p>'
         return (*kb_outputs(msg), h.render_chunks(None, []))
@@ -674,7 +721,7 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
         try:
             rec = conv_log.get_turn(int(turn_id), _user(request))
         except UserError as exc:
-            raise gr.Error(str(exc)) from exc
+            raise fail(str(exc)) from exc
         cited = {c.chunk.id for c in rec.citations}
         return {
             "id": rec.id,

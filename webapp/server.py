@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +64,33 @@ def check_open_host(settings: Settings, host: str) -> None:
     )
 
 
+STALE_UPLOAD_AT_START_S = 300.0  # at start: what no live upload can still be writing
+STALE_UPLOAD_S = 3600.0  # later: uploads never submitted within an hour
+CLEAN_EVERY_S = 600.0
+
+
+def _start_upload_cleaner(settings: Settings) -> None:
+    """Every ten minutes, delete uploads that were never submitted (aborted uploads)."""
+    from webapp.app import clean_stale_uploads
+
+    def loop() -> None:
+        while True:
+            time.sleep(CLEAN_EVERY_S)
+            try:
+                removed = clean_stale_uploads(settings, STALE_UPLOAD_S)
+                if removed:
+                    log.info("removed %d abandoned upload file(s)", removed)
+            except Exception:  # never let the cleaner die
+                log.exception("cleaning the upload folder failed")
+
+    threading.Thread(target=loop, name="upload-cleaner", daemon=True).start()
+
+
 def build_server_app(settings: Settings, demo: bool = True) -> tuple[Engine, Any]:
     """The engine (recovered, demo seeded, warming up) and the FastAPI app with the UI mounted."""
     from rag_core.factory import build_engine
     from webapp.api import create_app
-    from webapp.app import build_app, ensure_secret, launch_options
+    from webapp.app import build_app, clean_stale_uploads, ensure_secret, launch_options
     from webapp.auth import parse_users
 
     users = parse_users(settings.auth) if settings.auth else None  # bad config fails before models
@@ -79,6 +102,10 @@ def build_server_app(settings: Settings, demo: bool = True) -> tuple[Engine, Any
             log.info(line)
     threading.Thread(target=warm_up, args=(engine,), name="warm-up", daemon=True).start()
 
+    removed = clean_stale_uploads(settings, STALE_UPLOAD_AT_START_S)
+    if removed:
+        log.info("removed %d stale upload file(s) from %s", removed, settings.uploads_path)
+    _start_upload_cleaner(settings)
     ui = build_app(engine, settings, secret=ensure_secret(settings.home))
     ui.queue(default_concurrency_limit=1)
     options = dict(launch_options())
