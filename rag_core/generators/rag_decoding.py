@@ -719,7 +719,7 @@ def rag_sequence_decode(
         known.setdefault(tuple(tokens[row]), {}).setdefault(z, logps[row])
     sources = {y: tuple(sorted(by_z)) for y, by_z in known.items()}
     scoring: SequenceMode = "fast" if stopped else mode
-    if scoring == "thorough":
+    if scoring == "thorough":  # RagSequenceForGeneration.generate's self(..., labels=...) / get_nll
         pairs = [(z, y) for y, by_z in known.items() for z in range(k) if z not in by_z and y]
         if pairs:
             assert batch is not None
