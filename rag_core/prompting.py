@@ -20,17 +20,19 @@ SYSTEM_PROMPT = (
 MARKER = re.compile(r"\[\^?\s*(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\s*\]")
 
 
+def format_passage(hit: Hit, n: int, max_chars: int = 1500) -> str:
+    """One passage as the generator reads it: '[n] (document, p. 3) text', cut at max_chars."""
+    chunk = hit.chunk
+    where = chunk.document_name + (f", {chunk.location}" if chunk.location else "")
+    text = " ".join(chunk.text.split())
+    if len(text) > max_chars:
+        text = text[:max_chars].rsplit(" ", 1)[0] + " ..."
+    return f"[{n}] ({where}) {text}"
+
+
 def passage_block(hits: Sequence[Hit], max_chars: int = 1500) -> str:
-    """The passages as the generator reads them: '[n] (document, p. 3) text'."""
-    parts = []
-    for n, hit in enumerate(hits, start=1):
-        chunk = hit.chunk
-        where = chunk.document_name + (f", {chunk.location}" if chunk.location else "")
-        text = " ".join(chunk.text.split())
-        if len(text) > max_chars:
-            text = text[:max_chars].rsplit(" ", 1)[0] + " ..."
-        parts.append(f"[{n}] ({where}) {text}")
-    return "\n\n".join(parts)
+    """The passages as the generator reads them, numbered from 1, one blank line apart."""
+    return "\n\n".join(format_passage(hit, n, max_chars) for n, hit in enumerate(hits, start=1))
 
 
 def build_messages(
