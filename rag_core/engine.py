@@ -28,11 +28,12 @@ from rag_core.grounding import (
     render,
     split_answer,
 )
-from rag_core.ingest.pipeline import IngestPipeline, Progress
+from rag_core.ingest.pipeline import OPERATOR, IngestPipeline, Progress
 from rag_core.prompting import NOT_FOUND, build_messages, is_not_found, markers_in, strip_markers
 from rag_core.protocols import Embedder, Generator, KeywordIndex, VectorStore
 from rag_core.retrieval import FusionParams, Retriever, standalone_query
 from rag_core.types import (
+    Actor,
     Chunk,
     Citation,
     DocumentRecord,
@@ -41,6 +42,7 @@ from rag_core.types import (
     Hit,
     IngestResult,
     Logged,
+    Message,
     RetrievalMode,
     Retrieved,
     SentenceCheck,
@@ -115,17 +117,23 @@ class Engine:
     # -- documents ----------------------------------------------------------------------------
 
     def ingest_path(
-        self, path: Path, progress: Progress | None = None, *, name: str | None = None
+        self,
+        path: Path,
+        progress: Progress | None = None,
+        *,
+        name: str | None = None,
+        actor: Actor = OPERATOR,
     ) -> IngestResult:
-        return self.pipeline.ingest_path(Path(path), progress, name=name)
+        return self.pipeline.ingest_path(Path(path), progress, name=name, actor=actor)
 
     def ingest_bytes(
-        self, data: bytes, name: str, progress: Progress | None = None
+        self, data: bytes, name: str, progress: Progress | None = None, *, actor: Actor = OPERATOR
     ) -> IngestResult:
-        return self.pipeline.ingest_bytes(data, name, progress)
+        return self.pipeline.ingest_bytes(data, name, progress, actor=actor)
 
-    def delete_document(self, id_or_name: str) -> DocumentRecord:
-        return self.pipeline.delete(id_or_name)
+    def delete_document(self, id_or_name: str, *, actor: Actor = OPERATOR) -> DocumentRecord:
+        """Delete a document (PermissionDeniedError if `actor` may not change it)."""
+        return self.pipeline.delete(id_or_name, actor=actor)
 
     def documents(self) -> list[DocumentRecord]:
         return self.registry.list()
@@ -265,6 +273,7 @@ class Engine:
             status, error = "error", f"The answer could not be generated: {exc}"
         gen_ms = (time.perf_counter() - t_gen) * 1000
         tokens = self.generator.count_tokens(raw) if raw else 0
+        prompt_tokens = _prompt_tokens(self.generator, messages)
         decode_s = max((gen_ms - ((first_token_ms or 0) - retrieval_ms)) / 1000, 1e-6)
         timings = Timings(
             retrieval_ms=retrieval_ms,
@@ -273,6 +282,7 @@ class Engine:
             total_ms=(time.perf_counter() - t0) * 1000,
             tokens=tokens,
             tokens_per_s=(tokens - 1) / decode_s if tokens > 1 else None,
+            prompt_tokens=prompt_tokens,
         )
 
         if is_not_found(raw):
@@ -399,6 +409,14 @@ class Engine:
                     if isinstance(event, Done):
                         final = replace(event, status="stopped")
                         self.log.record_turn(conversation_id, user, final)
+
+
+def _prompt_tokens(generator: Generator, messages: Sequence[Message]) -> int:
+    """Tokens of the prompt the generator read; 0 if it cannot say."""
+    try:
+        return int(generator.count_prompt_tokens(messages))
+    except (AttributeError, GenerationError, ValueError):
+        return 0
 
 
 def _failed(retrieved: Retrieved, streamed: str, exc: Exception, config: Any) -> Done:

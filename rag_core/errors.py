@@ -32,6 +32,10 @@ class DocumentNotFoundError(UserError):
     """A document name or id that the registry does not know."""
 
 
+class PermissionDeniedError(UserError):
+    """The user may not change this (e.g. another user's document)."""
+
+
 class ConversationNotFoundError(UserError):
     """A conversation id that does not exist (or belongs to someone else)."""
 

@@ -25,7 +25,7 @@ def offline_environment() -> None:
 def build_engine(settings: Settings, *, migrate: bool = True) -> Engine:
     """Wire the engine from settings. Models load lazily, on first use."""
     offline_environment()
-    from rag_core.db.database import Database
+    from rag_core.db.database import Database, private_folder
     from rag_core.db.log import ConversationLog
     from rag_core.db.registry import DocumentRegistry
     from rag_core.embedders.sentence_transformers import SentenceTransformerEmbedder
@@ -33,7 +33,7 @@ def build_engine(settings: Settings, *, migrate: bool = True) -> Engine:
     from rag_core.stores.chroma import ChromaStore
     from rag_core.stores.keyword import BM25Index, KeywordSync
 
-    settings.home.mkdir(parents=True, exist_ok=True)
+    private_folder(settings.home)
     db = Database(settings.db_url)
     if migrate:
         db.migrate()

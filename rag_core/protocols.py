@@ -79,6 +79,8 @@ class Generator(Protocol):
 
     def count_tokens(self, text: str) -> int: ...
 
+    def count_prompt_tokens(self, messages: Sequence[Message]) -> int: ...
+
 
 @runtime_checkable
 class Loader(Protocol):

@@ -72,6 +72,9 @@ class FakeGenerator:
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
+    def count_prompt_tokens(self, messages: Sequence[Message]) -> int:
+        return sum(len(m.content.split()) + 1 for m in messages)
+
 
 class InMemoryStore:
     """A VectorStore in a dict, cosine similarity by brute force."""

@@ -158,8 +158,9 @@ class Timings:
     first_token_ms: float | None = None
     generation_ms: float = 0.0
     total_ms: float = 0.0
-    tokens: int = 0
+    tokens: int = 0  # generated (completion) tokens
     tokens_per_s: float | None = None
+    prompt_tokens: int = 0  # tokens of the prompt the generator read (0: no generator ran)
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,21 @@ class DocumentRecord:
     added_at: datetime
     status: str = "ready"
     updated_at: datetime | None = None  # last progress of an unfinished ingest or deletion
+    owner: str | None = None  # the user who added the first version (None: added by an operator)
+    added_by: str | None = None  # the user who added this version
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asks to change the knowledge base. `name` None is the operator (the command line, the
+    server itself, or a server without accounts): allowed everything. With accounts on, a user
+    deletes and replaces only the documents they own, unless they are an admin."""
+
+    name: str | None = None
+    admin: bool = False
+
+    def may_change(self, document: DocumentRecord) -> bool:
+        return self.name is None or self.admin or document.owner == self.name
 
 
 IngestStatus = Literal["added", "duplicate", "replaced", "error"]

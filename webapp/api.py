@@ -24,13 +24,14 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
 
 import anyio
-from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
+from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
@@ -39,17 +40,21 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rag_core.config import Settings
 from rag_core.db.apikeys import ApiKeys
+from rag_core.db.log import cursor_of
 from rag_core.db.records import ConversationRecord, TurnRecord
 from rag_core.engine import Engine, clean_question
 from rag_core.errors import (
     ConversationNotFoundError,
     DocumentNotFoundError,
     InvalidQuestionError,
+    PermissionDeniedError,
     RagError,
     UserError,
 )
+from rag_core.ingest.pipeline import OPERATOR
 from rag_core.prompting import MARKER, NOT_FOUND, markers_in
 from rag_core.types import (
+    Actor,
     Chunk,
     Citation,
     DocumentRecord,
@@ -60,6 +65,7 @@ from rag_core.types import (
     Retrieved,
     SentenceCheck,
     SentenceChecked,
+    Timings,
     Token,
     Turn,
 )
@@ -79,6 +85,9 @@ from webapp.security import (
 log = logging.getLogger("ragchat.webapp.api")
 
 MODEL_ID = "ragchat"
+ANSWER_THREADS = 100  # answers in progress or waiting for the generator, per server
+DEFAULT_PAGE = 100  # conversations per page of /api/conversations
+MAX_PAGE = 500
 MAX_FILES_PER_UPLOAD = 50
 CHECKED_HEADER = "\n\nChecked against your documents:\n"
 RetrievalModeName = Literal["hybrid", "dense", "bm25"]
@@ -100,13 +109,17 @@ class DocumentOut(BaseModel):
     chunk_count: int
     added_at: datetime
     status: str
+    owner: str | None = Field(
+        None, description="who may delete or replace it (accounts on); null: an operator"
+    )
+    added_by: str | None = Field(None, description="who added this version")
 
     @classmethod
     def of(cls, d: DocumentRecord) -> DocumentOut:
         return cls(
             id=d.id, name=d.name, version=d.version, content_hash=d.content_hash, size=d.size,
             doc_type=d.doc_type, page_count=d.page_count, chunk_count=d.chunk_count,
-            added_at=d.added_at, status=d.status,
+            added_at=d.added_at, status=d.status, owner=d.owner, added_by=d.added_by,
         )  # fmt: skip
 
 
@@ -363,7 +376,7 @@ class AskResponse(BaseModel):
             timings={
                 "retrieval_ms": t.retrieval_ms, "first_token_ms": t.first_token_ms,
                 "generation_ms": t.generation_ms, "total_ms": t.total_ms, "tokens": t.tokens,
-                "tokens_per_s": t.tokens_per_s,
+                "tokens_per_s": t.tokens_per_s, "prompt_tokens": t.prompt_tokens,
             },
         )  # fmt: skip
 
@@ -419,9 +432,19 @@ class CompletionChoice(BaseModel):
 
 
 class Usage(BaseModel):
-    prompt_tokens: int = Field(0, description="not counted (0)")
+    prompt_tokens: int = Field(
+        description="tokens of the prompt the generator read (passages, history, question); "
+        "0 when no generator ran (a refusal or a quoted answer)"
+    )
     completion_tokens: int
     total_tokens: int
+
+    @classmethod
+    def of(cls, timings: Timings) -> Usage:
+        prompt, completion = timings.prompt_tokens, timings.tokens
+        return cls(
+            prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+        )
 
 
 class RagchatInfo(BaseModel):
@@ -470,6 +493,7 @@ _STARTED = int(time.time())
 _END = object()
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "no valid API key (accounts on)"},
+    403: {"model": ErrorOut, "description": "not yours to change (accounts on)"},
     404: {"model": ErrorOut, "description": "no such id (or another user's)"},
 }
 
@@ -539,12 +563,14 @@ class _Answer:
         self.events.close()  # type: ignore[attr-defined]
 
 
-async def _stream(chunks: Iterator[str], answer: _Answer) -> AsyncIterator[str]:
-    """Pull a blocking iterator in worker threads; a client that goes away stops the answer
-    (engine.chat then logs the turn as 'stopped')."""
+async def _stream(
+    chunks: Iterator[str], answer: _Answer, limiter: anyio.CapacityLimiter
+) -> AsyncIterator[str]:
+    """Pull a blocking iterator in worker threads (of `limiter`); a client that goes away stops
+    the answer (engine.chat then logs the turn as 'stopped')."""
     try:
         while True:
-            item = await anyio.to_thread.run_sync(next, chunks, _END)
+            item = await anyio.to_thread.run_sync(next, chunks, _END, limiter=limiter)
             if item is _END:
                 return
             yield item  # type: ignore[misc]
@@ -609,6 +635,14 @@ def create_app(
     """
     conv_log = engine.log
     keys = ApiKeys(conv_log.db)
+    # Answers wait for the generator in threads of their own, so that requests queued behind
+    # it never hold the threads every other endpoint (and the health check) runs in.
+    answer_limiter = anyio.CapacityLimiter(ANSWER_THREADS)
+    health_limiter = anyio.CapacityLimiter(2)
+
+    async def answering(work: Callable[[Any, str], Any], body: Any, user: str) -> Any:
+        return await anyio.to_thread.run_sync(work, body, user, limiter=answer_limiter)
+
     accounts = users is not None
     ingest_lock = threading.Lock()  # one upload at a time, as in the UI
 
@@ -624,6 +658,12 @@ def create_app(
         redoc_url=None,
     )
     app.state.ragchat_auth = _Auth(keys, dict(users) if users is not None else None)
+
+    def actor_of(user: str) -> Actor:
+        """Who changes the knowledge base: the key's user with accounts, else the operator."""
+        if not accounts:
+            return OPERATOR
+        return Actor(user, admin=user in settings.admin_users)
 
     # -- errors --------------------------------------------------------------------------------
 
@@ -659,9 +699,11 @@ def create_app(
     # -- health and docs -----------------------------------------------------------------------
 
     @app.get("/healthz", response_model=HealthOut, tags=["health"])
-    def healthz() -> HealthOut:
-        """The app is up: 200 with the number of documents (no key needed)."""
-        return HealthOut(documents=len(engine.documents()), accounts=accounts)
+    async def healthz() -> HealthOut:
+        """The app is up: 200 with the number of documents (no key needed). It has threads of
+        its own, so it answers at once however many answers are being generated."""
+        count = await anyio.to_thread.run_sync(engine.registry.count, limiter=health_limiter)
+        return HealthOut(documents=count, accounts=accounts)
 
     @app.get("/api/docs", response_class=HTMLResponse, include_in_schema=False)
     def api_docs() -> str:
@@ -691,12 +733,15 @@ def create_app(
     @app.delete("/api/documents/{document}", response_model=DocumentOut, tags=["documents"],
                 responses=ERRORS)  # fmt: skip
     def delete_document(document: str, user: User) -> DocumentOut:
-        """Remove a document from the knowledge base and every index; returns what was removed."""
+        """Remove a document from the knowledge base and every index; returns what was removed.
+        With accounts on, only its owner or an admin (RAGCHAT_ADMINS) may (403 otherwise)."""
         try:
             with ingest_lock:
-                return DocumentOut.of(engine.delete_document(document))
+                return DocumentOut.of(engine.delete_document(document, actor=actor_of(user)))
         except DocumentNotFoundError as exc:
             raise not_found(exc) from exc
+        except PermissionDeniedError as exc:
+            raise HTTPException(403, str(exc)) from exc
 
     @app.post("/api/documents", response_model=UploadResponse, tags=["documents"],
               responses=ERRORS)  # fmt: skip
@@ -726,7 +771,7 @@ def create_app(
             data = upload.file.read(limit + 1)
             try:
                 with ingest_lock:
-                    results.append(engine.ingest_bytes(data, name))
+                    results.append(engine.ingest_bytes(data, name, actor=actor_of(user)))
             except RagError as exc:
                 results.append(IngestResult(name, "error", error=str(exc)))
             except Exception as exc:
@@ -762,8 +807,11 @@ def create_app(
         return AskResponse.of(answer.done, answer.logged, answer.conversation_id)
 
     @app.post("/api/ask", response_model=AskResponse, tags=["ask"], responses=ERRORS)
-    def ask(body: AskRequest, user: User) -> AskResponse:
+    async def ask(body: AskRequest, user: User) -> AskResponse:
         """Ask a question and wait for the whole checked answer (see /api/ask/stream)."""
+        return await answering(ask_and_wait, body, user)
+
+    def ask_and_wait(body: AskRequest, user: str) -> AskResponse:
         question = prepare(body.question, body.conversation_id, user)
         answer = _Answer(engine, question, body.conversation_id, user, None, ask_options(body))
         try:
@@ -817,7 +865,7 @@ def create_app(
                 yield _sse("error", {"detail": "The answer failed; the server log has details."})
 
         return StreamingResponse(
-            _stream(events(), answer),
+            _stream(events(), answer, answer_limiter),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -842,9 +890,28 @@ def create_app(
 
     @app.get("/api/conversations", response_model=list[ConversationOut],
              tags=["conversations"], responses=ERRORS)  # fmt: skip
-    def list_conversations(user: User) -> list[ConversationOut]:
-        """The caller's conversations, most recently active first."""
-        return [ConversationOut.of(c) for c in conv_log.list_conversations(user)]
+    def list_conversations(
+        user: User,
+        response: Response,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
+        cursor: Annotated[str | None, Query(max_length=400)] = None,
+        q: Annotated[str | None, Query(max_length=200, description="title contains")] = None,
+    ) -> list[ConversationOut]:
+        """The caller's conversations, most recently active first, a page at a time: when
+        there are more, the `X-Next-Cursor` header (and a `Link: <...>; rel="next"` header)
+        gives the `cursor` of the next page."""
+        try:
+            page = conv_log.list_conversations(user, limit=limit + 1, after=cursor, search=q)
+        except UserError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        if len(page) > limit:
+            page = page[:limit]
+            following = cursor_of(page[-1])
+            response.headers["X-Next-Cursor"] = following
+            query = urlencode({k: v for k, v in
+                               (("limit", limit), ("cursor", following), ("q", q)) if v})  # fmt: skip
+            response.headers["Link"] = f'</api/conversations?{query}>; rel="next"'
+        return [ConversationOut.of(c) for c in page]
 
     @app.get("/api/conversations/{conversation_id}", response_model=ConversationDetail,
              tags=["conversations"], responses=ERRORS)  # fmt: skip
@@ -930,9 +997,12 @@ def create_app(
             },
         },
     )
-    def chat_completions(body: ChatCompletionRequest, user: User) -> Any:
+    async def chat_completions(body: ChatCompletionRequest, user: User) -> Any:
         """OpenAI's chat completions: the last user message is the question, earlier messages
         are the history. The answer has [n] markers; `citations` says what each one cites."""
+        return await answering(complete_chat, body, user)
+
+    def complete_chat(body: ChatCompletionRequest, user: str) -> Any:
         try:
             question, history = _history(body.messages)
         except InvalidQuestionError as exc:
@@ -971,11 +1041,10 @@ def create_app(
             done = answer.done
             if done is None:
                 raise HTTPException(500, "The answer could not be produced.")
-            tokens = done.timings.tokens
             return ChatCompletion(
                 id=completion_id, created=created, model=body.model,
                 choices=[CompletionChoice(message=CompletionMessage(content=done.answer))],
-                usage=Usage(completion_tokens=tokens, total_tokens=tokens), **extras(),
+                usage=Usage.of(done.timings), **extras(),
             )  # fmt: skip
 
         def chunk(delta: dict[str, Any], finish: str | None = None, **more: Any) -> str:
@@ -1013,13 +1082,12 @@ def create_app(
             tail = _stream_tail(done.answer, sent)
             if tail:
                 yield chunk({"content": tail})
-            tokens = done.timings.tokens
-            usage = Usage(completion_tokens=tokens, total_tokens=tokens).model_dump()
+            usage = Usage.of(done.timings).model_dump()
             yield chunk({}, "stop", usage=usage, **extras())
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(
-            _stream(chunks(), answer),
+            _stream(chunks(), answer, answer_limiter),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )

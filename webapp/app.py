@@ -29,8 +29,8 @@ from rag_core.errors import (
     RagError,
     UserError,
 )
-from rag_core.ingest.pipeline import SUPPORTED_EXTENSIONS, clean_name
-from rag_core.types import Done, IngestResult, Logged, Retrieved, SentenceChecked, Token
+from rag_core.ingest.pipeline import OPERATOR, SUPPORTED_EXTENSIONS, clean_name
+from rag_core.types import Actor, Done, IngestResult, Logged, Retrieved, SentenceChecked, Token
 from webapp import handlers as h
 from webapp.auth import LOCAL_USER
 from webapp.security import escape_text
@@ -45,6 +45,7 @@ LENGTHS = {"Short": 80, "Medium": 160, "Long": 320}
 MODES = [("Hybrid (keyword + dense)", "hybrid"), ("Dense (meaning)", "dense"), ("Keyword", "bm25")]
 STYLES = [("Generated, checked", "generate"), ("Quoted passages only", "extractive")]
 PROGRESS = gr.Progress()  # gradio injects the real tracker for a parameter with this default
+HISTORY_PAGE = 50  # conversations the sidebar lists at first, and adds per 'Load more'
 STREAM_INTERVAL_S = 0.06  # at most ~16 redraws a second while tokens stream
 
 # Clicks inside the HTML panels become one 'click' event carrying what was clicked.
@@ -263,6 +264,14 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
     stops: dict[str, threading.Event] = {}
     stops_lock = threading.Lock()
 
+    def actor_of(request: gr.Request | None) -> Actor:
+        """Who changes the knowledge base: with accounts, the signed-in user (an admin if
+        RAGCHAT_ADMINS names them); without, the operator."""
+        if not settings.auth:
+            return OPERATOR
+        user = _user(request)
+        return Actor(user, admin=user in settings.admin_users)
+
     # -- helpers over the log --------------------------------------------------------------
 
     def kb_counts() -> tuple[int, int]:
@@ -280,8 +289,20 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
             return []
         return [h.TurnView.from_record(r) for r in conv_log.turns(conv, user)]
 
-    def history_html(user: str, active: str | None) -> str:
-        return h.render_history(conv_log.list_conversations(user), active)
+    history_views: OrderedDict[str, tuple[int, str]] = OrderedDict()  # session: (shown, search)
+
+    def history_html(user: str, active: str | None, request: gr.Request | None) -> str:
+        """The sidebar: the newest conversations of this browser session's listing (more after
+        'Load more'), filtered by its search text."""
+        shown, search = history_views.get(_session(request), (HISTORY_PAGE, ""))
+        convs = conv_log.list_conversations(user, limit=shown + 1, search=search or None)
+        return h.render_history(convs[:shown], active, more=len(convs) > shown, search=search)
+
+    def set_history_view(request: gr.Request | None, shown: int, search: str) -> None:
+        history_views.pop(_session(request), None)
+        history_views[_session(request)] = (shown, search)
+        while len(history_views) > 10_000:
+            history_views.popitem(last=False)
 
     def title_of(conv: str | None, user: str) -> str:
         if not conv:
@@ -356,7 +377,7 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
                         "",
                         h.render_transcript([*prior, h.render_turn(record)]),
                         h.render_sources(record),
-                        history_html(user, event.conversation_id),
+                        history_html(user, event.conversation_id, request),
                         state,
                         event.conversation_id,
                     )
@@ -364,7 +385,7 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
             state.update(_fresh_state())
             msg = "This conversation no longer exists. Your question starts a new one: ask again."
             yield ("", h.render_transcript([h.render_error(question, msg)]), gr.skip(),
-                   history_html(user, None), state, "")  # fmt: skip
+                   history_html(user, None, request), state, "")  # fmt: skip
         except UserError as exc:
             yield frame(h.render_error(question, str(exc)))
         except RagError as exc:
@@ -435,7 +456,7 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
         return (
             transcript_for([]),
             h.render_sources(None),
-            history_html(user, None),
+            history_html(user, None, request),
             _fresh_state(),
             "",
             "",
@@ -461,7 +482,7 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
         return (
             transcript_for(views),
             h.render_sources(last),
-            history_html(user, state["conv"]),
+            history_html(user, state["conv"], request),
             state,
             title,
             state["conv"] or "",
@@ -544,11 +565,22 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
             return transcript, gr.skip(), new_state, box, label, comment
         return nothing
 
-    def history_click(evt: gr.EventData, request: gr.Request) -> tuple:
+    def history_click(evt: gr.EventData, state: dict[str, Any], request: gr.Request) -> tuple:
+        """A click in the sidebar: open a conversation, or show more of the list."""
         data = getattr(evt, "_data", None) or {}
+        if data.get("action") == "more":
+            shown, search = history_views.get(_session(request), (HISTORY_PAGE, ""))
+            set_history_view(request, shown + HISTORY_PAGE, search)
+            listing = history_html(_user(request), (state or {}).get("conv"), request)
+            return (gr.skip(), gr.skip(), listing, *(gr.skip(),) * 4)
         if data.get("action") != "open":
             return (gr.skip(),) * 7
         return open_conversation(str(data.get("conv") or ""), request)
+
+    def search_history(text: str, state: dict[str, Any], request: gr.Request) -> str:
+        """Keep the sidebar's conversations whose title contains `text`."""
+        set_history_view(request, HISTORY_PAGE, " ".join((text or "").split())[:200])
+        return history_html(_user(request), (state or {}).get("conv"), request)
 
     def rename_conversation(title: str, state: dict[str, Any], request: gr.Request) -> tuple:
         """Rename the open conversation."""
@@ -563,7 +595,7 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
             warn(str(exc))
             return gr.skip(), gr.skip()
         notify("Conversation renamed.")
-        return history_html(user, conv), record.title
+        return history_html(user, conv, request), record.title
 
     def delete_conversation(state: dict[str, Any], request: gr.Request) -> tuple:
         """Delete the open conversation with all its turns and feedback."""
@@ -659,7 +691,7 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
                 )
                 continue
             try:
-                result = engine.ingest_path(staged, report, name=name)
+                result = engine.ingest_path(staged, report, name=name, actor=actor_of(request))
             except Exception as exc:
                 log.exception("ingesting %r failed", name)
                 result = IngestResult(name, "error", error=f"{name}: {exc}")
@@ -682,13 +714,14 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
         except DocumentNotFoundError:
             return '<p class="rc-muted">That document no longer exists.</p>'
 
-    def delete_document(doc_id: str | None) -> tuple:
-        """Remove the picked document from the knowledge base and both indexes."""
+    def delete_document(doc_id: str | None, request: gr.Request) -> tuple:
+        """Remove the picked document from the knowledge base and both indexes (with accounts
+        on: only its owner or an admin)."""
         if not doc_id:
             warn("Pick a document to delete.")
             return (*kb_outputs(gr.skip()), gr.skip())
         try:
-            record = engine.delete_document(doc_id)
+            record = engine.delete_document(doc_id, actor=actor_of(request))
         except UserError as exc:
             warn(str(exc))
             return (*kb_outputs(gr.skip()), gr.skip())
@@ -708,7 +741,7 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
     # -- JSON endpoints for programs (the UI itself uses the events above) -------------------
 
     def api_conversations(request: gr.Request) -> list[dict[str, Any]]:
-        """The caller's conversations, newest first."""
+        """The caller's conversations, newest first (REST's /api/conversations pages them)."""
         user = _user(request)
         return [
             {"id": c.id, "title": c.title, "turns": c.turn_count,
@@ -772,6 +805,13 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
                             "+ New conversation", variant="primary", elem_id="rc-new"
                         )
                         gr.HTML('<div class="rc-side-title">History</div>', elem_classes="rc-plain")
+                        history_search = gr.Textbox(
+                            show_label=False,
+                            placeholder="Search conversations…",
+                            max_lines=1,
+                            elem_id="rc-history-search",
+                            container=False,
+                        )
                         history = gr.HTML(
                             '<div class="rc-history rc-loading">Loading…</div>',
                             label="History",
@@ -934,8 +974,11 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
             concurrency_limit=None,
             show_progress="hidden",
         )
-        history.click(history_click, None, conv_out, api_visibility="private",
+        history.click(history_click, [state], conv_out, api_visibility="private",
                       concurrency_limit=None, show_progress="hidden")  # fmt: skip
+        history_search.input(search_history, [history_search, state], [history],
+                             api_visibility="private", concurrency_limit=None,
+                             show_progress="hidden", trigger_mode="always_last")  # fmt: skip
         comment_btn.click(save_comment, [comment, state], fb_out, api_visibility="private",
                           concurrency_limit=None)  # fmt: skip
         rename_btn.click(rename_conversation, [title_box, state], [history, title_box],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
@@ -350,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # What ragchat writes (database, indexes, uploads, secrets) is for its owner only: 0600 files
+    # and 0700 folders, whatever the shell's umask.
+    os.umask(0o077)
     try:
         settings = Settings()
     except Exception as exc:  # pydantic ValidationError: show which setting is wrong

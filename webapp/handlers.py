@@ -555,10 +555,22 @@ def _first_cite(citations: Sequence[Citation], chunk_id: str) -> Citation | None
 # -- history and knowledge base ---------------------------------------------------------------
 
 
-def render_history(conversations: Sequence[ConversationRecord], active: str | None) -> str:
-    """Past conversations, newest first; a click opens one."""
+def render_history(
+    conversations: Sequence[ConversationRecord],
+    active: str | None,
+    *,
+    more: bool = False,
+    search: str = "",
+) -> str:
+    """Past conversations, newest first; a click opens one. `more`: a 'Load more' button;
+    `search`: the title filter the list was made with."""
     if not conversations:
-        return '<div class="rc-history"><p class="rc-muted">No conversations yet.</p></div>'
+        empty = (
+            f"No conversation title contains “{esc(search)}”."
+            if search
+            else "No conversations yet."
+        )
+        return f'<div class="rc-history"><p class="rc-muted">{empty}</p></div>'
     items = []
     for c in conversations:
         cls = "rc-conv is-active" if c.id == active else "rc-conv"
@@ -567,6 +579,11 @@ def render_history(conversations: Sequence[ConversationRecord], active: str | No
             f'<button type="button" class="{cls}" data-action="open" data-conv="{esc(c.id)}" '
             f'title="{esc(c.title)}"><span class="rc-conv-title">{esc(c.title)}</span>'
             f'<span class="rc-conv-meta">{esc(_fmt_time(c.updated_at))} · {turns}</span></button>'
+        )
+    if more:
+        items.append(
+            '<button type="button" class="rc-more" data-action="more" id="rc-history-more">'
+            "Load more</button>"
         )
     return f'<div class="rc-history">{"".join(items)}</div>'
 
@@ -608,8 +625,16 @@ def render_ingest_results(results: Sequence[IngestResult]) -> str:
     )
 
 
+def added_by(d: DocumentRecord) -> str:
+    """Who added a document: its owner, and this version's author when someone else."""
+    owner = d.owner or "–"
+    if d.added_by and d.added_by != d.owner:
+        return f"{owner} (v{d.version}: {d.added_by})"
+    return owner
+
+
 def render_documents(docs: Sequence[DocumentRecord]) -> str:
-    """The documents table: name, type, pages, chunks, version, added."""
+    """The documents table: name, type, pages, chunks, version, who added it, when."""
     if not docs:
         return '<p class="rc-muted rc-empty-docs">No documents yet: drop files above.</p>'
     rows = []
@@ -619,6 +644,7 @@ def render_documents(docs: Sequence[DocumentRecord]) -> str:
             f'<tr><td class="rc-fname" title="{esc(d.id)}">{esc(d.name)}</td>'
             f"<td>{esc(d.doc_type)}</td><td class='rc-num'>{pages}</td>"
             f"<td class='rc-num'>{d.chunk_count}</td><td class='rc-num'>v{d.version}</td>"
+            f"<td class='rc-owner'>{esc(added_by(d))}</td>"
             f"<td>{esc(_fmt_time(d.added_at))}</td></tr>"
         )
     total = sum(d.chunk_count for d in docs)
@@ -626,7 +652,8 @@ def render_documents(docs: Sequence[DocumentRecord]) -> str:
         f'<div class="rc-kb-summary">{len(docs)} document{"s" if len(docs) != 1 else ""} · '
         f"{total} chunks</div>"
         '<div class="rc-table-wrap"><table class="rc-table rc-docs"><thead><tr><th>Name</th>'
-        "<th>Type</th><th>Pages</th><th>Chunks</th><th>Version</th><th>Added</th></tr></thead>"
+        "<th>Type</th><th>Pages</th><th>Chunks</th><th>Version</th><th>Added by</th><th>Added</th>"
+        "</tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table></div>"
     )
 

@@ -118,6 +118,63 @@ def build_server_app(settings: Settings, demo: bool = True) -> tuple[Engine, Any
     return engine, app
 
 
+KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this long
+MAX_HEADER_BYTES = 16 * 1024  # request line and headers, as h11 buffers them
+
+
+def header_timeout_protocol(seconds: float) -> type[Any]:
+    """uvicorn's h11 protocol with a deadline for a request's headers: a client that opens a
+    connection (or finishes a response) and then sends headers slowly, or never, is dropped
+    after `seconds` (uvicorn 0.54 waits forever: slow-header sockets pile up)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderTimeoutProtocol(H11Protocol):
+        header_timeout = seconds
+        _header_timer: Any = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def handle_events(self) -> None:
+            cycle = self.cycle
+            super().handle_events()
+            if self.cycle is not cycle:  # a request's headers are complete
+                self._disarm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._header_timer = self.loop.call_later(self.header_timeout, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _too_slow(self) -> None:
+            self._header_timer = None
+            busy = self.cycle is not None and not self.cycle.response_complete
+            if busy or self.transport.is_closing():
+                return
+            log.info(
+                "closed a connection from %s: no request headers in %g s",
+                self.client,
+                self.header_timeout,
+            )
+            self.transport.close()
+
+    return HeaderTimeoutProtocol
+
+
 def serve(
     settings: Settings,
     host: str = "127.0.0.1",
@@ -137,4 +194,14 @@ def serve(
     check_open_host(settings, host)
     _engine, app = build_server_app(settings, demo)
     print(f"ragchat: serving on http://{host}:{port} (API: /api, /v1; docs: /api/docs)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        http=header_timeout_protocol(settings.header_timeout_s),
+        timeout_keep_alive=KEEP_ALIVE_S,
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        limit_concurrency=settings.max_connections,
+    )

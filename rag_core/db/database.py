@@ -8,10 +8,11 @@ concurrency (POOL_SIZE + POOL_OVERFLOW).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,28 @@ def _sqlite_file(url: URL) -> Path | None:
     return Path(database).expanduser()
 
 
+def private_folder(folder: Path) -> Path:
+    """Create `folder` readable by its owner only (0700); a folder that exists is left as is."""
+    if not folder.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        with suppress(OSError):
+            folder.chmod(0o700)
+    return folder
+
+
+def _private_file(path: Path) -> None:
+    """Create the SQLite file (and make an existing one) readable by its owner only (0600):
+    it holds every question, answer and API key hash. SQLite's -wal and -shm files take the
+    database file's permissions."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+        os.close(fd)
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+    except OSError:
+        pass  # a read-only or foreign file: connecting reports the real problem
+
+
 def alembic_config(connection: sa.Connection | None = None) -> Any:
     """An Alembic Config built in code (no alembic.ini needed), bound to `connection` if given."""
     from alembic.config import Config
@@ -79,7 +102,8 @@ class Database:
             if path is None:  # one shared in-memory database for every thread
                 kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
             else:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                private_folder(path.parent)
+                _private_file(path)
                 kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         if self.dialect == "postgresql" or "poolclass" not in kwargs:
             kwargs.update(

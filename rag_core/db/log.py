@@ -6,11 +6,13 @@ ConversationNotFoundError exactly like a missing one, so ids reveal nothing.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import re
 from collections import defaultdict
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -166,6 +168,37 @@ def _turn_record(row: TurnRow) -> TurnRecord:
     )
 
 
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def cursor_of(record: ConversationRecord) -> str:
+    """An opaque cursor that continues a conversation listing after `record`."""
+    raw = f"{record.updated_at.isoformat()}|{record.created_at.isoformat()}|{record.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _cursor_key(after: ConversationRecord | str) -> tuple[datetime, datetime, str]:
+    if isinstance(after, ConversationRecord):
+        return after.updated_at, after.created_at, after.id
+    try:
+        raw = base64.urlsafe_b64decode(after + "=" * (-len(after) % 4)).decode()
+        updated, created, conv_id = raw.split("|")
+        return datetime.fromisoformat(updated), datetime.fromisoformat(created), conv_id
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UserError(f"The cursor {after[:40]!r} is not one this server gave out") from exc
+
+
+MAX_ROW_ID = 2**63 - 1  # the largest id a database integer holds
+
+
+def _turn_id(turn_id: object) -> int:
+    """A turn id as the database can hold it; anything else is a turn that does not exist."""
+    if isinstance(turn_id, bool) or not isinstance(turn_id, int) or not 1 <= turn_id <= MAX_ROW_ID:
+        raise ConversationNotFoundError(f"Turn {str(turn_id)[:40]!r} not found")
+    return turn_id
+
+
 def _with_children() -> sa.Select[TurnRow]:
     return sa.select(TurnRow).options(
         selectinload(TurnRow.passages), selectinload(TurnRow.sentences)
@@ -196,17 +229,38 @@ class ConversationLog:
             s.flush()
             return _conversation_record(row, 0)
 
-    def list_conversations(self, user: str) -> list[ConversationRecord]:
-        """The user's conversations, most recently active first."""
-        stmt = (
-            sa.select(ConversationRow, _turn_count())
-            .where(ConversationRow.user == user)
-            .order_by(
-                ConversationRow.updated_at.desc(),
-                ConversationRow.created_at.desc(),
-                ConversationRow.id,
+    def list_conversations(
+        self,
+        user: str,
+        *,
+        limit: int | None = None,
+        after: ConversationRecord | str | None = None,
+        search: str | None = None,
+    ) -> list[ConversationRecord]:
+        """The user's conversations, most recently active first.
+
+        `limit` caps how many; `after` continues a listing after that conversation (a record or
+        a cursor from `cursor_of`), so pages stay stable while others change; `search` keeps
+        titles that contain it (case-insensitive).
+        """
+        order = (ConversationRow.updated_at, ConversationRow.created_at, ConversationRow.id)
+        stmt = sa.select(ConversationRow, _turn_count()).where(ConversationRow.user == user)
+        if search and search.strip():
+            pattern = "%" + _like_escape(" ".join(search.split()).lower()) + "%"
+            stmt = stmt.where(sa.func.lower(ConversationRow.title).like(pattern, escape="\\"))
+        if after is not None:
+            updated, created, conv_id = _cursor_key(after)
+            # rows after `after` in (updated desc, created desc, id asc) order
+            stmt = stmt.where(
+                sa.or_(
+                    order[0] < updated,
+                    sa.and_(order[0] == updated, order[1] < created),
+                    sa.and_(order[0] == updated, order[1] == created, order[2] > conv_id),
+                )
             )
-        )
+        stmt = stmt.order_by(order[0].desc(), order[1].desc(), order[2])
+        if limit is not None:
+            stmt = stmt.limit(max(0, limit))
         with self.db.read_session() as s:
             return [_conversation_record(row, count) for row, count in s.execute(stmt)]
 
@@ -326,6 +380,7 @@ class ConversationLog:
 
     def get_turn(self, turn_id: int, user: str) -> TurnRecord:
         """One turn, if its conversation belongs to the user."""
+        turn_id = _turn_id(turn_id)
         stmt = (
             _with_children()
             .join(TurnRow.conversation)
@@ -354,6 +409,7 @@ class ConversationLog:
         """Record a thumbs up (+1) or down (-1) on a turn, with an optional comment."""
         if isinstance(rating, bool) or rating not in (1, -1):
             raise UserError(f"Feedback rating must be +1 or -1, not {rating!r}")
+        turn_id = _turn_id(turn_id)
         stmt = (
             sa.select(TurnRow)
             .join(TurnRow.conversation)

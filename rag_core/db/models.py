@@ -95,7 +95,8 @@ class DocumentRow(Base):
     replaces_id: Mapped[str | None] = mapped_column(sa.String(32))
     added_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
-    owner: Mapped[str | None] = mapped_column(sa.String(255))
+    owner: Mapped[str | None] = mapped_column(sa.String(255))  # may delete or replace it
+    added_by: Mapped[str | None] = mapped_column(sa.String(255))  # who added this version
 
 
 class ConversationRow(Base):

@@ -41,6 +41,8 @@ def _record(row: DocumentRow) -> DocumentRecord:
         added_at=row.added_at,
         status=row.status,
         updated_at=row.updated_at,
+        owner=row.owner,
+        added_by=row.added_by,
     )
 
 
@@ -115,6 +117,11 @@ class DocumentRegistry:
             f"{MIN_PREFIX} characters); known documents: {shown}"
         )
 
+    def count(self) -> int:
+        """How many documents are ready to be searched."""
+        with self.db.read_session() as s:
+            return int(s.scalar(sa.select(sa.func.count()).select_from(_ready().subquery())) or 0)
+
     def list(self) -> builtins.list[DocumentRecord]:
         """Every ready document, ordered by name."""
         with self.db.read_session() as s:
@@ -129,15 +136,19 @@ class DocumentRegistry:
         doc_type: str,
         page_count: int | None,
         replaces_id: str | None = None,
+        added_by: str | None = None,
     ) -> DocumentRecord:
-        """Register a document being ingested: version 1, or the replaced version + 1."""
+        """Register a document being ingested: version 1, or the replaced version + 1. A new
+        document is owned by whoever adds it; a new version keeps its document's owner."""
         with self.db.session() as s:
             version = 1
+            owner = added_by
             if replaces_id is not None:
                 replaced = s.get(DocumentRow, replaces_id)
                 if replaced is None:
                     raise DocumentNotFoundError(f"Cannot replace document {replaces_id!r}: unknown")
                 version = replaced.version + 1
+                owner = replaced.owner
             row = DocumentRow(
                 name=name,
                 content_hash=content_hash,
@@ -148,6 +159,8 @@ class DocumentRegistry:
                 chunk_count=0,
                 status="ingesting",
                 replaces_id=replaces_id,
+                owner=owner,
+                added_by=added_by,
             )
             s.add(row)
             s.flush()

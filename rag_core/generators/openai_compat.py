@@ -9,6 +9,7 @@ as GenerationError with a message that names the server and says what happened.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -117,10 +118,20 @@ class OpenAICompatGenerator:
         )
         self._usage_lock = threading.Lock()
         self._last_usage: tuple[str, int] | None = None  # (answer text, completion tokens)
+        self._last_prompt: tuple[str, int] | None = None  # (messages key, prompt tokens)
 
     @property
     def endpoint(self) -> str:
         return f"{self.base_url}/chat/completions"
+
+    def count_prompt_tokens(self, messages: Sequence[Message]) -> int:
+        """The server's prompt count when it reported one for these messages, else an
+        estimate (words and punctuation, plus a few tokens per message for the roles)."""
+        key = _messages_key([{"role": m.role, "content": m.content} for m in messages])
+        with self._usage_lock:
+            if self._last_prompt is not None and self._last_prompt[0] == key:
+                return self._last_prompt[1]
+        return sum(len(_WORDISH.findall(m.content)) + 4 for m in messages)
 
     def count_tokens(self, text: str) -> int:
         """The server's count for the last streamed answer if ``text`` is it, else an estimate."""
@@ -150,6 +161,7 @@ class OpenAICompatGenerator:
             "max_tokens": max_new_tokens,
             "temperature": float(temperature),
             "stream": True,
+            "stream_options": {"include_usage": True},
         }
         return self._stream(payload, stop)
 
@@ -158,13 +170,14 @@ class OpenAICompatGenerator:
         text = ""
         finished = False
         usage: int | None = None
+        prompt: int | None = None
         try:
             with self._client.stream("POST", self.endpoint, json=payload) as response:
                 if response.status_code >= 400:
                     raise GenerationError(self._http_error(response))
                 if response.headers.get("content-type", "").startswith("application/json"):
                     # a server that ignores stream=true answers with one whole completion
-                    text, usage = self._whole_completion(response.read())
+                    text, usage, prompt = self._whole_completion(response.read())
                     if text:
                         yield text
                     finished = True
@@ -180,9 +193,10 @@ class OpenAICompatGenerator:
                     if data == "[DONE]":
                         finished = True
                         break
-                    piece, done, tokens = self._parse_event(data)
+                    piece, done, tokens, prompt_tokens = self._parse_event(data)
                     finished = finished or done
                     usage = tokens if tokens is not None else usage
+                    prompt = prompt_tokens if prompt_tokens is not None else prompt
                     if piece:
                         text += piece
                         yield piece
@@ -218,9 +232,11 @@ class OpenAICompatGenerator:
                 f"{where} closed the connection mid-answer, after {len(text)} characters "
                 "(the stream ended without a finish reason or [DONE])"
             )
-        if usage is not None:
-            with self._usage_lock:
+        with self._usage_lock:
+            if usage is not None:
                 self._last_usage = (text, usage)
+            if prompt is not None:
+                self._last_prompt = (_messages_key(payload["messages"]), prompt)
 
     def _http_error(self, response: httpx.Response) -> str:
         message = _server_message(response)
@@ -234,8 +250,8 @@ class OpenAICompatGenerator:
             f"{message}{hint}"
         )
 
-    def _whole_completion(self, body: bytes) -> tuple[str, int | None]:
-        """(text, completion tokens) of a non-streamed chat completion."""
+    def _whole_completion(self, body: bytes) -> tuple[str, int | None, int | None]:
+        """(text, completion tokens, prompt tokens) of a non-streamed chat completion."""
         try:
             data = json.loads(body)
             message = data["choices"][0]["message"]
@@ -246,11 +262,11 @@ class OpenAICompatGenerator:
                 f"completion: {body[:200]!r}"
             ) from None
         usage = data.get("usage") if isinstance(data, dict) else None
-        tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
-        return str(content), tokens if isinstance(tokens, int) else None
+        return str(content), *_usage_counts(usage)
 
-    def _parse_event(self, data: str) -> tuple[str, bool, int | None]:
-        """(new text, whether the answer is finished, completion tokens if the server says)."""
+    def _parse_event(self, data: str) -> tuple[str, bool, int | None, int | None]:
+        """(new text, whether the answer is finished, completion and prompt tokens if the server
+        says)."""
         try:
             event = json.loads(data)
         except ValueError:
@@ -268,18 +284,15 @@ class OpenAICompatGenerator:
             raise GenerationError(
                 f"the generator server at {self.base_url} reported an error mid-answer: {message}"
             )
-        usage = event.get("usage")
-        tokens = None
-        if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
-            tokens = int(usage["completion_tokens"])
+        tokens, prompt = _usage_counts(event.get("usage"))
         choices = event.get("choices") or []
         if not choices or not isinstance(choices[0], dict):
-            return "", False, tokens
+            return "", False, tokens, prompt
         choice = choices[0]
         delta = choice.get("delta") or {}
         piece = delta.get("content") if isinstance(delta, dict) else None
         finished = choice.get("finish_reason") is not None
-        return (piece if isinstance(piece, str) else ""), finished, tokens
+        return (piece if isinstance(piece, str) else ""), finished, tokens, prompt
 
     def close(self) -> None:
         """Close the HTTP connections."""
@@ -287,6 +300,21 @@ class OpenAICompatGenerator:
 
     def __repr__(self) -> str:
         return f"OpenAICompatGenerator({self.base_url!r}, model={self.model!r})"
+
+
+def _usage_counts(usage: Any) -> tuple[int | None, int | None]:
+    """(completion tokens, prompt tokens) of an OpenAI `usage` object, where it gives them."""
+    if not isinstance(usage, dict):
+        return None, None
+    completion, prompt = usage.get("completion_tokens"), usage.get("prompt_tokens")
+    return (
+        completion if isinstance(completion, int) else None,
+        prompt if isinstance(prompt, int) else None,
+    )
+
+
+def _messages_key(messages: Any) -> str:
+    return hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
 
 
 def _sse_data(line: str) -> str | None:

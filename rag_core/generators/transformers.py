@@ -299,6 +299,11 @@ class TransformersGenerator:
             )
         return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
 
+    def count_prompt_tokens(self, messages: Sequence[Message]) -> int:
+        """Tokens of the exact input the model reads for `messages` (template included)."""
+        self.load()
+        return int(self._encode(messages)["input_ids"].shape[-1])
+
     def count_tokens(self, text: str) -> int:
         """Tokens in ``text`` for this model, without special tokens (loads the model)."""
         self.load()

@@ -32,12 +32,12 @@ from pathlib import Path
 
 from rag_core.config import Settings
 from rag_core.db.registry import DocumentRegistry
-from rag_core.errors import IngestError, UserError
+from rag_core.errors import IngestError, PermissionDeniedError, UserError
 from rag_core.ingest.chunking import chunk_document
 from rag_core.ingest.loaders import load_document
 from rag_core.protocols import Embedder, KeywordIndex, VectorStore
 from rag_core.stores import text_hash
-from rag_core.types import Chunk, DocumentRecord, IngestResult, IngestStatus
+from rag_core.types import Actor, Chunk, DocumentRecord, IngestResult, IngestStatus
 
 Progress = Callable[[str, float], None]  # (stage description, fraction done 0..1)
 
@@ -71,6 +71,17 @@ def clean_name(name: str) -> str:
         stem, dot, ext = base.rpartition(".")
         base = (stem[: 200 - len(ext) - 1] + dot + ext) if dot and len(ext) <= 10 else base[:200]
     return base
+
+
+OPERATOR = Actor()  # the command line, the server itself, or a server without accounts
+
+
+def not_yours(record: DocumentRecord, action: str) -> str:
+    """Why a user may not delete or replace `record`."""
+    who = f"it belongs to {record.owner}" if record.owner else "it was added by an operator"
+    return f"{who}; only its owner or an admin (setting RAGCHAT_ADMINS) can {action} it" + (
+        "" if action == "delete" else "; upload it under another name to add your own copy"
+    )
 
 
 @dataclass(frozen=True)
@@ -112,7 +123,12 @@ class IngestPipeline:
     # -- entry points -------------------------------------------------------------------------
 
     def ingest_path(
-        self, path: Path, progress: Progress | None = None, *, name: str | None = None
+        self,
+        path: Path,
+        progress: Progress | None = None,
+        *,
+        name: str | None = None,
+        actor: Actor = OPERATOR,
     ) -> IngestResult:
         """Ingest one file from disk; its size is checked before it is read. `name` is the
         name the user gave the file (an upload stored under a generated name), else its own."""
@@ -130,20 +146,25 @@ class IngestPipeline:
             return IngestResult(
                 name, "error", error=f"{name}: cannot read file ({exc.strerror or exc})"
             )
-        return self.ingest_bytes(data, name, progress)
+        return self.ingest_bytes(data, name, progress, actor=actor)
 
     def ingest_bytes(
-        self, data: bytes, name: str, progress: Progress | None = None
+        self, data: bytes, name: str, progress: Progress | None = None, *, actor: Actor = OPERATOR
     ) -> IngestResult:
         """Ingest one file's content. Never raises for a bad file: the result says what went wrong."""
-        return self.ingest_many([(data, name)], progress)[0]
+        return self.ingest_many([(data, name)], progress, actor=actor)[0]
 
     def ingest_many(
-        self, files: Iterable[tuple[bytes, str]], progress: Progress | None = None
+        self,
+        files: Iterable[tuple[bytes, str]],
+        progress: Progress | None = None,
+        *,
+        actor: Actor = OPERATOR,
     ) -> list[IngestResult]:
         """Ingest several files, embedding their chunks in shared batches (fast for small files).
 
-        Each file succeeds or fails on its own; one bad file never affects the others.
+        Each file succeeds or fails on its own; one bad file never affects the others. `actor`
+        becomes the owner of new documents and may replace only documents it may change.
         """
         report = progress or (lambda stage, fraction: None)
         results: list[IngestResult] = []
@@ -152,7 +173,7 @@ class IngestPipeline:
             batch_chunks = 0
             seen: dict[str, _Prepared] = {}
             for data, raw_name in files:
-                prepared = self._prepare(data, clean_name(raw_name), seen)
+                prepared = self._prepare(data, clean_name(raw_name), seen, actor)
                 if isinstance(prepared, IngestResult):
                     results.append(prepared)
                     continue
@@ -170,7 +191,7 @@ class IngestPipeline:
         return results
 
     def _prepare(
-        self, data: bytes, name: str, seen: dict[str, _Prepared]
+        self, data: bytes, name: str, seen: dict[str, _Prepared], actor: Actor
     ) -> _Prepared | IngestResult:
         """Check, parse and chunk one file and open its registry row ('ingesting')."""
         started = time.perf_counter()
@@ -195,6 +216,8 @@ class IngestPipeline:
                 max_unpacked_mb=self.settings.max_unpacked_mb,
             )
             previous = self.registry.by_name(name)
+            if previous is not None and not actor.may_change(previous):
+                raise IngestError(name, not_yours(previous, "replace"))
             if any(p.record.name == name for p in seen.values()):
                 raise IngestError(name, "another file with this name is in the same upload")
             record = self.registry.begin(
@@ -204,6 +227,7 @@ class IngestPipeline:
                 parsed.doc_type,
                 parsed.page_count,
                 replaces_id=previous.id if previous else None,
+                added_by=actor.name,
             )
         except UserError as exc:
             return IngestResult(
@@ -252,10 +276,12 @@ class IngestPipeline:
                 time.perf_counter() - p.started,
             )  # fmt: skip
 
-    def delete(self, id_or_name: str) -> DocumentRecord:
+    def delete(self, id_or_name: str, *, actor: Actor = OPERATOR) -> DocumentRecord:
         """Remove a document from the registry and both indexes; it is never retrieved again."""
         with self._exclusive():
             record = self.registry.get(id_or_name)
+            if not actor.may_change(record):
+                raise PermissionDeniedError(f"{record.name}: {not_yours(record, 'delete')}")
             self.registry.mark_deleting(record.id)
             self._purge(record.id)
             return record

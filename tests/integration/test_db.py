@@ -308,6 +308,7 @@ def test_log_round_trip(db: Database) -> None:
         "total_ms": 990.0,
         "tokens": 42,
         "tokens_per_s": 46.7,
+        "prompt_tokens": 0,
     }
     assert turn.config == dict(done.config)
     assert turn.hits[0].chunk.location == "p. 3 · Setup > Install"

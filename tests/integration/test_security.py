@@ -247,3 +247,30 @@ def test_logout_needs_post_and_cookies_are_lax(secure: RunningServer) -> None:
     csrf = httpx.post(secure.url + "login", data={"username": "bob", "password": USERS["bob"]},
                       headers={"Origin": "https://evil.example"})  # fmt: skip
     assert csrf.status_code == 403 and "set-cookie" not in csrf.headers
+
+
+def test_only_the_owner_deletes_through_the_page(secure: RunningServer) -> None:
+    alice, bob = login(secure, "alice"), login(secure, "bob")
+    body = b"# Quillon\n\nThe Quillon reactor was commissioned by the Harbin Trust.\n"
+    sent = alice.post("gradio_api/upload", files={"files": ("quillon.md", body)}).json()[0]
+    text, _ = call_upload_named(alice, sent, "quillon.md")
+    assert "added" in text, text
+
+    def documents(client: httpx.Client) -> str:
+        call = client.post("gradio_api/call/documents", json={"data": [None]})
+        return client.get(f"gradio_api/call/documents/{call.json()['event_id']}").text
+
+    table = documents(bob)
+    assert "quillon.md" in table and "alice" in table  # the table says who added it
+    call = bob.post("gradio_api/call/delete_document", json={"data": ["quillon.md"]})
+    bob.get(f"gradio_api/call/delete_document/{call.json()['event_id']}")
+    assert "quillon.md" in documents(bob)
+    # a same-named upload of bob's does not replace alice's document
+    sent = bob.post("gradio_api/upload", files={"files": ("quillon.md", b"Bob's text.")}).json()
+    text, _ = call_upload_named(bob, sent[0], "quillon.md")
+    assert "belongs to alice" in text, text
+    call = alice.post("gradio_api/call/delete_document", json={"data": ["quillon.md"]})
+    assert (
+        "complete" in alice.get(f"gradio_api/call/delete_document/{call.json()['event_id']}").text
+    )
+    assert "quillon.md" not in documents(alice)

@@ -190,6 +190,10 @@ def test_ask_json_and_conversation_endpoints(client: TestClient) -> None:
     assert data["conversation"]["title"] == "Acme limits"
     assert len(data["conversation"]["turns"]) == 2
 
+    huge = client.get("/api/turns/99999999999999999999999")
+    assert huge.status_code == 404 and "not found" in huge.json()["detail"]
+    assert client.get(f"/api/turns/{-turn}").status_code == 404
+
     assert client.delete(f"/api/conversations/{conv}").status_code == 204
     assert client.get(f"/api/conversations/{conv}").status_code == 404
     assert client.get(f"/api/turns/{turn}").status_code == 404
@@ -255,6 +259,11 @@ def test_openai_chat_completions(client: TestClient) -> None:
     assert "2 GB per file" in cite["support"] and "2 GB per file" in cite["text"]
     turn = client.get(f"/api/turns/{body['ragchat']['turn_id']}").json()
     assert turn["question"] == QUESTION  # logged like any other answer
+    # the real prompt: system text, passages, two history messages and the question
+    usage = body["usage"]
+    assert usage["prompt_tokens"] == turn["timings"]["prompt_tokens"] > 40
+    assert usage["completion_tokens"] == len(REPLY.split())
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
 
     with client.stream(
         "POST", "/v1/chat/completions", json={"messages": messages[-1:], "stream": True}
@@ -265,6 +274,7 @@ def test_openai_chat_completions(client: TestClient) -> None:
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
     assert text.strip() == REPLY
     final = chunks[-1]
+    assert final["usage"]["prompt_tokens"] > 20
     assert final["choices"][0]["finish_reason"] == "stop"
     assert final["citations"][0]["document"] == "acme.md"
     assert final["ragchat"]["answer"].startswith("The maximum upload size")
@@ -475,3 +485,67 @@ def test_an_open_server_answers_only_to_loopback_names(engine: Engine) -> None:
         r = client.get("/api/conversations", headers={"Host": "evil.example:7860"})
         assert r.status_code == 403 and "RAGCHAT_ALLOW_OPEN" in r.json()["detail"]
         assert client.get("/", headers={"Host": "evil.example"}).status_code == 403
+
+
+def test_conversations_are_listed_a_page_at_a_time(client: TestClient, engine: Engine) -> None:
+    log = engine.log
+    ids = [log.create_conversation("local", f"Pump question {i}").id for i in range(7)]
+    log.create_conversation("local", "Something else 100%_")
+    first = client.get("/api/conversations", params={"limit": 3})
+    assert first.status_code == 200 and len(first.json()) == 3
+    cursor = first.headers["X-Next-Cursor"]
+    assert first.headers["Link"].endswith('rel="next"') and cursor in first.headers["Link"]
+    seen = [c["id"] for c in first.json()]
+    while cursor:
+        page = client.get("/api/conversations", params={"limit": 3, "cursor": cursor})
+        seen += [c["id"] for c in page.json()]
+        cursor = page.headers.get("X-Next-Cursor", "")
+    assert len(seen) == 8 and set(ids) <= set(seen) and len(set(seen)) == 8
+    assert seen == [c["id"] for c in client.get("/api/conversations").json()]
+    found = client.get("/api/conversations", params={"q": "PUMP  question"}).json()
+    assert len(found) == 7 and "X-Next-Cursor" not in client.get("/api/conversations").headers
+    assert [c["title"] for c in client.get("/api/conversations", params={"q": "100%_"}).json()] == [
+        "Something else 100%_"
+    ]
+    assert client.get("/api/conversations", params={"q": "%"}).json()[0]["title"].endswith("%_")
+    bad = client.get("/api/conversations", params={"cursor": "not-a-cursor"})
+    assert bad.status_code == 422 and "cursor" in bad.json()["detail"]
+    assert client.get("/api/conversations", params={"limit": 0}).status_code == 422
+
+
+def test_only_owners_and_admins_change_documents(engine: Engine) -> None:
+    users = {u: pbkdf2_hash(u, iterations=1000) for u in ("alice", "bob", "carol")}
+    keys = ApiKeys(engine.log.db)
+    a, b, c = (auth(keys.create(u, "test")[1]) for u in ("alice", "bob", "carol"))
+    settings = engine.settings.model_copy(update={"admins": "carol"})
+    with TestClient(create_app(engine, settings, users=users)) as client:
+        added = upload(client, ("acme.md", ACME.encode()), headers=a).json()["results"][0]
+        assert added["status"] == "added"
+        assert added["document"]["owner"] == added["document"]["added_by"] == "alice"
+        # bob cannot replace or delete alice's document; nothing changes
+        theirs = upload(client, ("acme.md", b"Bob's own acme notes."), headers=b).json()
+        result = theirs["results"][0]
+        assert result["status"] == "error" and "belongs to alice" in result["error"]
+        assert "RAGCHAT_ADMINS" in result["error"]
+        refused = client.delete("/api/documents/acme.md", headers=b)
+        assert refused.status_code == 403 and "belongs to alice" in refused.json()["detail"]
+        (doc,) = client.get("/api/documents", headers=b).json()
+        assert doc["version"] == 1 and doc["owner"] == "alice"
+        # alice makes a new version; the admin makes another one; the owner stays alice
+        v2 = upload(client, ("acme.md", ACME.encode() + b"\nMore.\n"), headers=a).json()
+        assert v2["results"][0]["status"] == "replaced"
+        v3 = upload(client, ("acme.md", ACME.encode() + b"\nCarol's.\n"), headers=c).json()
+        record = v3["results"][0]["document"]
+        assert (record["version"], record["owner"], record["added_by"]) == (3, "alice", "carol")
+        bobs = upload(client, ("bob.md", b"# Bob\n\nBob's notes."), headers=b).json()
+        assert bobs["results"][0]["document"]["owner"] == "bob"
+        assert client.delete("/api/documents/bob.md", headers=b).status_code == 200
+        assert client.delete("/api/documents/acme.md", headers=c).status_code == 200
+        assert client.get("/api/documents", headers=a).json() == []
+
+
+def test_without_accounts_the_operator_changes_everything(client: TestClient) -> None:
+    upload(client, ("acme.md", ACME.encode()))
+    (doc,) = client.get("/api/documents").json()
+    assert doc["owner"] is None and doc["added_by"] is None
+    assert client.delete("/api/documents/acme.md").status_code == 200
