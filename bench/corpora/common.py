@@ -163,6 +163,7 @@ BLOCK = {
     "tr",
     "ul",
 }
+_STRUCTURE = (BLOCK - {"br"}) | set(HEADINGS) | {"pre"}
 _BREAK = object()
 
 
@@ -210,12 +211,23 @@ def _events(root: Tag) -> Iterator[object]:
             if name in SKIP:
                 continue
             if name in HEADINGS:
-                yield (
-                    "h",
-                    HEADINGS[name],
-                    " ".join(node.get_text().split()),
-                    _heading_anchor(node),
-                )
+                # A heading left open (<h2>...</h1>) swallows what follows: its title is the
+                # inline text before its first block, and the blocks are walked as content.
+                inline: list[str] = []
+                rest: list[Any] = []
+                for i, child in enumerate(node.contents):
+                    if isinstance(child, Tag) and child.name.lower() in _STRUCTURE:
+                        rest = node.contents[i:]
+                        break
+                    if isinstance(child, Tag) and child.name.lower() not in SKIP:
+                        inline.append(child.get_text())
+                    elif type(child) is NavigableString or isinstance(child, CData):
+                        inline.append(str(child))
+                text = " ".join("".join(inline).split())
+                yield ("h", HEADINGS[name], text, _heading_anchor(node))
+                if rest:
+                    stack.append(_BREAK)
+                    stack.extend(reversed(rest))
             elif name == "pre":
                 yield ("pre", node.get_text())
             elif name in BLOCK:

@@ -43,9 +43,8 @@ BOILERPLATE = (
     "div.searchmenu",
     "div.fancy_title",
     "div.fancy_toc",
-    "p:has(#mtimelink)",
 )
-# Generated link indexes (every keyword, target or link of the site in a table): navigation, not
+# Generated link indexes (every keyword, target, link or title of the site in a list): navigation, not
 # documentation, and each one is a single huge section of names.
 NAVIGATION_PAGES = frozenset(
     {
@@ -53,6 +52,7 @@ NAVIGATION_PAGES = frozenset(
         "doc_keyword_crossref",
         "doc_pagelink_crossref",
         "doc_target_crossref",
+        "doclist",
         "keyword_index",
         "sitemap",
     }
@@ -65,9 +65,17 @@ _FAQ_QUESTION = re.compile(r"^\((\d+)\)\s*(.+)$", re.S)
 
 
 def strip_trailers(root: Tag) -> None:
+    """Drop the "last modified" footer and the repeated trailers of C API and release pages.
+
+    Only the innermost paragraph goes: pages leave <p> unclosed, so an outer paragraph can hold
+    whole tables (omitted.html) and must stay.
+    """
+    for link in root.select("#mtimelink"):
+        footer = link.find_parent("p")
+        (footer or link).decompose()
     for p in root.find_all("p"):
         text = " ".join(p.get_text().split())
-        if any(t.match(text) for t in _TRAILERS):
+        if words(text) <= 60 and any(t.match(text) for t in _TRAILERS):
             p.decompose()
 
 
