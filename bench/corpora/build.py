@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.corpora import debian_faq, pyfaq, sqlite
+from bench.corpora import debian_faq, fetchmail, pyfaq, sqlite
 from bench.corpora.common import (
     MIN_WORDS,
     SEED,
@@ -39,6 +39,7 @@ PYFAQ_UNANSWERABLE = ROOT / "rag_core" / "evaldata" / "pyfaq_unanswerable.txt"
 PACKAGED: dict[str, tuple[str, Callable[[Package], Corpus]]] = {
     debian_faq.NAME: (debian_faq.PACKAGE, debian_faq.build),
     sqlite.NAME: (sqlite.PACKAGE, sqlite.build),
+    fetchmail.NAME: (fetchmail.PACKAGE, fetchmail.build),
 }
 NAMES = (*PACKAGED, pyfaq.NAME)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.corpora import common, debian_faq, pyfaq, sqlite
+from bench.corpora import common, debian_faq, fetchmail, pyfaq, sqlite
 from bench.corpora.common import (
     BuildError,
     Corpus,
@@ -278,3 +278,31 @@ def test_missing_apt_get_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(common.shutil, "which", lambda name: None)
     with pytest.raises(BuildError, match="apt-get"):
         common.fetch_package("debian-faq", tmp_path)
+
+
+FETCHMAIL_FAQ = f"""<html><head><title>The Fetchmail FAQ</title></head><body>
+<table summary="Canned page footer"><tr><td>Back to Fetchmail Home Page</td></tr></table>
+<h1 id="Contentdetail">Detailed Contents</h1>
+<h2 id="C_G">General problems</h2>
+<a href="#G1">G1. What is fetchmail and why should I bother?</a><br/>{LONG}
+<h1 id="G">General problems</h1>
+<h2><a id="G1" name="G1">G1. What is fetchmail and why should I
+bother?</a></h2><p>{LONG}</p>
+<h2><a id="G2" name="G2"><strike>G2. Is it obsolete?</strike></a></h2><p>{LONG}</p>
+<h2><a id="F1" name="F1">F1. Why does my old .fetchmailrc file no longer work?</a></h2>
+<h3>If your file predates 6.4.0</h3><p>{LONG}</p>
+</body></html>"""
+
+
+def test_fetchmail_entries_chapters_and_struck_out_questions() -> None:
+    docs, questions, dropped = fetchmail.page_docs(FETCHMAIL_FAQ.encode(), "fetchmail-FAQ")
+    assert [(q.text, q.chapter) for q in questions] == [
+        ("What is fetchmail and why should I bother?", "G")
+    ]
+    by_id = {d.id: d for d in docs}
+    assert by_id[questions[0].gold].title == ""
+    assert "G1" not in by_id[questions[0].gold].text
+    # the table of contents is gone; the struck-out entry stays as a distractor without a query
+    assert not any("What is fetchmail" in d.text for d in docs)
+    assert {d.reason.split(":")[0] for d in dropped} == {"G2", "F1"}
+    assert any(d.title == "The Fetchmail FAQ > If your file predates 6.4.0" for d in docs)
