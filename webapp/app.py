@@ -976,7 +976,7 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
         )
         history.click(history_click, [state], conv_out, api_visibility="private",
                       concurrency_limit=None, show_progress="hidden")  # fmt: skip
-        history_search.input(search_history, [history_search, state], [history],
+        history_search.change(search_history, [history_search, state], [history],
                              api_visibility="private", concurrency_limit=None,
                              show_progress="hidden", trigger_mode="always_last")  # fmt: skip
         comment_btn.click(save_comment, [comment, state], fb_out, api_visibility="private",

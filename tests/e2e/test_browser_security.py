@@ -253,3 +253,39 @@ def test_document_names_in_warnings_stay_text(server: RunningServer, open_page: 
     assert "<img" in toast.inner_text()
     page.wait_for_timeout(1000)
     assert not [u for u in rp.requests if "probe.png" in u or "phish.html" in u], rp.requests
+
+
+@pytest.fixture(scope="module")
+def busy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A server whose user has 60 conversations (quoted answers: no generator needed)."""
+    home = tmp_path_factory.mktemp("busy")
+    server = launch(home, {})
+    with httpx.Client(base_url=server.url, timeout=120) as http:
+        doc = b"# Vexel\n\nThe Vexel pump moves 40 litres of water per minute.\n"
+        assert http.post("api/documents", files={"files": ("vexel.md", doc)}).status_code == 200
+        for i in range(60):
+            topic = "Turbine" if i % 10 == 0 else "Pump"
+            body = {"question": f"{topic} question number {i}?", "answer_mode": "extractive"}
+            assert http.post("api/ask", json=body).status_code == 200
+    yield server
+    server.stop()
+
+
+def test_the_sidebar_pages_and_searches_conversations(busy: RunningServer, open_page: Any) -> None:
+    page = open_page().page
+    page.goto(busy.url)
+    items = page.locator("#rc-history .rc-conv")
+    expect(items).to_have_count(50)
+    expect(items.first).to_contain_text("number 59")
+    page.locator("#rc-history-more").click()
+    expect(items).to_have_count(60)
+    expect(page.locator("#rc-history-more")).to_have_count(0)
+    search = page.locator("#rc-history-search input")
+    search.press_sequentially("turbine")  # typed, as a person does
+    expect(items).to_have_count(6)
+    expect(items.first).to_contain_text("Turbine question number 50")
+    search.press_sequentially(" no such title")
+    expect(page.locator("#rc-history")).to_contain_text("No conversation title contains")
+    search.press("Control+a")
+    search.press("Backspace")
+    expect(items).to_have_count(50)
