@@ -131,7 +131,7 @@ def test_dockerfile_port_healthcheck_and_command_agree() -> None:
     assert cmd.startswith('["ragchat", "serve"') and f'"--port", "{port}"' in cmd
     assert '"--host", "0.0.0.0"' in cmd
     # the health endpoint is real: the API defines it
-    assert '@app.get("/healthz"' in (ROOT / "webapp" / "api.py").read_text()
+    assert '@router.get("/healthz"' in (ROOT / "webapp" / "api" / "health.py").read_text()
 
 
 def test_dockerignore_keeps_what_the_image_copies() -> None:

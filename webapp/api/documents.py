@@ -1,0 +1,102 @@
+"""/api/documents: the knowledge base (shared by all users): list, show, delete, upload."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Annotated
+
+from fastapi import APIRouter, File, HTTPException, UploadFile
+
+from rag_core.engine import Engine
+from rag_core.errors import DocumentNotFoundError, PermissionDeniedError, RagError
+from rag_core.types import Actor, IngestResult
+from webapp.api.deps import ActorDep, EngineDep, IngestLock, SettingsDep, User
+from webapp.api.errors import ERRORS, not_found
+from webapp.api.schemas import ChunkOut, DocumentDetail, DocumentOut, UploadResponse, UploadResult
+
+log = logging.getLogger("ragchat.webapp.api")
+
+MAX_FILES_PER_UPLOAD = 50
+
+router = APIRouter(tags=["documents"], responses=ERRORS)
+
+
+@router.get("/api/documents", response_model=list[DocumentOut])
+def list_documents(user: User, engine: EngineDep) -> list[DocumentOut]:
+    """Every document in the knowledge base (it is shared by all users)."""
+    return [DocumentOut.model_validate(d) for d in engine.documents()]
+
+
+@router.get("/api/documents/{document}", response_model=DocumentDetail)
+def show_document(document: str, user: User, engine: EngineDep) -> DocumentDetail:
+    """A document, by id, id prefix or name, with its chunks."""
+    try:
+        d = engine.registry.get(document)
+        chunks = engine.chunks_of(d.id)
+    except DocumentNotFoundError as exc:
+        raise not_found(exc) from exc
+    return DocumentDetail(
+        **DocumentOut.model_validate(d).model_dump(),
+        chunks=[ChunkOut.model_validate(c) for c in chunks],
+    )
+
+
+@router.delete("/api/documents/{document}", response_model=DocumentOut)
+def delete_document(
+    document: str, actor: ActorDep, engine: EngineDep, lock: IngestLock
+) -> DocumentOut:
+    """Remove a document from the knowledge base and every index; returns what was removed.
+    With accounts on, only its owner or an admin (RAGCHAT_ADMINS) may (403 otherwise)."""
+    try:
+        with lock:
+            return DocumentOut.model_validate(engine.delete_document(document, actor=actor))
+    except DocumentNotFoundError as exc:
+        raise not_found(exc) from exc
+    except PermissionDeniedError as exc:
+        raise HTTPException(403, str(exc)) from exc
+
+
+@router.post("/api/documents", response_model=UploadResponse)
+def upload_documents(
+    files: Annotated[list[UploadFile], File(description="one or more files")],
+    actor: ActorDep,
+    engine: EngineDep,
+    settings: SettingsDep,
+    lock: IngestLock,
+) -> UploadResponse:
+    """Add files (PDF, DOCX, HTML, Markdown, text). Each gets its own result: added,
+    duplicate (same content as an existing document), replaced (same name, new content:
+    a new version) or error (with the reason; nothing is changed)."""
+    if len(files) > MAX_FILES_PER_UPLOAD:
+        raise HTTPException(
+            422, f"{len(files)} files in one request; the limit is {MAX_FILES_PER_UPLOAD}"
+        )
+    limit = int(settings.max_file_mb * 1024 * 1024)
+    results = []
+    for upload in files:
+        name = upload.filename or "upload"
+        if upload.size is not None and upload.size > limit:
+            too_big = (
+                f"{name}: the file is {upload.size / 1024 / 1024:.1f} MB; the limit is "
+                f"{settings.max_file_mb:g} MB (setting RAGCHAT_MAX_FILE_MB)"
+            )
+            results.append(IngestResult(name, "error", error=too_big))
+        else:
+            data = upload.file.read(limit + 1)
+            results.append(_ingest(engine, data, name, actor, lock))
+    return UploadResponse(results=[UploadResult.of(r) for r in results])
+
+
+def _ingest(
+    engine: Engine, data: bytes, name: str, actor: Actor, lock: threading.Lock
+) -> IngestResult:
+    """One file into the knowledge base; any failure becomes that file's error result."""
+    try:
+        with lock:
+            return engine.ingest_bytes(data, name, actor=actor)
+    except RagError as exc:
+        return IngestResult(name, "error", error=str(exc))
+    except Exception as exc:
+        log.exception("ingesting %r failed", name)
+        return IngestResult(name, "error", error=f"{name}: {exc}")

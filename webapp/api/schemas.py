@@ -1,0 +1,339 @@
+"""The request and response bodies of the REST and OpenAI-compatible API (they make the
+OpenAPI schema). Answers and turns are validated from webapp/serialize.py's dicts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rag_core.types import IngestResult, Timings
+
+MODEL_ID = "ragchat"
+RetrievalModeName = Literal["hybrid", "dense", "bm25"]
+AnswerModeName = Literal["generate", "extractive"]
+
+
+class DocumentOut(BaseModel):
+    """A document of the knowledge base (the newest version of a name)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    version: int
+    content_hash: str
+    size: int = Field(description="bytes")
+    doc_type: str
+    page_count: int | None
+    chunk_count: int
+    added_at: datetime
+    status: str
+    owner: str | None = Field(
+        None, description="who may delete or replace it (accounts on); null: an operator"
+    )
+    added_by: str | None = Field(None, description="who added this version")
+
+
+class ChunkOut(BaseModel):
+    """A passage of a document as indexed."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    index: int
+    text: str
+    page: int | None
+    page_end: int | None
+    heading_path: list[str]
+    char_start: int
+    char_end: int
+
+
+class DocumentDetail(DocumentOut):
+    """A document with its chunks."""
+
+    chunks: list[ChunkOut]
+
+
+class UploadResult(BaseModel):
+    """What happened to one uploaded file."""
+
+    name: str = Field(description="the file name as uploaded")
+    status: Literal["added", "duplicate", "replaced", "error"]
+    document: DocumentOut | None = Field(
+        None, description="the document added or replaced, or the one it duplicates"
+    )
+    chunks: int = 0
+    reused_embeddings: int = 0
+    error: str | None = Field(None, description="why the file was rejected (status 'error')")
+    seconds: float = 0.0
+
+    @classmethod
+    def of(cls, r: IngestResult) -> UploadResult:
+        return cls(
+            name=r.name,
+            status=r.status,
+            document=DocumentOut.model_validate(r.document) if r.document else None,
+            chunks=r.chunks,
+            reused_embeddings=r.reused_embeddings,
+            error=r.error,
+            seconds=round(r.seconds, 3),
+        )
+
+
+class UploadResponse(BaseModel):
+    """One result per file, in upload order; a rejected file changes nothing."""
+
+    results: list[UploadResult]
+
+
+class _Numbered(BaseModel):
+    number: int
+
+
+class _Ranked(_Numbered):
+    rank: int
+    score: float
+    found_by: Literal["both", "dense", "keyword"]
+    dense_score: float | None
+    keyword_score: float | None
+    cited: bool
+
+
+class _Source(BaseModel):
+    """Where a passage comes from (the fields a passage and a citation share)."""
+
+    document: str
+    document_id: str
+    page: int | None
+    page_end: int | None
+    heading_path: list[str]
+    chunk_id: str
+
+
+# Pydantic takes the fields of the last base first, so the keys keep the order clients have
+# always seen: the number (and the ranking), then the source, then the text.
+
+
+class PassageOut(_Source, _Ranked):
+    """A retrieved passage; ``number`` is the [n] an answer uses to cite it."""
+
+    text: str
+
+
+class CitationOut(_Source, _Numbered):
+    """Citation [number]: the passage it points to and the passage sentence that supports it."""
+
+    text: str = Field(description="the whole cited passage")
+    support: str | None = Field(description="the passage sentence that supports the claim")
+    support_start: int | None = Field(None, description="offset of `support` in `text`")
+    support_end: int | None = None
+
+
+class SentenceOut(BaseModel):
+    """The check of one answer sentence against the passages."""
+
+    index: int
+    text: str
+    supported: bool
+    score: float
+    citation: int | None
+    support: str | None
+    reason: str
+
+
+class TurnOut(BaseModel):
+    """One logged question and answer, with what it retrieved and cited."""
+
+    id: int
+    conversation_id: str
+    position: int
+    question: str
+    query: str = Field(description="the standalone query searched (a follow-up, rewritten)")
+    answer: str
+    raw_answer: str
+    refused: bool
+    mode: str = Field(description="generated, extractive or refused")
+    status: str = Field(description="complete, stopped or error")
+    error: str | None
+    created_at: datetime
+    feedback_rating: int | None
+    feedback_comment: str | None
+    citations: list[CitationOut]
+    passages: list[PassageOut]
+    sentences: list[SentenceOut]
+    timings: dict[str, Any]
+    config: dict[str, Any]
+
+
+class ConversationOut(BaseModel):
+    """A conversation as listed, newest activity first."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    title: str
+    turn_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class ConversationDetail(ConversationOut):
+    """A conversation with every turn."""
+
+    turns: list[TurnOut]
+
+
+class ConversationExport(BaseModel):
+    """A conversation as a self-contained JSON file."""
+
+    format: Literal["ragchat-conversation"] = "ragchat-conversation"
+    format_version: int = 1
+    exported_at: datetime
+    conversation: ConversationDetail
+
+
+class RenameRequest(BaseModel):
+    title: str = Field(min_length=1, max_length=1000, examples=["Turbine questions"])
+
+
+class AskRequest(BaseModel):
+    """A question; without `conversation_id` it starts a new conversation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(examples=["How often must the bearings be greased?"])
+    conversation_id: str | None = Field(None, description="continue this conversation")
+    mode: RetrievalModeName | None = None
+    top_k: int | None = Field(None, ge=1, le=50)
+    max_new_tokens: int | None = Field(None, ge=1, le=4096)
+    answer_mode: AnswerModeName | None = Field(
+        None, description="generate (checked) or extractive (quotes passages, no generator)"
+    )
+
+
+class AskResponse(BaseModel):
+    """The checked answer with its citations, as logged under `turn_id`."""
+
+    conversation_id: str
+    turn_id: int | None
+    question: str
+    query: str
+    answer: str = Field(description="the checked answer with [n] citation markers")
+    raw_answer: str
+    refused: bool
+    mode: str
+    status: str
+    error: str | None
+    citations: list[CitationOut]
+    passages: list[PassageOut]
+    sentences: list[SentenceOut]
+    timings: dict[str, Any]
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"] = "ok"
+    documents: int
+    accounts: bool
+
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+# -- OpenAI-compatible -----------------------------------------------------------------------------
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        parts = self.content or []
+        return "\n".join(str(p.get("text", "")) for p in parts if p.get("type") == "text")
+
+
+class ChatCompletionRequest(BaseModel):
+    """OpenAI's request body. Sampling options are accepted and ignored (ragchat's settings
+    decide); `conversation_id`, `mode`, `top_k` and `answer_mode` are ragchat extras."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = MODEL_ID
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    conversation_id: str | None = Field(None, description="ragchat: log into this conversation")
+    mode: RetrievalModeName | None = None
+    top_k: int | None = Field(None, ge=1, le=50)
+    answer_mode: AnswerModeName | None = None
+
+
+class CompletionMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class CompletionChoice(BaseModel):
+    index: int = 0
+    message: CompletionMessage
+    finish_reason: Literal["stop", "length"] = "stop"
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = Field(
+        description="tokens of the prompt the generator read (passages, history, question); "
+        "0 when no generator ran (a refusal or a quoted answer)"
+    )
+    completion_tokens: int
+    total_tokens: int
+
+    @classmethod
+    def of(cls, timings: Timings) -> Usage:
+        prompt, completion = timings.prompt_tokens, timings.tokens
+        return cls(
+            prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+        )
+
+
+class RagchatInfo(BaseModel):
+    """ragchat's extra details of a completion."""
+
+    conversation_id: str
+    turn_id: int | None
+    refused: bool
+    mode: str
+    status: str
+    answer: str = Field(description="the checked answer (what `content` holds when not streamed)")
+
+
+class ChatCompletion(BaseModel):
+    """OpenAI's chat.completion, plus `citations` and `ragchat`."""
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage
+    citations: list[CitationOut] = Field(description="ragchat: what each [n] in the answer cites")
+    ragchat: RagchatInfo
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "ragchat"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]

@@ -1,0 +1,156 @@
+"""Running an answer for an HTTP request: the question checked once at the edge, the engine's
+events pulled in worker threads, server-sent events, and the text that leaves a streaming
+client with the checked answer."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from typing import Any
+
+import anyio
+from fastapi.responses import StreamingResponse
+
+from rag_core.engine import clean_question
+from rag_core.errors import ConversationNotFoundError, InvalidQuestionError
+from rag_core.prompting import MARKER, NOT_FOUND, markers_in
+from rag_core.types import Done, Logged, Turn
+from webapp.api.deps import ApiState
+from webapp.api.errors import not_found, unprocessable
+from webapp.api.schemas import ChatMessage
+
+CHECKED_HEADER = "\n\nChecked against your documents:\n"
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_END = object()
+
+
+class Answer:
+    """One answer to an HTTP request: runs engine.chat in the caller's thread and remembers
+    Done and Logged.
+
+    The question is checked here, at the edge, before anything runs: 422 for an empty or too
+    long question, 404 for a conversation that is not the caller's.
+    """
+
+    def __init__(
+        self,
+        state: ApiState,
+        question: str,
+        conversation_id: str | None,
+        user: str,
+        history: Sequence[Turn] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        try:
+            self.question = clean_question(question, state.settings.max_question_chars)
+        except InvalidQuestionError as exc:
+            raise unprocessable(exc) from exc
+        if conversation_id:
+            try:
+                state.engine.log.get_conversation(conversation_id, user)
+            except ConversationNotFoundError as exc:
+                raise not_found(exc) from exc
+        self.stop = threading.Event()
+        self.done: Done | None = None
+        self.logged: Logged | None = None
+        self.conversation_id = conversation_id or ""
+        chosen = {k: v for k, v in (options or {}).items() if v is not None}
+        self.events = state.engine.chat(
+            self.question, conversation_id, user=user, stop=self.stop, history=history, **chosen
+        )
+
+    @property
+    def turn_id(self) -> int | None:
+        return self.logged.turn_id if self.logged else None
+
+    def __iter__(self) -> Iterator[Any]:
+        for event in self.events:
+            if isinstance(event, Done):
+                self.done = event
+            elif isinstance(event, Logged):
+                self.logged = event
+                self.conversation_id = event.conversation_id
+            yield event
+
+    def wait(self) -> Done | None:
+        """Run to the end (stopping the engine whatever happens); the Done, if one came."""
+        try:
+            for _ in self:
+                pass
+        finally:
+            self.close()
+        return self.done
+
+    def close(self) -> None:
+        self.stop.set()
+        self.events.close()  # type: ignore[attr-defined]
+
+
+def sse(event: str, data: Any) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False, default=str)}\n\n"
+
+
+async def _pump(
+    chunks: Iterator[str], answer: Answer, limiter: anyio.CapacityLimiter
+) -> AsyncIterator[str]:
+    """Pull a blocking iterator in worker threads (of `limiter`); a client that goes away stops
+    the answer (engine.chat then logs the turn as 'stopped')."""
+    try:
+        while True:
+            item = await anyio.to_thread.run_sync(next, chunks, _END, limiter=limiter)
+            if item is _END:
+                return
+            yield item  # type: ignore[misc]
+    finally:
+        answer.stop.set()
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(answer.close)
+
+
+def event_stream(
+    chunks: Iterator[str], answer: Answer, limiter: anyio.CapacityLimiter
+) -> StreamingResponse:
+    """The server-sent events `chunks` yields, pulled in the answer threads."""
+    return StreamingResponse(
+        _pump(chunks, answer, limiter), media_type="text/event-stream", headers=SSE_HEADERS
+    )
+
+
+def may_be_not_found(raw: str) -> bool:
+    """True while the generator's text so far could still become its NOT FOUND signal (which
+    the checked answer replaces), so a stream holds it back."""
+    head = raw.lstrip().upper()[: len(NOT_FOUND)]
+    return NOT_FOUND.startswith(head)
+
+
+def stream_tail(checked: str, streamed: str) -> str:
+    """What to send after the streamed text so the client ends up with the checked answer:
+    nothing when they agree, the missing markers when only markers were repaired, else the
+    checked answer under a heading (streamed text cannot be taken back)."""
+
+    def words(text: str) -> list[str]:
+        return re.sub(r"\W+", " ", MARKER.sub(" ", text)).lower().split()
+
+    if not streamed.strip():
+        return checked
+    if words(checked) != words(streamed) or set(markers_in(streamed)) - set(markers_in(checked)):
+        return CHECKED_HEADER + checked  # other words, or a marker the check moved elsewhere
+    missing = [n for n in dict.fromkeys(markers_in(checked)) if n not in markers_in(streamed)]
+    return " " + "".join(f"[{n}]" for n in missing) if missing else ""
+
+
+def split_history(messages: Sequence[ChatMessage]) -> tuple[str, list[Turn]]:
+    """The last user message is the question; earlier user/assistant pairs become history."""
+    if messages[-1].role != "user":
+        raise InvalidQuestionError("the last message must be the user's question (role 'user')")
+    turns: list[Turn] = []
+    pending: str | None = None
+    for m in messages[:-1]:
+        if m.role == "user":
+            pending = m.text()
+        elif m.role == "assistant" and pending is not None:
+            turns.append(Turn(question=pending, answer=m.text()))
+            pending = None
+    return messages[-1].text(), turns
