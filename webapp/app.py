@@ -32,6 +32,7 @@ from rag_core.errors import (
 from rag_core.ingest.pipeline import OPERATOR, SUPPORTED_EXTENSIONS, clean_name
 from rag_core.types import Actor, Done, IngestResult, Logged, Retrieved, SentenceChecked, Token
 from webapp import handlers as h
+from webapp import serialize
 from webapp.auth import LOCAL_USER
 from webapp.security import escape_text
 
@@ -47,6 +48,14 @@ STYLES = [("Generated, checked", "generate"), ("Quoted passages only", "extracti
 PROGRESS = gr.Progress()  # gradio injects the real tracker for a parameter with this default
 HISTORY_PAGE = 50  # conversations the sidebar lists at first, and adds per 'Load more'
 STREAM_INTERVAL_S = 0.06  # at most ~16 redraws a second while tokens stream
+# the /turn endpoint: webapp.serialize's fields, in this endpoint's own names (`n` is a
+# citation's number, `hits` the passages)
+TURN_FIELDS = (
+    "id conversation_id question answer mode status refused feedback_rating feedback_comment "
+    "citations hits"
+)
+TURN_CITATION = "n document page heading_path support text"
+TURN_HIT = "rank score found_by document cited text"
 
 # Clicks inside the HTML panels become one 'click' event carrying what was clicked.
 CLICK_JS = """
@@ -755,30 +764,12 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
             rec = conv_log.get_turn(int(turn_id), _user(request))
         except UserError as exc:
             raise fail(str(exc)) from exc
-        cited = {c.chunk.id for c in rec.citations}
-        return {
-            "id": rec.id,
-            "conversation_id": rec.conversation_id,
-            "question": rec.question,
-            "answer": rec.answer,
-            "mode": rec.mode,
-            "status": rec.status,
-            "refused": rec.refused,
-            "feedback_rating": rec.feedback_rating,
-            "feedback_comment": rec.feedback_comment,
-            "citations": [
-                {"n": c.n, "document": c.chunk.document_name, "page": c.chunk.page,
-                 "heading_path": list(c.chunk.heading_path), "support": c.support,
-                 "text": c.chunk.text}
-                for c in rec.citations
-            ],
-            "hits": [
-                {"rank": x.rank, "score": x.score, "found_by": x.found_by,
-                 "document": x.chunk.document_name, "cited": x.chunk.id in cited,
-                 "text": x.chunk.text}
-                for x in rec.hits
-            ],
-        }  # fmt: skip
+        data = serialize.turn(rec)
+        data["citations"] = [
+            serialize.pick(c, TURN_CITATION, n="number") for c in data["citations"]
+        ]
+        data["hits"] = [serialize.pick(p, TURN_HIT) for p in data["passages"]]
+        return serialize.pick(data, TURN_FIELDS)
 
     # -- layout --------------------------------------------------------------------------------
 

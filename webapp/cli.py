@@ -14,7 +14,8 @@ from typing import Any
 from rag_core.config import Settings
 from rag_core.errors import RagError, UserError
 from rag_core.ingest.pipeline import SUPPORTED_EXTENSIONS
-from rag_core.types import Done, Hit, Retrieved, Token
+from rag_core.types import Done, Retrieved, Token
+from webapp import serialize
 
 
 def _engine(settings: Settings, *, recover: bool = True) -> Any:
@@ -92,56 +93,30 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if failures == 0 else 1
 
 
-def hit_json(hit: Hit, cited: set[str]) -> dict[str, Any]:
-    c = hit.chunk
-    return {
-        "rank": hit.rank,
-        "score": round(hit.score, 6),
-        "dense_score": hit.dense_score,
-        "keyword_score": hit.keyword_score,
-        "found_by": hit.found_by,
-        "document": c.document_name,
-        "document_id": c.document_id,
-        "page": c.page,
-        "heading_path": list(c.heading_path),
-        "chunk_id": c.id,
-        "cited": c.id in cited,
-        "text": c.text,
-    }
+# `ragchat ask --json`: webapp.serialize's fields, in the names and order this output has always
+# had (`n` is a citation's number, `retrieved` the passages; the score has 6 decimals).
+ASK_FIELDS = (
+    "question query answer raw_answer mode refused status error citations sentences retrieved "
+    "timings config"
+)
+CITATION_FIELDS = (
+    "n document document_id version page heading_path chunk_id char_start char_end support text"
+)
+RETRIEVED_FIELDS = (
+    "rank score dense_score keyword_score found_by document document_id page heading_path "
+    "chunk_id cited text"
+)
 
 
 def done_json(done: Done) -> dict[str, Any]:
-    cited = {c.chunk.id for c in done.citations}
-    return {
-        "question": done.question,
-        "query": done.query,
-        "answer": done.answer,
-        "raw_answer": done.raw_answer,
-        "mode": done.mode,
-        "refused": done.refused,
-        "status": done.status,
-        "error": done.error,
-        "citations": [
-            {
-                "n": c.n,
-                "document": c.chunk.document_name,
-                "document_id": c.chunk.document_id,
-                "version": c.chunk.version,
-                "page": c.chunk.page,
-                "heading_path": list(c.chunk.heading_path),
-                "chunk_id": c.chunk.id,
-                "char_start": c.chunk.char_start,
-                "char_end": c.chunk.char_end,
-                "support": c.support,
-                "text": c.chunk.text,
-            }
-            for c in done.citations
-        ],
-        "sentences": [asdict(s) for s in done.sentences],
-        "retrieved": [hit_json(h, cited) for h in done.hits],
-        "timings": asdict(done.timings),
-        "config": dict(done.config),
-    }
+    """The answer as `ragchat ask --json` prints it."""
+    data = serialize.answer(done)
+    data["citations"] = [serialize.pick(c, CITATION_FIELDS, n="number") for c in data["citations"]]
+    data["retrieved"] = [
+        {**serialize.pick(p, RETRIEVED_FIELDS), "score": round(p["score"], 6)}
+        for p in data["passages"]
+    ]
+    return serialize.pick(data, ASK_FIELDS)
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:

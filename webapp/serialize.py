@@ -102,7 +102,9 @@ def turn(record: TurnRecord) -> dict[str, Any]:
     }
 
 
-def pick(data: Mapping[str, Any], names: Iterable[str], **sources: str) -> dict[str, Any]:
-    """The fields `names` of `data`, in that order; `sources` gives the field an output name is
-    read from when the names differ (`pick(c, ["n"], n="number")` -> {"n": c["number"]})."""
-    return {name: data[sources.get(name, name)] for name in names}
+def pick(data: Mapping[str, Any], names: str | Iterable[str], **sources: str) -> dict[str, Any]:
+    """The fields `names` (a sequence, or one string of space-separated names) of `data`, in that
+    order; `sources` names the field an output name is read from when the two differ:
+    `pick(c, "n text", n="number")` -> {"n": c["number"], "text": c["text"]}."""
+    wanted = names.split() if isinstance(names, str) else names
+    return {name: data[sources.get(name, name)] for name in wanted}

@@ -126,3 +126,25 @@ def test_pick_keeps_the_order_and_renames() -> None:
     data = serialize.citation(CITATION)
     picked = serialize.pick(data, ["n", "document", "text"], n="number")
     assert list(picked.items()) == [("n", 1), ("document", "pump.md"), ("text", TEXT)]
+    assert serialize.pick(data, "n text", n="number") == {"n": 1, "text": TEXT}
+
+
+def test_ragchat_ask_json_keeps_its_field_names() -> None:
+    """`ragchat ask --json` is built from the same dicts but keeps the names scripts read."""
+    from webapp.cli import done_json
+
+    data = done_json(DONE)
+    assert " ".join(data) == (
+        "question query answer raw_answer mode refused status error citations sentences "
+        "retrieved timings config"
+    )
+    assert " ".join(data["citations"][0]) == (
+        "n document document_id version page heading_path chunk_id char_start char_end support text"
+    )
+    assert [p["rank"] for p in data["retrieved"]] == [1, 2]
+    assert " ".join(data["retrieved"][0]) == (
+        "rank score dense_score keyword_score found_by document document_id page heading_path "
+        "chunk_id cited text"
+    )
+    assert data["sentences"] == serialize.answer(DONE)["sentences"]
+    assert data["timings"] == serialize.answer(DONE)["timings"]
