@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
@@ -288,7 +288,7 @@ class TurnOut(BaseModel):
             feedback_comment=t.feedback_comment,
             citations=[CitationOut.of(c) for c in t.citations],
             passages=_passages(t.hits, t.citations),
-            sentences=[SentenceOut.of(s) for s in t.sentences], timings=t.timings,
+            sentences=[SentenceOut.of(s) for s in t.sentences], timings=asdict(t.timings),
             config=t.config,
         )  # fmt: skip
 
@@ -546,7 +546,7 @@ class _Answer:
         self.conversation_id = conversation_id or ""
         self.events = engine.chat(
             question, conversation_id, user=user, stop=self.stop, history=history,
-            **{k: v for k, v in options.items() if v is not None},
+            options=engine.options(**options),
         )  # fmt: skip
 
     def __iter__(self) -> Iterator[Any]:
@@ -560,7 +560,7 @@ class _Answer:
 
     def close(self) -> None:
         self.stop.set()
-        self.events.close()  # type: ignore[attr-defined]
+        self.events.close()
 
 
 async def _stream(
@@ -722,7 +722,7 @@ def create_app(
     def show_document(document: str, user: User) -> DocumentDetail:
         """A document, by id, id prefix or name, with its chunks."""
         try:
-            d = engine.registry.get(document)
+            d = engine.document(document)
             chunks = engine.chunks_of(d.id)
         except DocumentNotFoundError as exc:
             raise not_found(exc) from exc
