@@ -119,6 +119,10 @@ class SentenceCheck:
     reason: str = ""  # why unsupported: 'no matching passage', 'number 6 not in passage', ...
     verdict: Verdict = "supported"
 
+    def __post_init__(self) -> None:
+        if self.verdict == "supported" and not self.supported:
+            object.__setattr__(self, "verdict", "marked")  # only a supported sentence is
+
     @property
     def claim(self) -> bool:
         """False for a sentence that states nothing checkable ('Sure!', 'The answer is:')."""

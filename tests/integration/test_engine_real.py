@@ -176,7 +176,7 @@ def test_chat_is_logged_with_citations_on_both_databases(engine_factory, db_url)
     turn = engine.log.get_turn(logged.turn_id, "local")
     assert turn.hits and turn.citations and turn.citations[0].chunk.document_name == "reactor.txt"
     assert turn.sentences and turn.config["retrieval_mode"] == "hybrid"
-    assert turn.timings["retrieval_ms"] > 0
+    assert turn.timings.retrieval_ms > 0
 
 
 DEMO = Path(__file__).resolve().parents[2] / "assets" / "demo"
