@@ -96,14 +96,10 @@ def engine_first_token(engine: Any, question: str) -> float:
 def raw_inputs(engine: Any, question: str) -> dict[str, Any]:
     """Retrieval as the engine does it, then the same messages encoded for the model."""
     from rag_core.prompting import build_messages
-    from rag_core.retrieval import standalone_query
 
-    s = engine.settings
-    result = engine.retriever.search(
-        standalone_query(question, ()), mode=s.retrieval_mode, k=s.top_k, candidates=s.candidates
-    )
-    messages = build_messages(question, result.hits, (), s.max_history_turns)
-    inputs: dict[str, Any] = engine.generator._encode(messages)
+    retrieved = engine.retrieve(question)
+    messages = build_messages(question, retrieved.hits, (), engine.settings.max_history_turns)
+    inputs: dict[str, Any] = engine.generator.encode(messages)
     return inputs
 
 
@@ -137,8 +133,8 @@ def raw_first_token(engine: Any, question: str) -> float:
     t0 = time.perf_counter()
     inputs = raw_inputs(engine, question)
     in_thread(
-        lambda: gen._model.generate(
-            **inputs, max_new_tokens=1, do_sample=False, pad_token_id=gen._tokenizer.eos_token_id
+        lambda: gen.hf_model.generate(
+            **inputs, max_new_tokens=1, do_sample=False, pad_token_id=gen.hf_tokenizer.eos_token_id
         )
     )
     return time.perf_counter() - t0
@@ -147,11 +143,8 @@ def raw_first_token(engine: Any, question: str) -> float:
 def messages_for(engine: Any, question: str) -> Any:
     from rag_core.prompting import build_messages
 
-    s = engine.settings
-    result = engine.retriever.search(
-        question, mode=s.retrieval_mode, k=s.top_k, candidates=s.candidates
-    )
-    return build_messages(question, result.hits, (), s.max_history_turns)
+    retrieved = engine.retrieve(question)
+    return build_messages(question, retrieved.hits, (), engine.settings.max_history_turns)
 
 
 def stream_decode(generator: Any, messages: Any, max_new_tokens: int) -> tuple[float, float, str]:
@@ -171,22 +164,22 @@ def stream_decode(generator: Any, messages: Any, max_new_tokens: int) -> tuple[f
 def raw_decode(generator: Any, messages: Any, max_new_tokens: int) -> tuple[float, float, int, str]:
     """model.generate on the same prompt, token times from a streamer that only records them:
     (time of the first token, time of the end, tokens generated, text)."""
-    inputs = generator._encode(messages)
+    inputs = generator.encode(messages)
     times = _TokenTimes()
     t0 = time.perf_counter()
     out = in_thread(
-        lambda: generator._model.generate(
+        lambda: generator.hf_model.generate(
             **inputs,
             max_new_tokens=max_new_tokens,
             do_sample=False,
             streamer=times,
-            pad_token_id=generator._tokenizer.eos_token_id,
+            pad_token_id=generator.hf_tokenizer.eos_token_id,
         )
     )
     t_end = time.perf_counter() - t0
     n = len(times.times)
     new = out[0][inputs["input_ids"].shape[1] :]
-    text = generator._tokenizer.decode(new, skip_special_tokens=True)
+    text = generator.hf_tokenizer.decode(new, skip_special_tokens=True)
     return times.times[0] - t0, t_end, n, text
 
 
@@ -279,7 +272,7 @@ def run(
             (
                 "prompts",
                 f"{len(asked)} questions on the demo documents, top {engine.settings.top_k} "
-                f"passages, {median([int(gen._encode(m)['input_ids'].shape[1]) for m in prompts]):.0f}"
+                f"passages, {median([int(gen.encode(m)['input_ids'].shape[1]) for m in prompts]):.0f}"
                 " prompt tokens (median)",
             ),
             ("first token: engine (median)", f"{median(ttft['engine']):.3f} s"),
@@ -310,7 +303,7 @@ def run(
                     for side in order:
                         g = gen if side == "fp32" else q8
                         first, end, text = stream_decode(g, m, max_new_tokens)
-                        n = len(g._tokenizer(text, add_special_tokens=False)["input_ids"])
+                        n = g.count_tokens(text)
                         texts[side][i] = text
                         if n >= 3:  # an answer of a token or two says nothing about speed
                             speed[side].append((n - 1) / (end - first))

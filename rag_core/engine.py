@@ -1,88 +1,54 @@
 """The engine: question -> retrieval -> refusal gate -> generation -> sentence checks -> answer.
 
+`Engine.retrieve` finds the passages and decides whether the documents can answer;
 `Engine.answer` yields typed events (Retrieved, Token, SentenceChecked, Done); `Engine.chat` does
-the same inside a logged conversation and adds a Logged event once the turn is stored.
+the same inside a logged conversation and adds a Logged event once the turn is stored. Options
+are resolved once, from Settings, into a frozen AnswerOptions (`Settings.answer_options`).
 """
 
 from __future__ import annotations
 
-import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from rag_core.answering import Answerer, refusal_text
 from rag_core.config import Settings
 from rag_core.db.log import ConversationLog
 from rag_core.db.registry import DocumentRegistry
-from rag_core.errors import GenerationError, InvalidQuestionError
-from rag_core.grounding import (
-    Evidence,
-    GateModel,
-    check_sentences,
-    citations_for,
-    extractive_answer,
-    gate_features,
-    render,
-    split_answer,
-)
+from rag_core.grounding import GateModel, gate_features
 from rag_core.ingest.pipeline import OPERATOR, IngestPipeline, Progress
-from rag_core.prompting import NOT_FOUND, build_messages, is_not_found, markers_in, strip_markers
-from rag_core.protocols import Embedder, Generator, KeywordIndex, VectorStore
-from rag_core.retrieval import FusionParams, Retriever, standalone_query
+from rag_core.protocols import Embedder, KeywordIndex, VectorStore
+from rag_core.protocols import Generator as TextGenerator
+from rag_core.retrieval import Retriever, standalone_query
+from rag_core.text import clean_question
 from rag_core.types import (
     Actor,
+    AnswerOptions,
     Chunk,
-    Citation,
     DocumentRecord,
     Done,
     Event,
-    Hit,
     IngestResult,
     Logged,
-    Message,
-    RetrievalMode,
     Retrieved,
-    SentenceCheck,
-    SentenceChecked,
     Timings,
     Token,
     Turn,
 )
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-_SURROGATE = re.compile(r"[\ud800-\udfff]")  # lone halves (JSON allows them; UTF-8 cannot)
-
-
-def refusal_text(question: str) -> str:
-    q = " ".join(question.split())
-    if len(q) > 120:
-        q = q[:117] + "..."
-    return (
-        f"Your documents don't say. Nothing in them answers “{q}”. "
-        "The closest passages are listed under Sources."
-    )
-
-
-def clean_question(question: str, max_chars: int) -> str:
-    """Validate a question: not empty, not absurdly long; control characters removed."""
-    if not isinstance(question, str):
-        raise InvalidQuestionError("The question must be text.")
-    text = _SURROGATE.sub("\ufffd", _CONTROL.sub(" ", question)).strip()
-    if not text:
-        raise InvalidQuestionError("The question is empty: type a question about your documents.")
-    if len(text) > max_chars:
-        raise InvalidQuestionError(
-            f"The question is {len(text):,} characters long; the limit is {max_chars:,} "
-            "(setting RAGCHAT_MAX_QUESTION_CHARS). Ask a shorter question."
-        )
-    return text
+__all__ = ["Engine", "clean_question", "refusal_text"]
 
 
 class Engine:
-    """Facade over ingestion, retrieval, generation, grounding and the conversation log."""
+    """Facade over ingestion, retrieval, generation, grounding and the conversation log.
+
+    factory.compose_engine wires it: the pipeline and the retriever are handed in, built over the
+    same embedder, stores and registry.
+    """
 
     def __init__(
         self,
@@ -91,9 +57,11 @@ class Engine:
         embedder: Embedder,
         store: VectorStore,
         keyword: KeywordIndex,
-        generator: Generator,
+        generator: TextGenerator,
         registry: DocumentRegistry,
         log: ConversationLog,
+        pipeline: IngestPipeline,
+        retriever: Retriever,
         keyword_sync: Callable[[], object] | None = None,
     ) -> None:
         self.settings = settings
@@ -103,16 +71,10 @@ class Engine:
         self.generator = generator
         self.registry = registry
         self.log = log
+        self.pipeline = pipeline
+        self.retriever = retriever
         # brings a replica's local keyword index up to date with the shared registry and store
         self.keyword_sync = keyword_sync
-        self.pipeline = IngestPipeline(settings, embedder, store, keyword, registry)
-        self.retriever = Retriever(
-            embedder,
-            store,
-            keyword,
-            registry.ready_chunk_counts,
-            FusionParams.from_settings(settings),
-        )
 
     # -- documents ----------------------------------------------------------------------------
 
@@ -138,226 +100,104 @@ class Engine:
     def documents(self) -> list[DocumentRecord]:
         return self.registry.list()
 
+    def document(self, id_or_name: str) -> DocumentRecord:
+        """A document by id, unique id prefix or name (DocumentNotFoundError otherwise)."""
+        return self.registry.get(id_or_name)
+
+    def count_documents(self) -> int:
+        return self.registry.count()
+
     def chunks_of(self, id_or_name: str) -> list[Chunk]:
         return self.store.chunks_of(self.registry.get(id_or_name).id)
 
+    # -- maintenance --------------------------------------------------------------------------
+
+    def recover(self, *, wait: bool = True) -> list[str]:
+        """Finish or undo what a crash interrupted; what was done, a line each."""
+        return self.pipeline.recover(wait=wait)
+
+    def check(self) -> list[str]:
+        """Compare the registry, the vector store and the keyword index; each problem found."""
+        return self.pipeline.check()
+
+    def repair(self) -> list[str]:
+        """Fix what `check` finds; what was done."""
+        return self.pipeline.repair()
+
+    def warm_up(self) -> None:
+        """Bring the keyword index up to date and load the models, so the first question waits
+        for neither."""
+        if self.keyword_sync is not None:
+            self.keyword_sync()
+        self.embedder.embed_query("warm up")
+        load = getattr(self.generator, "load", None)
+        if callable(load):
+            load()
+
     # -- answering ----------------------------------------------------------------------------
+
+    def options(self, **overrides: Any) -> AnswerOptions:
+        """The settings' answer options with a request's overrides (None keeps a setting)."""
+        return self.settings.answer_options(**overrides)
+
+    def retrieve(
+        self,
+        question: str,
+        history: Sequence[Turn] = (),
+        options: AnswerOptions | None = None,
+    ) -> Retrieved:
+        """The passages for a question, and whether the documents can answer it at all: the
+        refusal gate's score from the dense similarity and how much of the question's rare
+        vocabulary the passages and the documents hold."""
+        s = self.settings
+        options = options or s.answer_options()
+        question = clean_question(question, s.max_question_chars)
+        started = time.perf_counter()
+        if self.keyword_sync is not None:
+            self.keyword_sync()
+        query = standalone_query(question, history)
+        result = self.retriever.search(
+            query, mode=options.mode, k=options.top_k, candidates=s.candidates
+        )
+        hits = tuple(result.hits)
+        features = None
+        gate = 0.0
+        if hits:
+            features = gate_features(hits, result.top_dense, self.retriever.term_stats(query))
+            gate = GateModel.from_weights(s.refusal_gate).score(features)
+        refused = not hits or gate < s.refusal_threshold
+        elapsed = (time.perf_counter() - started) * 1000
+        return Retrieved(question, query, hits, refused, round(gate, 4), features, elapsed)
 
     def answer(
         self,
         question: str,
         history: Sequence[Turn] = (),
+        options: AnswerOptions | None = None,
         *,
-        mode: RetrievalMode | None = None,
-        top_k: int | None = None,
-        max_new_tokens: int | None = None,
-        answer_mode: str | None = None,
-        grounding: str | None = None,
         stop: threading.Event | None = None,
     ) -> Iterator[Event]:
-        """Answer a question from the documents, streaming events. Ends with exactly one Done."""
-        s = self.settings
-        question = clean_question(question, s.max_question_chars)
-        mode = mode or s.retrieval_mode
-        top_k = top_k or s.top_k
-        max_new_tokens = max_new_tokens or s.max_new_tokens
-        answer_mode = answer_mode or s.answer_mode
-        grounding = grounding or s.grounding
-        if answer_mode not in ("generate", "extractive"):
-            raise InvalidQuestionError(
-                f"unknown answer mode {answer_mode!r}: generate or extractive"
-            )
-        if grounding not in ("mark", "remove", "off"):
-            raise InvalidQuestionError(
-                f"unknown grounding policy {grounding!r}: mark, remove or off"
-            )
-        stop = stop or threading.Event()
-        config: dict[str, Any] = {
-            **s.snapshot(),
-            "retrieval_mode": mode,
-            "top_k": top_k,
-            "max_new_tokens": max_new_tokens,
-            "answer_mode": answer_mode,
-            "grounding": grounding,
-        }
-        t0 = time.perf_counter()
-        if self.keyword_sync is not None:
-            self.keyword_sync()
-        query = standalone_query(question, history)
-        result = self.retriever.search(query, mode=mode, k=top_k, candidates=s.candidates)
-        hits = tuple(result.hits)
-        gate = 0.0
-        if hits:
-            signals = gate_features(hits, result.top_dense, self.retriever.term_stats(query))
-            gate = GateModel.from_weights(s.refusal_gate).score(signals)
-        refused = not hits or gate < s.refusal_threshold
-        retrieval_ms = (time.perf_counter() - t0) * 1000
-        yield Retrieved(question, query, hits, refused, round(gate, 4))
+        """Answer a question from the documents, streaming events. Ends with exactly one Done.
+        The question and options are checked before the first event."""
+        options = options or self.settings.answer_options()
+        question = clean_question(question, self.settings.max_question_chars)
+        return self._answer(question, history, options, stop or threading.Event())
 
-        def done(**kw: Any) -> Done:
-            total = (time.perf_counter() - t0) * 1000
-            timings = kw.pop("timings", None) or Timings(retrieval_ms=retrieval_ms, total_ms=total)
-            base: dict[str, Any] = dict(
-                question=question, query=query, hits=hits, config=config, timings=timings
-            )
-            base.update(kw)
-            return Done(**base)
-
-        if refused:
-            text = refusal_text(question)
-            yield Token(text)
-            yield done(
-                answer=text, raw_answer="", citations=(), sentences=(), refused=True,
-                mode="refused", status="complete",
-            )  # fmt: skip
-            return
-
-        evidence = Evidence(question, hits, self.embedder)
-        if answer_mode == "extractive":
-            yield from self._extractive(question, evidence, done, reason=None)
-            return
-
-        messages = build_messages(question, hits, history, s.max_history_turns)
-        raw = ""
-        checks: list[SentenceCheck] = []
-        seen: set[str] = set()
-        consumed = 0  # sentences of `raw` already checked (or skipped as repeats)
-        first_token_ms: float | None = None
-        t_gen = time.perf_counter()
-        status = "complete"
-        error: str | None = None
-        halt = threading.Event()  # set by the user's stop, or by us (NOT FOUND, repetition)
-
-        def check(new_sentences: Sequence[str]) -> list[SentenceCheck]:
-            fresh = []
-            for sentence in new_sentences:
-                key = " ".join(strip_markers(sentence).lower().split())
-                if key in seen:  # small models loop; a repeated sentence ends the answer
-                    halt.set()
-                    break
-                seen.add(key)
-                fresh.append(sentence)
-            new = check_sentences(
-                fresh, evidence, threshold=s.support_threshold, start_index=len(checks)
-            )
-            checks.extend(new)
-            return new
-
-        try:
-            stream = self.generator.stream(
-                messages, max_new_tokens=max_new_tokens, temperature=s.temperature, stop=halt
-            )
-            for piece in stream:
-                if stop.is_set():
-                    halt.set()
-                if not piece:
-                    continue
-                if first_token_ms is None:
-                    first_token_ms = (time.perf_counter() - t0) * 1000
-                raw += piece
-                yield Token(piece)
-                if raw.lstrip().upper().startswith(NOT_FOUND):
-                    halt.set()
-                    continue
-                if halt.is_set():
-                    continue
-                complete = split_answer(raw)[:-1]
-                if len(complete) > consumed:
-                    new = check(complete[consumed:])
-                    consumed = len(complete)
-                    for c in new:
-                        yield SentenceChecked(c)
-            if stop.is_set() and not is_not_found(raw):
-                status = "stopped"
-        except GenerationError as exc:
-            status, error = "error", f"The answer could not be generated: {exc}"
-        gen_ms = (time.perf_counter() - t_gen) * 1000
-        tokens = self.generator.count_tokens(raw) if raw else 0
-        prompt_tokens = _prompt_tokens(self.generator, messages)
-        decode_s = max((gen_ms - ((first_token_ms or 0) - retrieval_ms)) / 1000, 1e-6)
-        timings = Timings(
-            retrieval_ms=retrieval_ms,
-            first_token_ms=first_token_ms,
-            generation_ms=gen_ms,
-            total_ms=(time.perf_counter() - t0) * 1000,
-            tokens=tokens,
-            tokens_per_s=(tokens - 1) / decode_s if tokens > 1 else None,
-            prompt_tokens=prompt_tokens,
-        )
-
-        if is_not_found(raw):
-            # the generator says the passages cannot answer: quote them if one clearly does
-            yield from self._extractive(question, evidence, done, reason="not-found", raw=raw)
-            return
-
-        sentences = split_answer(raw)
-        if len(sentences) > consumed and status != "stopped" and not halt.is_set():
-            for c in check(sentences[consumed:]):
-                yield SentenceChecked(c)
-
-        supported = [c for c in checks if c.supported]
-        if status == "complete" and not supported:
-            yield from self._extractive(question, evidence, done, reason="unsupported", raw=raw,
-                                        checks=checks, timings=timings)  # fmt: skip
-            return
-
-        if grounding == "off":
-            shown = raw.strip()
-            citations = _marker_citations(raw, hits)
-        else:
-            shown = render(checks, grounding)
-            citations = citations_for(checks, hits)
-        if status == "error" and not shown:
-            shown = error or "The answer could not be generated."
-        yield done(
-            answer=shown, raw_answer=raw, citations=citations, sentences=tuple(checks),
-            refused=False, mode="generated", status=status, timings=timings, error=error,
-        )  # fmt: skip
-
-    def _extractive(
+    def _answer(
         self,
         question: str,
-        evidence: Evidence,
-        done: Any,
-        *,
-        reason: str | None,
-        raw: str = "",
-        checks: Sequence[SentenceCheck] = (),
-        timings: Timings | None = None,
+        history: Sequence[Turn],
+        options: AnswerOptions,
+        stop: threading.Event,
     ) -> Iterator[Event]:
-        """Quote the passage sentences that best answer the question; refuse if none does."""
-        quoted = extractive_answer(question, evidence, min_score=self.settings.extractive_min_score)
-        rejected = tuple(checks)
-        if not quoted:
-            text = refusal_text(question)
-            if reason is None:
-                yield Token(text)
-            yield done(
-                answer=text, raw_answer=raw, citations=(), sentences=rejected, refused=True,
-                mode="refused", status="complete", timings=timings,
-            )  # fmt: skip
-            return
-        body = " ".join(c.text for c in quoted)
-        if reason == "unsupported":
-            text = (
-                "The generated answer could not be checked against your documents; they say: "
-                + body
-            )
-        elif reason == "not-found":
-            text = "The documents may not answer this directly; the closest they say is: " + body
-        else:
-            text = body
-        if reason is None:
-            yield Token(text)
-        for c in quoted:
-            yield SentenceChecked(c)
-        offset = len(rejected)
-        numbered = tuple(replace(c, index=offset + i) for i, c in enumerate(quoted))
-        yield done(
-            answer=text, raw_answer=raw, citations=citations_for(quoted, evidence.hits),
-            sentences=rejected + numbered, refused=False, mode="extractive", status="complete",
-            timings=timings,
-        )  # fmt: skip
+        started = time.perf_counter()
+        retrieved = self.retrieve(question, history, options)
+        yield retrieved
+        config = {**self.settings.snapshot(), **_option_snapshot(options)}
+        answerer = Answerer(
+            self.settings, self.embedder, self.generator, retrieved, options, config, started
+        )
+        yield from answerer.run(history, stop)
 
     def chat(
         self,
@@ -365,22 +205,34 @@ class Engine:
         conversation_id: str | None = None,
         *,
         user: str = "local",
+        options: AnswerOptions | None = None,
         stop: threading.Event | None = None,
         history: Sequence[Turn] | None = None,
-        **options: Any,
-    ) -> Iterator[Event]:
+    ) -> Generator[Event, None, None]:
         """`answer` inside a logged conversation: history comes from the log (or, for a caller
         that keeps its own, such as an OpenAI-style client, from `history`), the turn goes to it.
 
-        The turn is written even when the caller stops early or the generator fails, marked
-        'stopped' or 'error', so the log always has a complete record of what was shown.
+        Everything is checked before the first event (the question, the options, that the user
+        owns the conversation); the conversation is created only then. The turn is written even
+        when the caller stops early or the generator fails, marked 'stopped' or 'error', so the
+        log always has a complete record of what was shown.
         """
+        options = options or self.settings.answer_options()
+        question = clean_question(question, self.settings.max_question_chars)
+        logged = self.log.history(conversation_id, user) if conversation_id else []
         if conversation_id is None:
             conversation_id = self.log.create_conversation(user, "New conversation").id
-        logged = self.log.history(conversation_id, user)  # also checks the user owns it
-        history = logged if history is None else history
         stop = stop or threading.Event()
-        events = self.answer(question, history, stop=stop, **options)
+        events = self._answer(question, logged if history is None else history, options, stop)
+        return self._logged(events, conversation_id, user, stop)
+
+    def _logged(
+        self,
+        events: Iterator[Event],
+        conversation_id: str,
+        user: str,
+        stop: threading.Event,
+    ) -> Generator[Event, None, None]:
         final: Done | None = None
         retrieved: Retrieved | None = None
         streamed = ""
@@ -391,12 +243,12 @@ class Engine:
                     turn_id = self.log.record_turn(conversation_id, user, event)
                     yield event
                     yield Logged(conversation_id, turn_id)
-                else:
-                    if isinstance(event, Retrieved):
-                        retrieved = event
-                    elif isinstance(event, Token):
-                        streamed += event.text
-                    yield event
+                    continue
+                if isinstance(event, Retrieved):
+                    retrieved = event
+                elif isinstance(event, Token):
+                    streamed += event.text
+                yield event
         except Exception as exc:  # an unexpected failure mid-answer: log what was shown, re-raise
             if final is None and retrieved is not None:
                 final = _failed(retrieved, streamed, exc, self.settings.snapshot())
@@ -411,24 +263,32 @@ class Engine:
                         self.log.record_turn(conversation_id, user, final)
 
 
-def _prompt_tokens(generator: Generator, messages: Sequence[Message]) -> int:
-    """Tokens of the prompt the generator read; 0 if it cannot say."""
-    try:
-        return int(generator.count_prompt_tokens(messages))
-    except (AttributeError, GenerationError, ValueError):
-        return 0
+def _option_snapshot(options: AnswerOptions) -> dict[str, Any]:
+    """The options as logged with the turn (their names as in the settings)."""
+    return {
+        "retrieval_mode": options.mode,
+        "top_k": options.top_k,
+        "max_new_tokens": options.max_new_tokens,
+        "answer_mode": options.answer_mode,
+        "grounding": options.grounding,
+    }
 
 
 def _failed(retrieved: Retrieved, streamed: str, exc: Exception, config: Any) -> Done:
     """The turn to log when answering raised: the passages and the text shown so far."""
     error = f"The answer failed: {type(exc).__name__}: {exc}"
     return Done(
-        question=retrieved.question, query=retrieved.query, answer=streamed.strip() or error,
-        raw_answer=streamed, citations=(), hits=retrieved.hits, sentences=(), refused=False,
-        mode="generated", status="error", timings=Timings(), config=config, error=error,
-    )  # fmt: skip
-
-
-def _marker_citations(raw: str, hits: Sequence[Hit]) -> tuple[Citation, ...]:
-    """Citations exactly as the generator wrote them (markers to no passage are dropped)."""
-    return tuple(Citation(n, hits[n - 1].chunk) for n in markers_in(raw) if 1 <= n <= len(hits))
+        question=retrieved.question,
+        query=retrieved.query,
+        answer=streamed.strip() or error,
+        raw_answer=streamed,
+        citations=(),
+        hits=retrieved.hits,
+        sentences=(),
+        refused=False,
+        mode="generated",
+        status="error",
+        timings=Timings(),
+        config=config,
+        error=error,
+    )

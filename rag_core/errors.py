@@ -54,3 +54,7 @@ class GenerationError(RagError):
 
 class InvalidQuestionError(UserError):
     """The question cannot be answered as given (empty, too long, ...)."""
+
+
+class InvalidOptionError(InvalidQuestionError):
+    """An answer option (retrieval mode, top_k, answer mode, ...) has a value that cannot work."""

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from rag_core.config import Settings
+from rag_core.db.log import ConversationLog
+from rag_core.db.registry import DocumentRegistry
 from rag_core.engine import Engine
-from rag_core.protocols import Generator
+from rag_core.ingest.pipeline import IngestPipeline
+from rag_core.protocols import Embedder, Generator, KeywordIndex, VectorStore
+from rag_core.retrieval import FusionParams, Retriever
 
 
 def offline_environment() -> None:
@@ -26,12 +31,11 @@ def build_engine(settings: Settings, *, migrate: bool = True) -> Engine:
     """Wire the engine from settings. Models load lazily, on first use."""
     offline_environment()
     from rag_core.db.database import Database, private_folder
-    from rag_core.db.log import ConversationLog
-    from rag_core.db.registry import DocumentRegistry
     from rag_core.embedders.sentence_transformers import SentenceTransformerEmbedder
     from rag_core.generators.transformers import TransformersGenerator
     from rag_core.stores.chroma import ChromaStore
-    from rag_core.stores.keyword import BM25Index, KeywordSync
+    from rag_core.stores.keyword import BM25Index
+    from rag_core.stores.keyword_sync import KeywordSync
 
     private_folder(settings.home)
     db = Database(settings.db_url)
@@ -74,7 +78,7 @@ def build_engine(settings: Settings, *, migrate: bool = True) -> Engine:
         ready=registry.list,
         unfinished=lambda: {r.id for r in registry.not_ready() if r.status == "ingesting"},
     )
-    return Engine(
+    return compose_engine(
         settings,
         embedder=embedder,
         store=store,
@@ -82,5 +86,36 @@ def build_engine(settings: Settings, *, migrate: bool = True) -> Engine:
         generator=generator,
         registry=registry,
         log=ConversationLog(db),
+        keyword_sync=keyword_sync,
+    )
+
+
+def compose_engine(
+    settings: Settings,
+    *,
+    embedder: Embedder,
+    store: VectorStore,
+    keyword: KeywordIndex,
+    generator: Generator,
+    registry: DocumentRegistry,
+    log: ConversationLog,
+    keyword_sync: Callable[[], object] | None = None,
+) -> Engine:
+    """An engine over these backends: the ingestion pipeline and the retriever are built here,
+    over the same embedder, stores and registry, and handed in (tests compose fakes the same way)."""
+    pipeline = IngestPipeline(settings, embedder, store, keyword, registry)
+    retriever = Retriever(
+        embedder, store, keyword, registry.ready_chunk_counts, FusionParams.from_settings(settings)
+    )
+    return Engine(
+        settings,
+        embedder=embedder,
+        store=store,
+        keyword=keyword,
+        generator=generator,
+        registry=registry,
+        log=log,
+        pipeline=pipeline,
+        retriever=retriever,
         keyword_sync=keyword_sync,
     )

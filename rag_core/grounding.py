@@ -18,7 +18,15 @@ from rag_core.prompting import markers_in, strip_markers
 from rag_core.protocols import Embedder
 from rag_core.retrieval import TermStat
 from rag_core.stores.tokenize import tokenize
-from rag_core.types import Citation, Hit, SentenceCheck
+from rag_core.text import FUNCTION_WORDS, REQUEST_WORDS
+from rag_core.types import (
+    Citation,
+    GateFeatures,
+    GroundingPolicy,
+    Hit,
+    SentenceCheck,
+    Verdict,
+)
 
 UNSUPPORTED_MARK = "[not in your documents]"
 
@@ -36,54 +44,9 @@ _FILLER = re.compile(
     r"according to the passages?|based on the passages?|i hope this helps)[\s:,.!]*$",
     re.IGNORECASE,
 )
-_COMMON_CAPS = set(
-    [
-        "the",
-        "a",
-        "an",
-        "i",
-        "it",
-        "this",
-        "that",
-        "these",
-        "those",
-        "there",
-        "here",
-        "he",
-        "she",
-        "they",
-        "we",
-        "you",
-        "yes",
-        "no",
-        "in",
-        "on",
-        "at",
-        "for",
-        "to",
-        "of",
-        "and",
-        "or",
-        "but",
-        "if",
-        "when",
-        "while",
-        "as",
-        "by",
-        "with",
-        "from",
-        "answer",
-        "passage",
-        "passages",
-        "question",
-        "note",
-        "however",
-        "also",
-        "so",
-        "then",
-        "according",
-        "based",
-    ]
+# Capitalised words that are not names: function words, and the vocabulary of answers.
+_COMMON_CAPS = FUNCTION_WORDS | frozenset(
+    ["yes", "answer", "passage", "passages", "question", "note", "however", "according", "based"]
 )
 
 
@@ -257,10 +220,24 @@ def best_support(
     return per_passage
 
 
+UNSUPPORTED_VERDICT: dict[str, Verdict] = {
+    "mark": "marked",
+    "remove": "removed",
+    "off": "unchecked",
+}
+
+
 def check_sentences(
-    sentences: Sequence[str], evidence: Evidence, *, threshold: float, start_index: int = 0
+    sentences: Sequence[str],
+    evidence: Evidence,
+    *,
+    threshold: float,
+    start_index: int = 0,
+    policy: GroundingPolicy = "mark",
 ) -> list[SentenceCheck]:
-    """Check each answer sentence; repair its citation markers to the passage that supports it."""
+    """Check each answer sentence; repair its citation markers to the passage that supports it.
+    An unsupported sentence's verdict follows the grounding `policy` (marked, removed or shown
+    unchecked); a sentence that states nothing is 'no-claim'."""
     claims = [strip_markers(s) for s in sentences]
     vectors = evidence.embedder.embed_documents(claims) if claims else []
     n_passages = len(evidence.hits)
@@ -270,7 +247,7 @@ def check_sentences(
     ):
         index = start_index + offset
         if is_filler(sentence):
-            checks.append(SentenceCheck(index, claim, False, 0.0, None, None, "no claim"))
+            checks.append(SentenceCheck(index, claim, False, 0.0, verdict="no-claim"))
             continue
         supports = best_support(sentence, evidence, evidence.question, vector)
         cited = [n for n in markers_in(sentence) if 1 <= n <= n_passages]
@@ -301,9 +278,10 @@ def check_sentences(
             reason = f"no passage sentence matches it (best match {best.score:.2f})"
         else:
             reason = "no passages"
+        score = round(best.score, 4) if best else 0.0
         checks.append(
             SentenceCheck(
-                index, claim, False, round(best.score, 4) if best else 0.0, None, None, reason
+                index, claim, False, score, reason=reason, verdict=UNSUPPORTED_VERDICT[policy]
             )
         )
     return checks
@@ -323,16 +301,15 @@ def split_answer(text: str) -> list[str]:
     return out
 
 
-def render(checks: Sequence[SentenceCheck], policy: str) -> str:
-    """The answer as shown: supported sentences with markers; unsupported marked or removed."""
-    parts = []
-    for c in checks:
-        if c.reason == "no claim":
-            continue
-        if c.supported or policy == "off":
-            parts.append(c.text)
-        elif policy == "mark":
+def render_answer(lead: str, sentences: Sequence[SentenceCheck]) -> str:
+    """The answer as text, the one place it is rendered: `lead`, then each shown sentence with
+    its markers, a marked one followed by UNSUPPORTED_MARK."""
+    parts = [lead.strip()] if lead.strip() else []
+    for c in sentences:
+        if c.verdict == "marked":
             parts.append(f"{c.text} {UNSUPPORTED_MARK}")
+        elif c.shown:
+            parts.append(c.text)
     return " ".join(parts).strip()
 
 
@@ -426,63 +403,11 @@ def extractive_answer(
     return checks
 
 
-def gate_score(hits: Sequence[Hit], top_dense: float | None) -> float:
-    """Best dense similarity plus 0.05 when both retrievers rank a passage in their top 3.
-
-    The single-score gate of earlier versions (GateModel replaces it), kept for comparison.
-    """
-    score = top_dense if top_dense is not None else 0.0
-    return score + (0.05 if _agree(hits) else 0.0)
-
-
-def _agree(hits: Sequence[Hit]) -> bool:
-    return any(
-        h.dense_rank is not None
-        and h.keyword_rank is not None
-        and h.dense_rank <= 3
-        and h.keyword_rank <= 3
-        for h in hits
-    )
-
-
 GATE_FEATURES = ("top_dense", "coverage", "known")
 
 
-@dataclass(frozen=True)
-class GateFeatures:
-    """Retrieval evidence that the documents can answer a question (the refusal gate's inputs).
-
-    top_dense: best cosine similarity of the question to any chunk. coverage: the largest share
-    of the question's keyword terms, weighted by idf, that one retrieved passage holds (heading
-    path included). known: the idf-weighted share of its terms that occur anywhere in the
-    documents. An unanswerable question usually names something (a product, a module, a place)
-    that the documents never mention, and such a rare term weighs most; or it combines known
-    words that no single passage holds together ("the requests library" + "timeout").
-    pyfaq dev, 10-fold cross-validated refusal precision / recall (mean of 20 shuffles): 0.92 /
-    0.90 with one passage's coverage, 0.90 / 0.88 with the union of the top passages'.
-    """
-
-    top_dense: float
-    coverage: float
-    known: float
-
-    def values(self) -> tuple[float, ...]:
-        return (self.top_dense, self.coverage, self.known)
-
-
-# Words that shape a question or a request rather than name its topic ("how long does it take",
-# "what is the best way to get ...", "describe ... in detail"). In a small knowledge base they are
-# often absent and would weigh as much as a missing product name, so coverage leaves them out.
-_QUESTION_WORDS = frozenset(
-    tokenize(
-        "long often take get use make work way happen need want find possible good best better "
-        "differ difference mean know help thing something anything instead kind "
-        "question answer exist available allow able like right correct wrong easy easiest "
-        "recommend recommended usual usually normal normally common commonly actual actually "
-        "describe description detail detailed explain explanation tell overview summary "
-        "summarise summarize please"
-    )
-)
+# Words of a request are not topic terms (see rag_core.text.REQUEST_WORDS).
+_QUESTION_WORDS = frozenset(tokenize(" ".join(sorted(REQUEST_WORDS))))
 
 
 def gate_features(

@@ -13,7 +13,8 @@ import numpy as np
 import numpy.typing as npt
 
 from rag_core.protocols import Embedder, KeywordIndex, VectorStore
-from rag_core.stores.tokenize import terms_with_sources, tokenize
+from rag_core.stores.tokenize import terms_with_sources
+from rag_core.text import FUNCTION_WORDS, REQUEST_VERBS
 from rag_core.types import Chunk, Hit, RetrievalMode, Turn
 
 if TYPE_CHECKING:
@@ -251,30 +252,15 @@ class Retriever:
         return opening
 
     def term_stats(self, query: str, *, max_terms: int = 16) -> list[TermStat]:
-        """Document frequency and idf of the query's keyword terms (at most `max_terms`).
-
-        Each term is looked up alone in the keyword index: the chunks it scores are the chunks
-        that contain it. A whole code identifier (``json.loads_fast``) also matches chunks that
-        contain only its parts, so it counts as present only where a chunk holds it whole.
-        """
+        """Document frequency and idf of the query's keyword terms (at most `max_terms`), read
+        from the counts the keyword index keeps. A whole code identifier (``json.loads_fast``)
+        is a term of its own, so it counts only the chunks that hold it whole."""
         n = self.keyword.count()
         if n == 0:
             return []
-        out: list[TermStat] = []
-        sources: dict[str, str] = {}  # each term once, with the text it first came from
-        for term, source in terms_with_sources(query):
-            sources.setdefault(term, source)
-        for term, source in sources.items():
-            if len(out) >= max_terms:
-                break
-            found = self.keyword.search(source, n)  # by its source: a stem may not re-stem alike
-            if len(tokenize(source)) > 1:  # an identifier and its parts
-                top = self.store.get([cid for cid, _ in found[:20]])
-                df = sum(term in tokenize(c.text) for c in top)
-            else:
-                df = len(found)
-            out.append(TermStat(term, df, bm25_idf(df, n)))
-        return out
+        terms = list(dict.fromkeys(term for term, _ in terms_with_sources(query)))[:max_terms]
+        df = self.keyword.document_frequency(terms)
+        return [TermStat(t, df.get(t, 0), bm25_idf(df.get(t, 0), n)) for t in terms]
 
 
 def fuse(
@@ -358,99 +344,7 @@ _FOLLOW_UP = re.compile(
     re.IGNORECASE,
 )
 _WORD = re.compile(r"[\w][\w.\-']*", re.UNICODE)
-_STOP = set(
-    [
-        "a",
-        "an",
-        "the",
-        "and",
-        "or",
-        "but",
-        "if",
-        "then",
-        "so",
-        "of",
-        "to",
-        "in",
-        "on",
-        "at",
-        "by",
-        "for",
-        "with",
-        "from",
-        "as",
-        "is",
-        "are",
-        "was",
-        "were",
-        "be",
-        "been",
-        "being",
-        "do",
-        "does",
-        "did",
-        "have",
-        "has",
-        "had",
-        "what",
-        "which",
-        "who",
-        "whom",
-        "whose",
-        "when",
-        "where",
-        "why",
-        "how",
-        "can",
-        "could",
-        "should",
-        "would",
-        "will",
-        "shall",
-        "may",
-        "might",
-        "must",
-        "i",
-        "you",
-        "we",
-        "it",
-        "its",
-        "it's",
-        "they",
-        "them",
-        "their",
-        "this",
-        "that",
-        "these",
-        "those",
-        "he",
-        "she",
-        "his",
-        "her",
-        "there",
-        "here",
-        "my",
-        "your",
-        "our",
-        "me",
-        "us",
-        "about",
-        "also",
-        "please",
-        "tell",
-        "explain",
-        "describe",
-        "give",
-        "show",
-        "list",
-        "any",
-        "some",
-        "more",
-        "most",
-        "much",
-        "many",
-    ]
-)
+_STOP = FUNCTION_WORDS | REQUEST_VERBS
 
 
 def content_words(text: str) -> list[str]:

@@ -7,10 +7,17 @@ import math
 import re
 import threading
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from rag_core.errors import GenerationError
+from rag_core.generators.base import BaseGenerator
 from rag_core.stores import text_hash
 from rag_core.types import Chunk, Message
+
+if TYPE_CHECKING:
+    from rag_core.config import Settings
+    from rag_core.engine import Engine
+    from rag_core.protocols import Embedder, Generator, KeywordIndex, VectorStore
 
 _WORD = re.compile(r"\w+")
 
@@ -42,7 +49,7 @@ class FakeEmbedder:
         return [len(_WORD.findall(t)) for t in texts]
 
 
-class FakeGenerator:
+class FakeGenerator(BaseGenerator):
     """Streams a scripted reply word by word; can be told to fail mid-way."""
 
     name = "fake"
@@ -52,13 +59,12 @@ class FakeGenerator:
         self.fail_after = fail_after
         self.calls: list[Sequence[Message]] = []
 
-    def stream(
+    def _stream(
         self,
-        messages: Sequence[Message],
-        *,
+        messages: list[Message],
         max_new_tokens: int,
-        temperature: float = 0.0,
-        stop: threading.Event | None = None,
+        temperature: float,
+        stop: threading.Event | None,
     ) -> Iterator[str]:
         self.calls.append(messages)
         pieces = re.findall(r"\S+\s*", self.reply)[:max_new_tokens]
@@ -79,14 +85,31 @@ class FakeGenerator:
 class InMemoryStore:
     """A VectorStore in a dict, cosine similarity by brute force."""
 
-    def __init__(self) -> None:
+    def __init__(self, dimension: int | None = None) -> None:
         self.chunks: dict[str, Chunk] = {}
         self.vectors: dict[str, list[float]] = {}
+        self.dimension = dimension
 
     def add(self, chunks: Sequence[Chunk], embeddings: Sequence[Sequence[float]]) -> None:
+        if len(chunks) != len(embeddings):
+            raise ValueError(f"{len(chunks)} chunks but {len(embeddings)} embeddings")
+        ids = [c.id for c in chunks]
+        if len(set(ids)) != len(ids):
+            dups = sorted({i for i in ids if ids.count(i) > 1})
+            raise ValueError(f"duplicate chunk ids in one add: {dups[:5]}")
+        for e in embeddings:
+            if self.dimension is None:
+                self.dimension = len(e)
+            elif len(e) != self.dimension:
+                raise ValueError(
+                    f"embedding dimension {len(e)} does not match the store's {self.dimension}"
+                )
         for c, e in zip(chunks, embeddings, strict=True):
             self.chunks[c.id] = c
             self.vectors[c.id] = list(e)
+
+    def close(self) -> None:
+        """Nothing to release (the contract suite closes every store)."""
 
     def delete_document(self, document_id: str) -> int:
         ids = [cid for cid, c in self.chunks.items() if c.document_id == document_id]
@@ -108,7 +131,7 @@ class InMemoryStore:
             if allowed is None or c.document_id in allowed
         ]
         scored.sort(key=lambda t: -t[1])
-        return scored[:k]
+        return scored[: max(k, 0)]
 
     def get(self, chunk_ids: Sequence[str]) -> list[Chunk]:
         return [self.chunks[c] for c in chunk_ids if c in self.chunks]
@@ -147,3 +170,36 @@ class InMemoryStore:
 
     def count(self) -> int:
         return len(self.chunks)
+
+
+def fake_engine(
+    settings: Settings,
+    *,
+    reply: str = "",
+    embedder: Embedder | None = None,
+    store: VectorStore | None = None,
+    keyword: KeywordIndex | None = None,
+    generator: Generator | None = None,
+    keyword_sync: Any = None,
+) -> Engine:
+    """An engine on `settings` (its database migrated) with fast fakes wherever no backend is
+    given: FakeEmbedder, InMemoryStore, a BM25 index in settings.keyword_path, FakeGenerator."""
+    from rag_core.db.database import Database
+    from rag_core.db.log import ConversationLog
+    from rag_core.db.registry import DocumentRegistry
+    from rag_core.factory import compose_engine
+    from rag_core.stores.keyword import BM25Index
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.db_url)
+    db.migrate()
+    return compose_engine(
+        settings,
+        embedder=embedder or FakeEmbedder(),
+        store=store if store is not None else InMemoryStore(),
+        keyword=keyword if keyword is not None else BM25Index(settings.keyword_path),
+        generator=generator or FakeGenerator(reply),
+        registry=DocumentRegistry(db),
+        log=ConversationLog(db),
+        keyword_sync=keyword_sync,
+    )

@@ -9,7 +9,13 @@ from typing import Any, Literal
 
 DocType = Literal["pdf", "docx", "html", "markdown", "text"]
 RetrievalMode = Literal["hybrid", "dense", "bm25"]
+AnswerMode = Literal["generate", "extractive"]
+GroundingPolicy = Literal["mark", "remove", "off"]
 Role = Literal["system", "user", "assistant"]
+# What became of an answer sentence: shown as supported fact, shown marked as not in the
+# documents, removed, shown unchecked (grounding off), replaced by quotes, or not a claim.
+Verdict = Literal["supported", "marked", "removed", "unchecked", "replaced", "no-claim"]
+SHOWN_VERDICTS: frozenset[str] = frozenset({"supported", "marked", "unchecked"})
 
 
 @dataclass(frozen=True)
@@ -102,7 +108,7 @@ class Citation:
 
 @dataclass(frozen=True)
 class SentenceCheck:
-    """The grounding verdict on one answer sentence."""
+    """The grounding verdict on one answer sentence, and what became of it in the answer."""
 
     index: int
     text: str  # the sentence as shown, with its (repaired) citation markers
@@ -111,6 +117,52 @@ class SentenceCheck:
     citation: int | None = None  # passage number [n] that supports it
     support: str | None = None  # the supporting passage sentence
     reason: str = ""  # why unsupported: 'no matching passage', 'number 6 not in passage', ...
+    verdict: Verdict = "supported"
+
+    def __post_init__(self) -> None:
+        if self.verdict == "supported" and not self.supported:
+            object.__setattr__(self, "verdict", "marked")  # only a supported sentence is
+
+    @property
+    def claim(self) -> bool:
+        """False for a sentence that states nothing checkable ('Sure!', 'The answer is:')."""
+        return self.verdict != "no-claim"
+
+    @property
+    def shown(self) -> bool:
+        """Whether the answer shows this sentence."""
+        return self.verdict in SHOWN_VERDICTS
+
+
+@dataclass(frozen=True)
+class AnswerOptions:
+    """How one question is answered; `Settings.answer_options` resolves and validates them."""
+
+    mode: RetrievalMode = "hybrid"
+    top_k: int = 5
+    max_new_tokens: int = 160
+    answer_mode: AnswerMode = "generate"
+    grounding: GroundingPolicy = "mark"
+
+
+@dataclass(frozen=True)
+class GateFeatures:
+    """Retrieval evidence that the documents can answer a question (the refusal gate's inputs).
+
+    top_dense: best cosine similarity of the question to any chunk. coverage: the largest share
+    of the question's keyword terms, weighted by idf, that one retrieved passage holds (heading
+    path included). known: the idf-weighted share of its terms that occur anywhere in the
+    documents. An unanswerable question usually names something (a product, a module, a place)
+    that the documents never mention, and such a rare term weighs most; or it combines known
+    words that no single passage holds together ("the requests library" + "timeout").
+    """
+
+    top_dense: float
+    coverage: float
+    known: float
+
+    def values(self) -> tuple[float, ...]:
+        return (self.top_dense, self.coverage, self.known)
 
 
 @dataclass(frozen=True)
@@ -136,6 +188,8 @@ class Retrieved:
     hits: tuple[Hit, ...]
     refused: bool  # the refusal gate decided the documents cannot answer
     gate_score: float | None = None
+    features: GateFeatures | None = None  # what the gate score was computed from
+    retrieval_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -169,17 +223,23 @@ class Done:
 
     question: str
     query: str
-    answer: str  # as shown: repaired markers, unsupported sentences marked or removed
+    answer: str  # as shown: `lead`, then the shown sentences (grounding.render_answer)
     raw_answer: str  # the generator's text as it streamed
     citations: tuple[Citation, ...]
     hits: tuple[Hit, ...]
-    sentences: tuple[SentenceCheck, ...]
+    sentences: tuple[SentenceCheck, ...]  # every sentence checked, each with its verdict
     refused: bool
     mode: str  # 'generated', 'extractive', 'refused'
     status: Literal["complete", "stopped", "error"]
     timings: Timings
     config: Mapping[str, Any] = field(default_factory=dict)
     error: str | None = None
+    lead: str = ""  # text before the sentences: a refusal, or what a quoted answer is
+
+    @property
+    def shown(self) -> tuple[SentenceCheck, ...]:
+        """The sentences the answer shows, in order, with their verdicts and citations."""
+        return tuple(s for s in self.sentences if s.shown)
 
 
 @dataclass(frozen=True)

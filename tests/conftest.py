@@ -39,6 +39,16 @@ def real_generator():  # type: ignore[no-untyped-def]
     return gen
 
 
+@pytest.fixture
+def fake_engine(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """An engine with fast fakes (rag_core.testing.fake_engine) on SQLite in tmp_path; the
+    refusal gate is off (threshold 0), since fake embeddings have no meaning to gate on."""
+    from rag_core.config import Settings
+    from rag_core.testing import fake_engine as build
+
+    return build(Settings(home=tmp_path / "fake-home", refusal_threshold=0.0))
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database: a SQLite file, and a schema of its own on the PostgreSQL server."""

@@ -356,16 +356,13 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
             question = clean_question(question, settings.max_question_chars)
             view.question = question
             yield frame(h.render_turn(view), h.render_sources(None))
-            events = engine.chat(
-                question,
-                conv,
-                user=user,
-                stop=stop,
+            options = engine.options(
                 mode=mode or None,
                 top_k=_int(top_k),
                 max_new_tokens=LENGTHS.get(length),
                 answer_mode=style or None,
             )
+            events = engine.chat(question, conv, user=user, stop=stop, options=options)
             last = 0.0
             for event in events:
                 view.apply(event)
@@ -718,7 +715,7 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
         if not doc_id:
             return h.render_chunks(None, [])
         try:
-            doc = engine.registry.get(doc_id)
+            doc = engine.document(doc_id)
             return h.render_chunks(doc, engine.chunks_of(doc.id))
         except DocumentNotFoundError:
             return '<p class="rc-muted">That document no longer exists.</p>'

@@ -25,7 +25,7 @@ def _engine(settings: Settings, *, recover: bool = True) -> Any:
 
     engine = build_engine(settings)
     if recover:
-        for action in engine.pipeline.recover(wait=False):
+        for action in engine.recover(wait=False):
             print(f"ragchat: recovered: {action}", file=sys.stderr)
     return engine
 
@@ -128,7 +128,7 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
         options["top_k"] = args.top_k
     done: Done | None = None
     streamed = ""
-    for event in engine.chat(args.question, args.conversation, **options):
+    for event in engine.chat(args.question, args.conversation, options=engine.options(**options)):
         if isinstance(event, Token) and not args.json:
             streamed += event.text
             sys.stdout.write(event.text)
@@ -195,7 +195,7 @@ def cmd_docs(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     """Exit 0 when registry, vector store and keyword index agree (after --repair: once fixed)."""
     engine = _engine(settings, recover=False)
-    problems = engine.pipeline.check()
+    problems = engine.check()
     if not problems:
         print("OK: registry, vector store and keyword index agree.")
         return 0
@@ -204,9 +204,9 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     if not args.repair:
         print(f"{len(problems)} problems. Run `ragchat doctor --repair` to fix them.")
         return 1
-    for action in engine.pipeline.repair():
+    for action in engine.repair():
         print(f"repaired: {action}")
-    left = engine.pipeline.check()
+    left = engine.check()
     for p in left:
         print(f"still wrong: {p}")
     print("OK after repair." if not left else f"{len(left)} problems remain.")

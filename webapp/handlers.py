@@ -9,6 +9,7 @@ or a server restart.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import itertools
 import re
@@ -155,7 +156,7 @@ class TurnView:
             sentences=rec.sentences,
             rating=rec.feedback_rating,
             comment=rec.feedback_comment,
-            timings=dict(rec.timings),
+            timings=dataclasses.asdict(rec.timings),
             config=dict(rec.config),
             query=rec.query,
         )
@@ -225,7 +226,7 @@ def answer_segments(
     segments: list[tuple[str, str | None]] = []
     pos = 0
     for s in sentences:
-        if s.supported or s.reason == "no claim":
+        if s.supported or not s.claim:
             continue
         target = f"{s.text} {UNSUPPORTED_MARK}"
         i = answer.find(target, pos)
@@ -253,7 +254,7 @@ def _streaming_body(view: TurnView) -> str:
              if c.supported and c.citation and 1 <= c.citation <= len(view.hits)}  # fmt: skip
     parts = []
     for c in view.checks:
-        if c.reason == "no claim":
+        if not c.claim:
             continue
         if c.supported:
             parts.append(f'<span class="rc-ok">{_text_with_chips(c.text, view, cites)}</span>')

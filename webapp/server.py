@@ -35,12 +35,7 @@ def warm_up(engine: Engine) -> None:
     """Load the models and bring the keyword index up to date in the background, so the first
     question waits for neither (a new replica indexes the shared store's documents here)."""
     try:
-        if engine.keyword_sync is not None:
-            engine.keyword_sync()
-        engine.embedder.embed_query("warm up")
-        load = getattr(engine.generator, "load", None)
-        if callable(load):
-            load()
+        engine.warm_up()
     except Exception:  # the first question will report the problem properly
         log.exception("warming up the models failed")
 
@@ -95,7 +90,7 @@ def build_server_app(settings: Settings, demo: bool = True) -> tuple[Engine, Any
 
     users = parse_users(settings.auth) if settings.auth else None  # bad config fails before models
     engine = build_engine(settings)
-    for action in engine.pipeline.recover(wait=False):
+    for action in engine.recover(wait=False):
         log.info("recovered: %s", action)
     if demo and not engine.documents():
         for line in ingest_demo(engine):

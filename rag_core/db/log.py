@@ -9,11 +9,10 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-import re
 from collections import defaultdict
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, cast, get_args
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
@@ -29,19 +28,14 @@ from rag_core.db.models import (
 )
 from rag_core.db.records import ConversationRecord, TurnRecord
 from rag_core.errors import ConversationNotFoundError, UserError
-from rag_core.types import Chunk, Citation, Done, Hit, SentenceCheck, Turn
+from rag_core.text import storable
+from rag_core.types import Chunk, Citation, Done, Hit, SentenceCheck, Timings, Turn, Verdict
 
 MAX_TITLE = 200
 AUTO_TITLE = 80  # titles taken from a first question are cut shorter, for the sidebar
 
 
-_UNSTORABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
-
-
-def _storable(text: str) -> str:
-    """User text as every database stores it: control characters and lone surrogate halves
-    (JSON can carry them, UTF-8 cannot) replaced."""
-    return _UNSTORABLE.sub("\ufffd", text)
+_storable = storable
 
 
 def _clean_title(title: str) -> str:
@@ -107,7 +101,8 @@ def _turn_record(row: TurnRow) -> TurnRecord:
             score=s.score,
             citation=s.citation,
             support=s.support,
-            reason=s.reason,
+            reason="" if s.reason == _OLD_NO_CLAIM else s.reason,
+            verdict=_verdict(s, row),
         )
         for s in row.sentences
     )
@@ -157,7 +152,7 @@ def _turn_record(row: TurnRow) -> TurnRecord:
         mode=row.mode,
         status=row.status,
         error=row.error,
-        timings=dict(row.timings),
+        timings=_timings(row.timings),
         config=dict(row.config),
         created_at=row.created_at,
         feedback_rating=row.feedback_rating,
@@ -165,7 +160,31 @@ def _turn_record(row: TurnRow) -> TurnRecord:
         hits=tuple(hits),
         citations=tuple(citations),
         sentences=sentences,
+        lead=row.lead or "",
     )
+
+
+_OLD_NO_CLAIM = "no claim"  # how turns logged before migration 0005 marked a sentence
+_OLD_UNSUPPORTED: dict[str, Verdict] = {"mark": "marked", "remove": "removed", "off": "unchecked"}
+
+
+def _verdict(s: TurnSentenceRow, turn: TurnRow) -> Verdict:
+    """A sentence's verdict; for turns logged before 0005, derived from what was shown."""
+    if s.verdict in get_args(Verdict):
+        return cast(Verdict, s.verdict)
+    if s.reason == _OLD_NO_CLAIM:
+        return "no-claim"
+    if s.supported:
+        return "supported"
+    if turn.mode != "generated":
+        return "replaced"
+    return _OLD_UNSUPPORTED.get(str(turn.config.get("grounding", "mark")), "marked")
+
+
+def _timings(data: Mapping[str, Any]) -> Timings:
+    """The logged timings, typed; keys this version does not know are dropped."""
+    known = {f.name for f in dataclasses.fields(Timings)}
+    return Timings(**{k: v for k, v in data.items() if k in known})
 
 
 def _like_escape(text: str) -> str:
@@ -315,6 +334,7 @@ class ConversationLog:
                 question=done.question,
                 query=done.query,
                 answer=done.answer,
+                lead=done.lead or None,
                 raw_answer=done.raw_answer,
                 refused=done.refused,
                 mode=done.mode,
@@ -357,6 +377,7 @@ class ConversationLog:
                     citation=c.citation,
                     support=c.support,
                     reason=c.reason,
+                    verdict=c.verdict,
                 )
                 for c in done.sentences
             ]

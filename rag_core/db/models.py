@@ -138,6 +138,7 @@ class TurnRow(Base):
     question: Mapped[str] = mapped_column(sa.Text)
     query: Mapped[str] = mapped_column(sa.Text)
     answer: Mapped[str] = mapped_column(sa.Text)
+    lead: Mapped[str | None] = mapped_column(sa.Text)  # shown before the sentences
     raw_answer: Mapped[str] = mapped_column(sa.Text)
     refused: Mapped[bool] = mapped_column(sa.Boolean)
     mode: Mapped[str] = mapped_column(sa.String(32))
@@ -209,6 +210,7 @@ class TurnSentenceRow(Base):
     citation: Mapped[int | None] = mapped_column(sa.Integer)
     support: Mapped[str | None] = mapped_column(sa.Text)
     reason: Mapped[str] = mapped_column(sa.Text)
+    verdict: Mapped[str | None] = mapped_column(sa.String(16))  # NULL: logged before 0005
 
 
 class ApiKeyRow(Base):

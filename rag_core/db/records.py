@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from rag_core.types import Citation, Hit, SentenceCheck
+from rag_core.types import Citation, Hit, SentenceCheck, Timings
 
 
 @dataclass(frozen=True)
@@ -36,11 +36,17 @@ class TurnRecord:
     mode: str
     status: str
     error: str | None
-    timings: dict[str, Any]
+    timings: Timings
     config: dict[str, Any]
     created_at: datetime
     feedback_rating: int | None
     feedback_comment: str | None
     hits: tuple[Hit, ...]
     citations: tuple[Citation, ...]
-    sentences: tuple[SentenceCheck, ...]
+    sentences: tuple[SentenceCheck, ...]  # each with its verdict
+    lead: str = ""  # the text shown before the sentences (a refusal, what a quote is)
+
+    @property
+    def shown(self) -> tuple[SentenceCheck, ...]:
+        """The sentences the answer showed, with their verdicts and citations."""
+        return tuple(s for s in self.sentences if s.shown)

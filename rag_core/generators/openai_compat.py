@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from rag_core.errors import ConfigError, GenerationError
+from rag_core.generators.base import BaseGenerator
 from rag_core.types import Message
 
 PREFIX = "openai:"
@@ -70,7 +71,7 @@ def _server_message(response: httpx.Response) -> str:
     return body[:500]
 
 
-class OpenAICompatGenerator:
+class OpenAICompatGenerator(BaseGenerator):
     """Streams chat completions from an OpenAI-compatible HTTP server.
 
     ``timeout`` is the longest the server may stay silent (before the first token or between two
@@ -140,32 +141,25 @@ class OpenAICompatGenerator:
                 return self._last_usage[1]
         return len(_WORDISH.findall(text))
 
-    def stream(
+    def _stream(
         self,
-        messages: Sequence[Message],
-        *,
+        messages: list[Message],
         max_new_tokens: int,
-        temperature: float = 0.0,
-        stop: threading.Event | None = None,
+        temperature: float,
+        stop: threading.Event | None,
     ) -> Iterator[str]:
-        """Yield the answer's text as the server streams it; ``stop`` ends it after the next event."""
-        if isinstance(max_new_tokens, bool) or max_new_tokens < 1:
-            raise ConfigError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
-        if temperature < 0:
-            raise ConfigError(f"temperature must be >= 0, got {temperature!r}")
-        if not messages:
-            raise ConfigError("messages must not be empty")
+        """Yield the answer's text as the server streams it; `stop` ends it after the next event."""
         payload = {
             "model": self.model,
             "messages": [{"role": m.role, "content": m.content} for m in messages],
             "max_tokens": max_new_tokens,
-            "temperature": float(temperature),
+            "temperature": temperature,
             "stream": True,
             "stream_options": {"include_usage": True},
         }
-        return self._stream(payload, stop)
+        return self._request(payload, stop)
 
-    def _stream(self, payload: dict[str, Any], stop: threading.Event | None) -> Iterator[str]:
+    def _request(self, payload: dict[str, Any], stop: threading.Event | None) -> Iterator[str]:
         where = f"the generator server at {self.base_url}"
         text = ""
         finished = False

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rag_core.errors import ConfigError, GenerationError, ModelLoadError
+from rag_core.generators.base import BaseGenerator
 from rag_core.models import (
     DEFAULT_GENERATOR_GGUF,
     check_threads,
@@ -108,7 +109,7 @@ class _Run:
     done: threading.Event = field(default_factory=threading.Event)
 
 
-class TransformersGenerator:
+class TransformersGenerator(BaseGenerator):
     """A local causal or seq2seq LM: 'default', a local folder, a cached HF id, or a GGUF file.
 
     ``gguf_file`` names a GGUF file in the folder / HF repo ``model``; GGUF sources are converted
@@ -264,13 +265,6 @@ class TransformersGenerator:
         self.is_encoder_decoder = bool(config.is_encoder_decoder)
         return model, tokenizer
 
-    @property
-    def context_length(self) -> int | None:
-        """Maximum positions (prompt + answer) from the model's config, if it says (loads it)."""
-        self.load()
-        value = getattr(self._model.config, "max_position_embeddings", None)
-        return int(value) if value else None
-
     # -- prompts and tokens ----------------------------------------------------------------------
 
     def render_prompt(self, messages: Sequence[Message]) -> str:
@@ -286,6 +280,24 @@ class TransformersGenerator:
                 )
             return str(text)
         return plain_prompt(messages)
+
+    @property
+    def hf_model(self) -> Any:
+        """The loaded transformers model (loads it)."""
+        self.load()
+        return self._model
+
+    @property
+    def hf_tokenizer(self) -> Any:
+        """The loaded transformers tokenizer (loads it)."""
+        self.load()
+        return self._tokenizer
+
+    def encode(self, messages: Sequence[Message]) -> dict[str, Any]:
+        """The model's input for `messages` (input_ids, attention_mask), exactly as `stream`
+        builds it (loads the model)."""
+        self.load()
+        return self._encode(messages)
 
     def _encode(self, messages: Sequence[Message]) -> dict[str, Any]:
         prompt = self.render_prompt(messages)
@@ -313,28 +325,6 @@ class TransformersGenerator:
 
     # -- generation ------------------------------------------------------------------------------
 
-    def stream(
-        self,
-        messages: Sequence[Message],
-        *,
-        max_new_tokens: int,
-        temperature: float = 0.0,
-        stop: threading.Event | None = None,
-    ) -> Iterator[str]:
-        """Yield the answer's new text as it is generated.
-
-        temperature 0 decodes greedily. Setting ``stop`` ends generation after the current token
-        (the stream then simply ends). Closing the iterator early stops and joins the worker. An
-        error inside generation is raised here as GenerationError, with the original as __cause__.
-        """
-        if isinstance(max_new_tokens, bool) or max_new_tokens < 1:
-            raise ConfigError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
-        if temperature < 0:
-            raise ConfigError(f"temperature must be >= 0, got {temperature!r}")
-        if not messages:
-            raise ConfigError("messages must not be empty")
-        return self._stream(list(messages), max_new_tokens, float(temperature), stop)
-
     def _stream(
         self,
         messages: list[Message],
@@ -342,6 +332,10 @@ class TransformersGenerator:
         temperature: float,
         stop: threading.Event | None,
     ) -> Iterator[str]:
+        """Generate in a worker thread and yield its text. temperature 0 decodes greedily;
+        `stop` ends generation after the current token; closing the iterator early stops and
+        joins the worker; an error inside generation is raised here as GenerationError, with
+        the original as __cause__."""
         from transformers import StoppingCriteriaList, TextIteratorStreamer
 
         self.load()
@@ -417,19 +411,6 @@ class TransformersGenerator:
             # Normal end, stop, error or the consumer closing the generator: the worker must end.
             own_stop.set()
             thread.join(self.join_timeout)
-
-    def generate(
-        self,
-        messages: Sequence[Message],
-        *,
-        max_new_tokens: int,
-        temperature: float = 0.0,
-        stop: threading.Event | None = None,
-    ) -> str:
-        """The whole answer as one string (built on stream)."""
-        return "".join(
-            self.stream(messages, max_new_tokens=max_new_tokens, temperature=temperature, stop=stop)
-        )
 
     def __repr__(self) -> str:
         return (

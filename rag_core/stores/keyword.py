@@ -30,7 +30,7 @@ import math
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,11 +39,10 @@ import numpy as np
 from scipy import sparse
 
 from rag_core.errors import ConfigError
-from rag_core.protocols import VectorStore
 from rag_core.stores.tokenize import TOKENIZER_VERSION, tokenize
-from rag_core.types import Chunk, DocumentRecord
+from rag_core.types import Chunk
 
-__all__ = ["DB_NAME", "BM25Index", "KeywordSync", "SyncReport"]
+__all__ = ["DB_NAME", "BM25Index"]
 
 log = logging.getLogger(__name__)
 
@@ -255,6 +254,18 @@ class BM25Index:
                 cand, best = cand[top], best[top]
             order = np.lexsort((cand, -best))  # score descending, then insertion order
             return [(self._slot_ids[cand[i]], float(best[i])) for i in order]
+
+    def document_frequency(self, terms: Sequence[str]) -> dict[str, int]:
+        """How many indexed chunks contain each term (terms as `tokenize` emits them: stems, or
+        whole identifiers); 0 for a term no chunk holds. Read from the live counts the index
+        keeps, so it costs a dictionary lookup per term."""
+        with self._lock:
+            self._sync()
+            out: dict[str, int] = {}
+            for term in terms:
+                tid = self._vocab.get(term)
+                out[term] = int(self._df[tid]) if tid is not None and tid < len(self._df) else 0
+            return out
 
     def document_ids(self) -> set[str]:
         """Ids of the documents that have at least one indexed chunk."""
@@ -550,100 +561,3 @@ class BM25Index:
         except BaseException:
             self._conn.execute("ROLLBACK")
             raise
-
-
-@dataclass(frozen=True)
-class SyncReport:
-    """What one `KeywordSync.sync()` did."""
-
-    token: str
-    changed: bool  # False: the registry had not changed since the last sync (nothing was read)
-    added: tuple[str, ...] = ()  # documents (re)indexed from the vector store
-    removed: tuple[str, ...] = ()  # documents dropped from the index
-    chunks_added: int = 0
-    incomplete: tuple[str, ...] = ()  # ready documents whose chunks the vector store lacks
-
-
-class KeywordSync:
-    """Keeps a local BM25Index equal to the shared registry and vector store (the truth).
-
-    `change_token()` is the registry's cheap change counter; `ready()` lists the ready documents
-    and `unfinished()` the ids of documents still being ingested (their chunks are indexed before
-    they become ready, by whichever process ingests them, and must not be dropped meanwhile).
-    `sync()` is cheap when nothing changed: one call to `change_token()`. Thread-safe.
-
-    Reads happen in an order that cannot lose a change: the token first (a change after it bumps
-    the token again, so the next sync looks again), then the local index, then the registry (a
-    document found locally was registered before it was indexed, so the registry read sees it).
-    """
-
-    def __init__(
-        self,
-        index: BM25Index,
-        store: VectorStore,
-        *,
-        change_token: Callable[[], str],
-        ready: Callable[[], Sequence[DocumentRecord]],
-        unfinished: Callable[[], set[str]],
-    ) -> None:
-        self.index = index
-        self.store = store
-        self.change_token = change_token
-        self.ready = ready
-        self.unfinished = unfinished
-        self._lock = threading.Lock()
-
-    def __call__(self) -> SyncReport:
-        return self.sync()
-
-    def sync(self) -> SyncReport:
-        """Bring the index up to date with the registry if it changed since the last sync."""
-        with self._lock:
-            token = self.change_token()
-            if token == self.index.synced_token():
-                return SyncReport(token, changed=False)
-            local = self.index.chunk_counts()
-            keep = self.unfinished()  # before ready(): a commit in between leaves it in one of them
-            ready = {r.id: r for r in self.ready()}
-            keep |= set(ready)
-            removed = sorted(d for d in local if d not in keep)
-            for doc_id in removed:
-                self.index.delete_document(doc_id)
-            added: list[str] = []
-            incomplete: list[str] = []
-            n_chunks = 0
-            for doc_id, record in ready.items():
-                if local.get(doc_id) == record.chunk_count:
-                    continue
-                chunks = [
-                    c
-                    for c in self.store.chunks_of(doc_id)
-                    if c.version == record.content_hash and 0 <= c.index < record.chunk_count
-                ]
-                if len(chunks) != record.chunk_count:
-                    incomplete.append(doc_id)
-                    log.warning(
-                        "document %s (%s) is ready but the vector store holds %d of its %d chunks;"
-                        " `ragchat doctor --repair` fixes it",
-                        record.name,
-                        doc_id,
-                        len(chunks),
-                        record.chunk_count,
-                    )
-                if doc_id in local:
-                    self.index.delete_document(doc_id)
-                self.index.add(chunks)
-                added.append(doc_id)
-                n_chunks += len(chunks)
-            self.index.set_synced_token(token)
-            if added or removed:
-                log.info(
-                    "keyword index synced to registry %s: %d documents indexed (%d chunks), %d dropped",
-                    token,
-                    len(added),
-                    n_chunks,
-                    len(removed),
-                )
-            return SyncReport(
-                token, True, tuple(added), tuple(removed), n_chunks, tuple(incomplete)
-            )

@@ -15,26 +15,12 @@ import threading
 
 import Stemmer
 
+from rag_core.text import STOP_WORDS
+
 __all__ = ["STOP_WORDS", "TOKENIZER_VERSION", "terms_with_sources", "tokenize"]
 
 # Bump when tokenize() changes what it emits: indexes built with another version are rebuilt.
 TOKENIZER_VERSION = "1"
-
-# The Snowball / NLTK English stop words, without the forms with an apostrophe (the tokenizer
-# splits "don't" into don + t). Question words are included: they carry no topic.
-STOP_WORDS: frozenset[str] = frozenset(
-    """
-    a about above after again against ain all am an and any are aren as at be because been
-    before being below between both but by can couldn d did didn do does doesn doing don down
-    during each few for from further had hadn has hasn have haven having he her here hers
-    herself him himself his how i if in into is isn it its itself just ll m ma me mightn more
-    most mustn my myself needn no nor not now o of off on once only or other our ours ourselves
-    out over own re s same shan she should shouldn so some such t than that the their theirs
-    them themselves then there these they this those through to too under until up ve very was
-    wasn we were weren what when where which while who whom why will with won wouldn y you your
-    yours yourself yourselves
-    """.split()  # noqa: SIM905 (a word list reads better as text)
-)
 
 MAX_TOKEN_CHARS = 64  # longer runs (hashes, base64) only bloat the vocabulary
 

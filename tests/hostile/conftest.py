@@ -9,15 +9,11 @@ import pytest
 import sqlalchemy as sa
 
 from rag_core.config import Settings
-from rag_core.db.database import Database
-from rag_core.db.log import ConversationLog
 from rag_core.db.models import Base
-from rag_core.db.registry import DocumentRegistry
 from rag_core.engine import Engine
 from rag_core.protocols import Embedder
 from rag_core.stores.chroma import ChromaStore
-from rag_core.stores.keyword import BM25Index
-from rag_core.testing import FakeEmbedder, FakeGenerator
+from rag_core.testing import fake_engine
 from tests.hostile.corpus import Case, shared_corpus
 
 
@@ -31,16 +27,11 @@ def make_engine(home: Path, embedder: Embedder | None = None, **overrides: Any) 
     """Real Chroma, real keyword index and real SQLite; the fake embedder unless one is given."""
     settings = Settings(home=home, refusal_threshold=0.2, **overrides)
     home.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.db_url)
-    db.migrate()
-    return Engine(
+    return fake_engine(
         settings,
-        embedder=embedder or FakeEmbedder(),
+        reply="The valve opens at 42 kilopascals [1].",
+        embedder=embedder,
         store=ChromaStore(path=settings.chroma_path),
-        keyword=BM25Index(settings.keyword_path),
-        generator=FakeGenerator("The valve opens at 42 kilopascals [1]."),
-        registry=DocumentRegistry(db),
-        log=ConversationLog(db),
     )
 
 

@@ -36,9 +36,10 @@ from rag_core.db.database import Database
 from rag_core.db.log import ConversationLog
 from rag_core.db.registry import DocumentRegistry
 from rag_core.engine import Engine
+from rag_core.factory import compose_engine
 from rag_core.stores.chroma import ChromaStore
 from rag_core.stores.keyword import BM25Index
-from rag_core.testing import FakeGenerator
+from rag_core.testing import FakeGenerator, fake_engine
 
 pytestmark = pytest.mark.integration
 
@@ -269,8 +270,15 @@ def verify(
     keyword = BM25Index(settings.keyword_path)
     registry = DocumentRegistry(db)
     try:
-        engine = Engine(settings, embedder=embedder, store=store, keyword=keyword,
-                        generator=FakeGenerator(), registry=registry, log=ConversationLog(db))  # fmt: skip
+        engine = compose_engine(
+            settings,
+            embedder=embedder,
+            store=store,
+            keyword=keyword,
+            generator=FakeGenerator(),
+            registry=registry,
+            log=ConversationLog(db),
+        )
         ready = registry.list()
         by_name: dict[str, list[Any]] = {}
         for r in ready:
@@ -449,11 +457,8 @@ class FailingGenerator:
 
 def _engine(home: Path, embedder: Any, generator: Any) -> Engine:
     settings = Settings(home=home, max_new_tokens=48)
-    db = Database(settings.db_url)
-    db.migrate()
-    engine = Engine(settings, embedder=embedder, store=ChromaStore(path=settings.chroma_path),
-                    keyword=BM25Index(settings.keyword_path), generator=generator,
-                    registry=DocumentRegistry(db), log=ConversationLog(db))  # fmt: skip
+    store = ChromaStore(path=settings.chroma_path)
+    engine = fake_engine(settings, embedder=embedder, store=store, generator=generator)
     assert engine.ingest_bytes(PUMP.encode(), "pump.txt").status == "added"
     return engine
 

@@ -301,15 +301,14 @@ def test_log_round_trip(db: Database) -> None:
         None,
         0,
     )
-    assert turn.timings == {
-        "retrieval_ms": 12.5,
-        "first_token_ms": 80.0,
-        "generation_ms": 900.0,
-        "total_ms": 990.0,
-        "tokens": 42,
-        "tokens_per_s": 46.7,
-        "prompt_tokens": 0,
-    }
+    assert turn.timings == Timings(
+        retrieval_ms=12.5,
+        first_token_ms=80.0,
+        generation_ms=900.0,
+        total_ms=990.0,
+        tokens=42,
+        tokens_per_s=46.7,
+    )
     assert turn.config == dict(done.config)
     assert turn.hits[0].chunk.location == "p. 3 · Setup > Install"
     assert turn.feedback_rating is None

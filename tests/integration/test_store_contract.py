@@ -29,6 +29,8 @@ from rag_core.stores import keyword as keyword_module
 from rag_core.stores import text_hash
 from rag_core.stores.chroma import ChromaStore, chunk_from_metadata, chunk_to_metadata
 from rag_core.stores.keyword import BM25Index
+from rag_core.stores.tokenize import tokenize
+from rag_core.testing import InMemoryStore
 from rag_core.types import Chunk
 from tests.services import chroma_run
 
@@ -88,12 +90,31 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=["embedded", "server"])
+@pytest.fixture(params=["embedded", "server", "memory"])
 def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
-    """A factory opening the same store each call (a new client each time); all closed after."""
+    """A factory opening the same store each call (a new client each time); all closed after.
+    'memory' is rag_core.testing's InMemoryStore, the fake the unit tests rely on: reopening it
+    gives the same instance."""
+    yield from _store_factory(request, tmp_path)
+
+
+@pytest.fixture(params=["embedded", "server"])
+def chroma_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    """For what only Chroma has (its collections, batch limits, HNSW settings)."""
+    yield from _store_factory(request, tmp_path)
+
+
+def _store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
     collection = f"test-{uuid.uuid4().hex[:12]}"
-    opened: list[ChromaStore] = []
-    if request.param == "embedded":
+    opened: list[Any] = []
+    if request.param == "memory":
+        memory = InMemoryStore(dimension=DIM)
+
+        def open_store() -> Any:
+            opened.append(memory)
+            return memory
+
+    elif request.param == "embedded":
 
         def open_store() -> ChromaStore:
             store = ChromaStore(path=tmp_path / "chroma", collection=collection, dimension=DIM)
@@ -274,9 +295,17 @@ def test_document_vectors_are_normalised_chunk_means(store_factory: StoreFactory
     assert store.document_vectors(["fruit"])["fruit"] == pytest.approx(_mean_vector(CORPUS[:2]))
     store.delete_document("space")
     assert set(store.document_vectors(["fruit", "space"])) == {"fruit"}
+
+
+def test_document_vectors_are_saved_and_computed_for_older_stores(
+    chroma_factory: StoreFactory,
+) -> None:
+    store = chroma_factory()
+    add(store, CORPUS)
+    store.delete_document("space")
     # saved with the chunks: a reopened store reads them without touching the chunks
     store.close()
-    reopened = store_factory()
+    reopened = chroma_factory()
     docs = reopened._documents
     assert sorted(docs.get(include=[])["ids"]) == ["code", "fruit"]
     # a store written before document vectors existed gets them computed, and saved, on demand
@@ -286,11 +315,11 @@ def test_document_vectors_are_normalised_chunk_means(store_factory: StoreFactory
     assert docs.get(ids=["code"], include=[])["ids"] == ["code"]
 
 
-def test_ef_search_is_set_on_new_and_existing_collections(store_factory: StoreFactory) -> None:
+def test_ef_search_is_set_on_new_and_existing_collections(chroma_factory: StoreFactory) -> None:
     from rag_core.errors import ConfigError
     from rag_core.stores.chroma import DEFAULT_EF_SEARCH
 
-    store = store_factory()
+    store = chroma_factory()
     add(store, CORPUS)
     hnsw = (store._collection.configuration_json or {})["hnsw"]
     assert hnsw["ef_search"] == DEFAULT_EF_SEARCH and hnsw["space"] == "cosine"
@@ -343,10 +372,10 @@ def test_persists_across_reopening(store_factory: StoreFactory) -> None:
     assert second.dimension == DIM
 
 
-def test_reopening_with_another_dimension_is_refused(store_factory: StoreFactory) -> None:
+def test_reopening_with_another_dimension_is_refused(chroma_factory: StoreFactory) -> None:
     from rag_core.errors import ConfigError
 
-    store = store_factory()
+    store = chroma_factory()
     add(store, CORPUS[:1])
     with pytest.raises(ConfigError, match="32-dimensional"):
         ChromaStore(
@@ -358,8 +387,9 @@ def test_reopening_with_another_dimension_is_refused(store_factory: StoreFactory
 
 
 def test_batches_larger_than_the_max_batch_size(
-    store: ChromaStore, monkeypatch: pytest.MonkeyPatch
+    chroma_factory: StoreFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    store = chroma_factory()
     monkeypatch.setattr(chromadb.api.client.Client, "get_max_batch_size", lambda self: 3)
     sizes: list[int] = []
     original = chromadb.Collection.upsert
@@ -383,7 +413,7 @@ def test_batches_larger_than_the_max_batch_size(
 
 
 def test_never_embeds_with_chromas_default_model(
-    store_factory: StoreFactory, monkeypatch: pytest.MonkeyPatch
+    chroma_factory: StoreFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No ONNX model download: Chroma's default embedder is never called, even by a raw client."""
     from chromadb.api.types import DefaultEmbeddingFunction
@@ -398,7 +428,7 @@ def test_never_embeds_with_chromas_default_model(
     onnx_dir = Path.home() / ".cache" / "chroma" / "onnx_models"
     existed = onnx_dir.exists()
 
-    store = store_factory()
+    store = chroma_factory()
     add(store, CORPUS)
     store.query(fake_embed("moon"), 3, document_ids=["space"])
     store.get(["fruit#0"])
@@ -633,3 +663,13 @@ def test_keyword_latency_is_printed(index_factory: IndexFactory) -> None:
         f" add 1 chunk + query {small:.1f} ms"
     )
     assert index.count() == n + 1
+
+
+def test_document_frequency_counts_live_chunks(index: BM25Index) -> None:
+    index.add(CORPUS)
+    terms = [*tokenize("fruit earth"), "os.path.join", "zzz"]
+    expected = {"fruit": 3, "earth": 2, "os.path.join": 1, "zzz": 0}
+    assert index.document_frequency(terms) == expected
+    index.delete_document("space")
+    assert index.document_frequency(["earth", "fruit"]) == {"earth": 0, "fruit": 3}
+    assert index.document_frequency([]) == {}

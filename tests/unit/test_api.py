@@ -21,13 +21,9 @@ from fastapi.testclient import TestClient
 
 from rag_core.config import Settings
 from rag_core.db.apikeys import ApiKeys
-from rag_core.db.database import Database
-from rag_core.db.log import ConversationLog
-from rag_core.db.registry import DocumentRegistry
 from rag_core.engine import Engine
 from rag_core.errors import ConfigError
-from rag_core.stores.keyword import BM25Index
-from rag_core.testing import FakeEmbedder, FakeGenerator, InMemoryStore
+from rag_core.testing import FakeGenerator, fake_engine
 from webapp.api import create_app
 from webapp.auth import pbkdf2_hash
 from webapp.server import check_open_host
@@ -43,18 +39,7 @@ QUESTION = "What is the maximum upload size of Acme Cloud?"
 
 def make_engine(tmp_path: Path, reply: str = REPLY) -> Engine:
     # threshold 0: the gate never refuses when something is retrieved (fake embeddings)
-    settings = Settings(home=tmp_path, refusal_threshold=0.0, max_file_mb=1)
-    db = Database(settings.db_url)
-    db.migrate()
-    return Engine(
-        settings,
-        embedder=FakeEmbedder(),
-        store=InMemoryStore(),
-        keyword=BM25Index(tmp_path / "kw"),
-        generator=FakeGenerator(reply),
-        registry=DocumentRegistry(db),
-        log=ConversationLog(db),
-    )
+    return fake_engine(Settings(home=tmp_path, refusal_threshold=0.0, max_file_mb=1), reply=reply)
 
 
 @pytest.fixture

@@ -8,13 +8,9 @@ from pathlib import Path
 import pytest
 
 from rag_core.config import Settings
-from rag_core.db.database import Database
-from rag_core.db.log import ConversationLog
-from rag_core.db.registry import DocumentRegistry
 from rag_core.engine import Engine
 from rag_core.errors import InvalidQuestionError
-from rag_core.stores.keyword import BM25Index
-from rag_core.testing import FakeEmbedder, FakeGenerator, InMemoryStore
+from rag_core.testing import FakeGenerator, fake_engine
 from rag_core.types import Done, Logged, Retrieved, SentenceChecked, Token
 
 ACME = (
@@ -26,21 +22,11 @@ ACME = (
 
 def make_engine(tmp_path: Path, reply: str = "", **overrides: object) -> Engine:
     settings = Settings(home=tmp_path, refusal_threshold=0.2, **overrides)  # type: ignore[arg-type]
-    db = Database(settings.db_url)
-    db.migrate()
-    return Engine(
-        settings,
-        embedder=FakeEmbedder(),
-        store=InMemoryStore(),
-        keyword=BM25Index(tmp_path / "kw"),
-        generator=FakeGenerator(reply),
-        registry=DocumentRegistry(db),
-        log=ConversationLog(db),
-    )
+    return fake_engine(settings, reply=reply)
 
 
 def run(engine: Engine, question: str, **kw: object) -> tuple[list[object], Done]:
-    events = list(engine.answer(question, **kw))  # type: ignore[arg-type]
+    events = list(engine.answer(question, (), engine.options(**kw)))  # type: ignore[arg-type]
     done = events[-1]
     assert isinstance(done, Done)
     return events, done

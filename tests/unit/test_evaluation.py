@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from rag_core.config import Settings
-from rag_core.db.database import Database
-from rag_core.db.log import ConversationLog
-from rag_core.db.registry import DocumentRegistry
 from rag_core.engine import Engine
 from rag_core.errors import UserError
 from rag_core.evaldata import default_unanswerable
@@ -27,7 +25,7 @@ from rag_core.evaluation import (
     mrr_at_k,
     ndcg_at_k,
     percentile,
-    question_gate_score,
+    question_gate_features,
     read_questions,
     recall_at_k,
     refusal_stats,
@@ -35,9 +33,8 @@ from rag_core.evaluation import (
     spread,
     summarize_answers,
 )
-from rag_core.grounding import UNSUPPORTED_MARK
-from rag_core.stores.keyword import BM25Index
-from rag_core.testing import FakeEmbedder, FakeGenerator, InMemoryStore
+from rag_core.grounding import UNSUPPORTED_MARK, GateModel
+from rag_core.testing import InMemoryStore, fake_engine
 from rag_core.types import Done, Retrieved, SentenceCheck, Timings
 from webapp import eval_cli
 from webapp.cli import main
@@ -207,17 +204,7 @@ def make_engine(
     tmp_path: Path, reply: str = "", store: InMemoryStore | None = None, **overrides: object
 ) -> Engine:
     settings = Settings(home=tmp_path, **overrides)  # type: ignore[arg-type]
-    db = Database(settings.db_url)
-    db.migrate()
-    return Engine(
-        settings,
-        embedder=FakeEmbedder(),
-        store=store if store is not None else InMemoryStore(),
-        keyword=BM25Index(tmp_path / "kw"),
-        generator=FakeGenerator(reply),
-        registry=DocumentRegistry(db),
-        log=ConversationLog(db),
-    )
+    return fake_engine(settings, reply=reply, store=store)
 
 
 def test_index_and_evaluate_retrieval_with_fakes(tmp_path: Path) -> None:
@@ -272,12 +259,15 @@ def test_answers_and_gate_with_fakes(tmp_path: Path) -> None:
     assert mark.first_token_p50_ms is not None
     off = summarize_answers(records, "off")
     assert off.unflagged_unsupported_rate == 1.0
-    # the gate score is the engine's own
-    gate = question_gate_score(engine, "how to descale a kettle with vinegar")
+    # the gate's evidence is the engine's own
+    model = GateModel.from_weights(engine.settings.refusal_gate)
+    features = question_gate_features(engine, "how to descale a kettle with vinegar")
     retrieved = next(iter(engine.answer("how to descale a kettle with vinegar")))
-    assert isinstance(retrieved, Retrieved)
-    assert gate == pytest.approx(retrieved.gate_score, abs=1e-4)
-    assert question_gate_score(engine, "quantum chromodynamics lattice gauge") < 0.3
+    assert isinstance(retrieved, Retrieved) and features == retrieved.features
+    assert features is not None
+    assert model.score(features) == pytest.approx(retrieved.gate_score, abs=1e-4)
+    far = question_gate_features(engine, "quantum chromodynamics lattice gauge")
+    assert far is None or model.score(far) < 0.3
 
 
 def test_summary_handles_empty_denominators() -> None:
@@ -382,29 +372,20 @@ def _done(answer: str, checks: list[SentenceCheck], mode: str = "generated") -> 
     )  # fmt: skip
 
 
-def test_unflagged_scan_follows_sentence_order() -> None:
+def test_shown_sentences_follow_the_verdicts() -> None:
     same = "You can write functions in C."
     checks = [
         SentenceCheck(0, f"{same} [2]", True, 0.9, 2, "s"),
-        SentenceCheck(1, same, False, 0.3, reason="no passage sentence matches it"),
-        SentenceCheck(2, "Sure:", False, 0.0, reason="no claim"),
-        SentenceCheck(
-            3, "It was released in 1890.", False, 0.2, reason="not in the passages: 1890"
-        ),
+        SentenceCheck(1, same, False, 0.3, reason="no passage matches", verdict="marked"),
+        SentenceCheck(2, "Sure:", False, 0.0, verdict="no-claim"),
+        SentenceCheck(3, "It was in 1890.", False, 0.2, reason="not in: 1890", verdict="removed"),
+        SentenceCheck(4, "Unchecked.", False, 0.2, verdict="unchecked"),
+        SentenceCheck(5, "Replaced.", False, 0.2, verdict="replaced"),
     ]
-    marked = f"{same} [2] {same} {UNSUPPORTED_MARK} It was released in 1890. {UNSUPPORTED_MARK}"
-    shown, bad = shown_sentences(_done(marked, checks), "mark")
-    assert [c.index for c in shown] == [0, 1, 3] and bad == 0
-    # the repeated sentence shown without its mark is caught, though its words appear marked-free
-    # inside the supported sentence before it
-    unmarked = f"{same} [2] {same} It was released in 1890. {UNSUPPORTED_MARK}"
-    assert shown_sentences(_done(unmarked, checks), "mark")[1] == 1
-    removed = f"{same} [2]"
-    shown, bad = shown_sentences(_done(removed, checks), "remove")
-    assert [c.index for c in shown] == [0] and bad == 0
-    assert shown_sentences(_done("raw", checks), "off")[1] == 2
-    quoted = [checks[3], SentenceCheck(4, "Quote. [1]", True, 0.8, 1, "Quote.")]
-    assert shown_sentences(_done("Quote. [1]", quoted, "extractive"), "mark") == ([quoted[1]], 0)
+    shown, unflagged = shown_sentences(_done("", checks))
+    assert [c.index for c in shown] == [0, 1, 4] and unflagged == 1
+    quoted = [replace(checks[3], verdict="replaced"), SentenceCheck(6, "Quote. [1]", True, 0.8, 1)]
+    assert shown_sentences(_done("Quote. [1]", quoted, "extractive")) == ([quoted[1]], 0)
 
 
 def test_calibrate_gate_cross_validates_on_held_out_folds() -> None:

@@ -6,8 +6,7 @@ from rag_core.grounding import (
     check_sentences,
     citations_for,
     extractive_answer,
-    gate_score,
-    render,
+    render_answer,
     salient_terms,
     split_answer,
 )
@@ -99,15 +98,24 @@ def test_invented_date_is_flagged_while_true_part_passes() -> None:
         threshold=0.6,
     )
     assert checks[0].supported and not checks[1].supported
-    shown = render(checks, "mark")
+    assert [c.verdict for c in checks] == ["supported", "marked"]
+    shown = render_answer("", checks)
     assert shown.count(UNSUPPORTED_MARK) == 1 and shown.endswith(UNSUPPORTED_MARK)
-    assert "1998" not in render(checks, "remove")
+    sentences = [
+        "The Zorblax reactor was commissioned by Dr. Ilse Varga [1].",
+        "It opened on 4 March 1998.",
+    ]
+    removed = check_sentences(sentences, ev, threshold=0.6, policy="remove")
+    assert [c.verdict for c in removed] == ["supported", "removed"]
+    assert "1998" not in render_answer("", removed)
+    unchecked = check_sentences(sentences, ev, threshold=0.6, policy="off")
+    assert render_answer("Lead:", unchecked) == "Lead: " + " ".join(c.text for c in unchecked)
 
 
 def test_filler_sentences_are_not_claims() -> None:
     ev = evidence("Who commissioned the Zorblax reactor?")
     [check] = check_sentences(["Sure!"], ev, threshold=0.6)
-    assert check.reason == "no claim" and render([check], "mark") == ""
+    assert not check.claim and check.verdict == "no-claim" and render_answer("", [check]) == ""
 
 
 def test_split_answer_keeps_markers_with_their_sentence() -> None:
@@ -124,19 +132,11 @@ def test_extractive_answer_quotes_the_best_sentence() -> None:
     assert extractive_answer("xylophone quasar?", ev, min_score=0.2) == []
 
 
-def test_gate_score_adds_agreement_bonus() -> None:
-    h = hits()
-    assert gate_score(h, 0.5) == 0.5
-    both = [Hit(h[0].chunk, 1, 0.1, dense_rank=1, keyword_rank=2)]
-    assert gate_score(both, 0.5) == 0.55
-    assert gate_score([], None) == 0.0
-
-
 def test_fragments_without_a_claim_are_not_supported_claims() -> None:
     ev = evidence("How do I print in Python?")
     checks = check_sentences(["```python [2]", "This will output: [1]"], ev, threshold=0.6)
-    assert [c.reason for c in checks] == ["no claim", "no claim"]
-    assert render(checks, "mark") == ""
+    assert [c.claim for c in checks] == [False, False]
+    assert render_answer("", checks) == ""
 
 
 def test_answer_type_bonus_prefers_sentences_with_the_asked_kind_of_fact() -> None:

@@ -15,7 +15,9 @@ from rag_core.db.database import Database
 from rag_core.db.log import ConversationLog
 from rag_core.db.registry import DocumentRegistry
 from rag_core.engine import Engine
-from rag_core.stores.keyword import BM25Index, KeywordSync
+from rag_core.factory import compose_engine
+from rag_core.stores.keyword import BM25Index
+from rag_core.stores.keyword_sync import KeywordSync
 from rag_core.testing import FakeEmbedder, FakeGenerator, InMemoryStore
 from rag_core.types import Chunk, DocumentRecord, Done
 
@@ -167,15 +169,21 @@ def replica(tmp_path: Path, name: str, db: Database, store: InMemoryStore) -> En
         ready=registry.list,
         unfinished=lambda: {r.id for r in registry.not_ready() if r.status == "ingesting"},
     )
-    return Engine(
-        settings, embedder=FakeEmbedder(), store=store, keyword=keyword,
-        generator=FakeGenerator(""), registry=registry, log=ConversationLog(db),
+    return compose_engine(
+        settings,
+        embedder=FakeEmbedder(),
+        store=store,
+        keyword=keyword,
+        generator=FakeGenerator(""),
+        registry=registry,
+        log=ConversationLog(db),
         keyword_sync=sync,
-    )  # fmt: skip
+    )
 
 
 def bm25_hits(engine: Engine, question: str) -> list[tuple[str, float]]:
-    done = next(e for e in engine.answer(question, mode="bm25") if isinstance(e, Done))
+    events = engine.answer(question, (), engine.options(mode="bm25"))
+    done = next(e for e in events if isinstance(e, Done))
     return [(h.chunk.id, round(h.keyword_score or 0.0, 6)) for h in done.hits]
 
 

@@ -76,6 +76,7 @@ def test_a_done_becomes_plain_dicts() -> None:
             "citation": 1,
             "support": "The pump runs at 42 bar.",
             "reason": "",
+            "verdict": "supported",
         }
     ]
     assert data["timings"] == {

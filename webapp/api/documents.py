@@ -32,7 +32,7 @@ def list_documents(user: User, engine: EngineDep) -> list[DocumentOut]:
 def show_document(document: str, user: User, engine: EngineDep) -> DocumentDetail:
     """A document, by id, id prefix or name, with its chunks."""
     try:
-        d = engine.registry.get(document)
+        d = engine.document(document)
         chunks = engine.chunks_of(d.id)
     except DocumentNotFoundError as exc:
         raise not_found(exc) from exc

@@ -18,7 +18,7 @@ async def healthz(state: State) -> HealthOut:
     """The app is up: 200 with the number of documents (no key needed). It has threads of
     its own, so it answers at once however many answers are being generated."""
     count = await anyio.to_thread.run_sync(
-        state.engine.registry.count, limiter=state.health_limiter
+        state.engine.count_documents, limiter=state.health_limiter
     )
     return HealthOut(documents=count, accounts=state.accounts)
 

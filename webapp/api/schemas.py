@@ -142,6 +142,12 @@ class SentenceOut(BaseModel):
     citation: int | None
     support: str | None
     reason: str
+    verdict: Literal["supported", "marked", "removed", "unchecked", "replaced", "no-claim"] = Field(
+        "supported",
+        description="what became of the sentence: shown as supported, shown marked 'not in "
+        "your documents', removed, shown unchecked (grounding off), replaced by quotes, or "
+        "not a claim",
+    )
 
 
 class TurnOut(BaseModel):

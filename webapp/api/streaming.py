@@ -56,10 +56,20 @@ class Answer:
         self.done: Done | None = None
         self.logged: Logged | None = None
         self.conversation_id = conversation_id or ""
-        chosen = {k: v for k, v in (options or {}).items() if v is not None}
-        self.events = state.engine.chat(
-            self.question, conversation_id, user=user, stop=self.stop, history=history, **chosen
-        )
+        try:
+            chosen = state.engine.options(**dict(options or {}))
+            self.events = state.engine.chat(
+                self.question,
+                conversation_id,
+                user=user,
+                options=chosen,
+                stop=self.stop,
+                history=history,
+            )
+        except InvalidQuestionError as exc:  # a bad option (InvalidOptionError) included
+            raise unprocessable(exc) from exc
+        except ConversationNotFoundError as exc:
+            raise not_found(exc) from exc
 
     @property
     def turn_id(self) -> int | None:
@@ -85,7 +95,7 @@ class Answer:
 
     def close(self) -> None:
         self.stop.set()
-        self.events.close()  # type: ignore[attr-defined]
+        self.events.close()
 
 
 def sse(event: str, data: Any) -> str:

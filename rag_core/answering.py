@@ -1,0 +1,283 @@
+"""One answer from retrieved passages: generation, sentence checks as they stream, fallbacks.
+
+`Answerer.run` takes what `Engine.retrieve` found and yields Token and SentenceChecked events,
+then exactly one Done. A refusal, a generator that says NOT FOUND, and an answer whose every
+sentence fails its check end in quoted passage sentences (or a refusal when none answers).
+Every sentence carries its verdict; the shown text is rendered from them in one place
+(grounding.render_answer).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from rag_core.config import Settings
+from rag_core.errors import GenerationError
+from rag_core.grounding import (
+    Evidence,
+    check_sentences,
+    citations_for,
+    extractive_answer,
+    render_answer,
+    split_answer,
+)
+from rag_core.prompting import NOT_FOUND, build_messages, is_not_found, markers_in, strip_markers
+from rag_core.protocols import Embedder, Generator
+from rag_core.types import (
+    AnswerOptions,
+    Citation,
+    Done,
+    Event,
+    Hit,
+    Message,
+    Retrieved,
+    SentenceCheck,
+    SentenceChecked,
+    Timings,
+    Token,
+    Turn,
+)
+
+QUOTED_LEAD = "Your documents say:"
+NOT_FOUND_LEAD = "The documents may not answer this directly; the closest they say is:"
+UNCHECKED_LEAD = "The generated answer could not be checked against your documents; they say:"
+Fallback = Literal["refused", "not-found", "unsupported"]
+
+
+def refusal_text(question: str) -> str:
+    """What a refused question is answered with."""
+    q = " ".join(question.split())
+    if len(q) > 120:
+        q = q[:117] + "..."
+    return (
+        f"Your documents don't say. Nothing in them answers “{q}”. "
+        "The closest passages are listed under Sources."
+    )
+
+
+@dataclass
+class _Draft:
+    """The generator's text so far and the verdicts on its finished sentences."""
+
+    raw: str = ""
+    checks: list[SentenceCheck] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+    consumed: int = 0  # sentences of `raw` checked (or skipped as repeats)
+    first_token_ms: float | None = None
+    status: Literal["complete", "stopped", "error"] = "complete"
+    error: str | None = None
+
+
+class Answerer:
+    """Answers one question from its retrieved passages (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        embedder: Embedder,
+        generator: Generator,
+        retrieved: Retrieved,
+        options: AnswerOptions,
+        config: dict[str, Any],
+        started: float,
+    ) -> None:
+        self.settings = settings
+        self.generator = generator
+        self.retrieved = retrieved
+        self.options = options
+        self.config = config
+        self.started = started
+        self.evidence = Evidence(retrieved.question, retrieved.hits, embedder)
+
+    # -- the whole answer ------------------------------------------------------------------
+
+    def run(self, history: Sequence[Turn], stop: threading.Event) -> Iterator[Event]:
+        """Token and SentenceChecked events, then one Done."""
+        if self.retrieved.refused:
+            text = refusal_text(self.retrieved.question)
+            yield Token(text)
+            yield self.done(lead=text, refused=True, mode="refused")
+            return
+        if self.options.answer_mode == "extractive":
+            yield from self.quote(None)
+            return
+        yield from self.generate(history, stop)
+
+    def done(self, **fields: Any) -> Done:
+        """The Done event: the answer rendered from its lead and sentence verdicts."""
+        r = self.retrieved
+        total = (time.perf_counter() - self.started) * 1000
+        base: dict[str, Any] = {
+            "question": r.question, "query": r.query, "hits": r.hits, "config": self.config,
+            "raw_answer": "", "citations": (), "sentences": (), "refused": False,
+            "status": "complete", "lead": "",
+            "timings": Timings(retrieval_ms=r.retrieval_ms, total_ms=total),
+        }  # fmt: skip
+        base.update(fields)
+        if "answer" not in fields:
+            base["answer"] = render_answer(base["lead"], base["sentences"])
+        return Done(**base)
+
+    # -- generation --------------------------------------------------------------------------
+
+    def generate(self, history: Sequence[Turn], stop: threading.Event) -> Iterator[Event]:
+        """Stream the generator's answer, checking each sentence as soon as it is complete."""
+        o, s = self.options, self.settings
+        messages = build_messages(
+            self.retrieved.question, self.retrieved.hits, history, s.max_history_turns
+        )
+        draft = _Draft()
+        halt = threading.Event()  # the user's stop, or ours (NOT FOUND, a repeated sentence)
+        t_gen = time.perf_counter()
+        try:
+            pieces = self.generator.stream(
+                messages, max_new_tokens=o.max_new_tokens, temperature=s.temperature, stop=halt
+            )
+            for piece in pieces:
+                if stop.is_set():
+                    halt.set()
+                if piece:
+                    yield from self._take(piece, draft, halt)
+            if stop.is_set() and not is_not_found(draft.raw):
+                draft.status = "stopped"
+        except GenerationError as exc:
+            draft.status, draft.error = "error", f"The answer could not be generated: {exc}"
+        timings = self._timings(draft, messages, t_gen)
+        yield from self._finish(draft, halt, timings)
+
+    def _take(self, piece: str, draft: _Draft, halt: threading.Event) -> Iterator[Event]:
+        """One streamed piece: pass it on, and check the sentences it completes."""
+        if draft.first_token_ms is None:
+            draft.first_token_ms = (time.perf_counter() - self.started) * 1000
+        draft.raw += piece
+        yield Token(piece)
+        if draft.raw.lstrip().upper().startswith(NOT_FOUND):
+            halt.set()
+            return
+        if halt.is_set():
+            return
+        complete = split_answer(draft.raw)[:-1]
+        if len(complete) > draft.consumed:
+            new = self._check(complete[draft.consumed :], draft, halt)
+            draft.consumed = len(complete)
+            for c in new:
+                yield SentenceChecked(c)
+
+    def _check(
+        self, sentences: Sequence[str], draft: _Draft, halt: threading.Event
+    ) -> list[SentenceCheck]:
+        """Check new sentences; a sentence the model repeats ends the answer (small models loop)."""
+        fresh = []
+        for sentence in sentences:
+            key = " ".join(strip_markers(sentence).lower().split())
+            if key in draft.seen:
+                halt.set()
+                break
+            draft.seen.add(key)
+            fresh.append(sentence)
+        new = check_sentences(
+            fresh,
+            self.evidence,
+            threshold=self.settings.support_threshold,
+            start_index=len(draft.checks),
+            policy=self.options.grounding,
+        )
+        draft.checks.extend(new)
+        return new
+
+    def _timings(self, draft: _Draft, messages: Sequence[Message], t_gen: float) -> Timings:
+        gen_ms = (time.perf_counter() - t_gen) * 1000
+        tokens = self.generator.count_tokens(draft.raw) if draft.raw else 0
+        retrieval_ms = self.retrieved.retrieval_ms
+        decode_s = max((gen_ms - ((draft.first_token_ms or 0) - retrieval_ms)) / 1000, 1e-6)
+        return Timings(
+            retrieval_ms=retrieval_ms,
+            first_token_ms=draft.first_token_ms,
+            generation_ms=gen_ms,
+            total_ms=(time.perf_counter() - self.started) * 1000,
+            tokens=tokens,
+            tokens_per_s=(tokens - 1) / decode_s if tokens > 1 else None,
+            prompt_tokens=_prompt_tokens(self.generator, messages),
+        )
+
+    def _finish(self, draft: _Draft, halt: threading.Event, timings: Timings) -> Iterator[Event]:
+        """Check what is left of the text, then the Done (or a quoted fallback)."""
+        if is_not_found(draft.raw):
+            yield from self.quote("not-found", draft, timings)
+            return
+        sentences = split_answer(draft.raw)
+        if len(sentences) > draft.consumed and draft.status != "stopped" and not halt.is_set():
+            for c in self._check(sentences[draft.consumed :], draft, halt):
+                yield SentenceChecked(c)
+        if draft.status == "complete" and not any(c.supported for c in draft.checks):
+            yield from self.quote("unsupported", draft, timings)
+            return
+        hits = self.retrieved.hits
+        if self.options.grounding == "off":
+            citations = _marker_citations(draft.raw, hits)
+            answer: str | None = draft.raw.strip()
+        else:
+            citations, answer = citations_for(draft.checks, hits), None
+        fields: dict[str, Any] = {
+            "raw_answer": draft.raw, "citations": citations, "sentences": tuple(draft.checks),
+            "mode": "generated", "status": draft.status, "timings": timings,
+            "error": draft.error,
+        }  # fmt: skip
+        if answer is not None:
+            fields["answer"] = answer
+        elif draft.status == "error" and not any(c.shown for c in draft.checks):
+            fields["lead"] = draft.error or "The answer could not be generated."
+        yield self.done(**fields)
+
+    # -- quoting -----------------------------------------------------------------------------
+
+    def quote(
+        self,
+        fallback: Fallback | None,
+        draft: _Draft | None = None,
+        timings: Timings | None = None,
+    ) -> Iterator[Event]:
+        """Quote the passage sentences that best answer the question; refuse if none does.
+        `fallback` says why (None: quotes were asked for); the generated sentences, if any, are
+        kept as 'replaced'."""
+        quoted = extractive_answer(
+            self.retrieved.question, self.evidence, min_score=self.settings.extractive_min_score
+        )
+        replaced = tuple(replace(c, verdict="replaced") for c in (draft.checks if draft else ()))
+        raw = draft.raw if draft else ""
+        extra = {"timings": timings} if timings is not None else {}
+        if not quoted:
+            text = refusal_text(self.retrieved.question)
+            if fallback is None:
+                yield Token(text)
+            yield self.done(lead=text, raw_answer=raw, sentences=replaced, refused=True,
+                            mode="refused", **extra)  # fmt: skip
+            return
+        lead = {None: "", "not-found": NOT_FOUND_LEAD, "unsupported": UNCHECKED_LEAD}
+        lead_text = lead.get(fallback, "")
+        numbered = tuple(replace(c, index=len(replaced) + i) for i, c in enumerate(quoted))
+        if fallback is None:
+            yield Token(render_answer(lead_text, numbered))
+        for c in numbered:
+            yield SentenceChecked(c)
+        yield self.done(
+            lead=lead_text, raw_answer=raw, sentences=replaced + numbered, mode="extractive",
+            citations=citations_for(quoted, self.retrieved.hits), **extra,
+        )  # fmt: skip
+
+
+def _prompt_tokens(generator: Generator, messages: Sequence[Message]) -> int:
+    """Tokens of the prompt the generator read; 0 if it cannot say."""
+    try:
+        return int(generator.count_prompt_tokens(messages))
+    except (AttributeError, GenerationError, ValueError):
+        return 0
+
+
+def _marker_citations(raw: str, hits: Sequence[Hit]) -> tuple[Citation, ...]:
+    """Citations exactly as the generator wrote them (markers to no passage are dropped)."""
+    return tuple(Citation(n, hits[n - 1].chunk) for n in markers_in(raw) if 1 <= n <= len(hits))

@@ -1,0 +1,71 @@
+"""BaseGenerator: the checks every generator's `stream` makes, and `generate` built on it.
+
+A backend implements `_stream` (and `count_tokens`, `count_prompt_tokens`); `stream` validates
+the arguments at the call, before any text, so a bad value is a ConfigError naming it rather
+than a failure in a worker thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+
+from rag_core.errors import ConfigError
+from rag_core.types import Message
+
+
+class BaseGenerator(ABC):
+    """What rag_core.protocols.Generator asks for, with the shared validation."""
+
+    name: str
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        stop: threading.Event | None = None,
+    ) -> Iterator[str]:
+        """Yield the answer's new text as it is generated (see the Generator protocol)."""
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
+            raise ConfigError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+        if max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+        if isinstance(temperature, bool) or temperature < 0:
+            raise ConfigError(f"temperature must be >= 0, got {temperature!r}")
+        if not messages:
+            raise ConfigError("messages must not be empty")
+        return self._stream(list(messages), max_new_tokens, float(temperature), stop)
+
+    @abstractmethod
+    def _stream(
+        self,
+        messages: list[Message],
+        max_new_tokens: int,
+        temperature: float,
+        stop: threading.Event | None,
+    ) -> Iterator[str]:
+        """The backend's generation, arguments already checked."""
+
+    def generate(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        stop: threading.Event | None = None,
+    ) -> str:
+        """The whole answer as one string (built on stream)."""
+        return "".join(
+            self.stream(messages, max_new_tokens=max_new_tokens, temperature=temperature, stop=stop)
+        )
+
+    @abstractmethod
+    def count_tokens(self, text: str) -> int:
+        """Tokens of `text` as this generator counts them."""
+
+    @abstractmethod
+    def count_prompt_tokens(self, messages: Sequence[Message]) -> int:
+        """Tokens of the prompt this generator reads for `messages`."""
