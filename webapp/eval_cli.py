@@ -29,6 +29,7 @@ from rag_core.evaluation import (
     BeirDataset,
     CorpusMap,
     RefusalStats,
+    RetrievalScores,
     best_threshold,
     calibrate_gate,
     evaluate_answers,
@@ -70,8 +71,18 @@ def add_eval_commands(sub: Any) -> None:
     esub = ev.add_subparsers(dest="eval_cmd", required=True)
 
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--beir", required=True, metavar="DIR", help="BEIR-format dataset folder")
-    common.add_argument("--split", default="dev", help="qrels/<SPLIT>.tsv (default: dev)")
+    common.add_argument(
+        "--beir",
+        required=True,
+        metavar="DIR[,DIR...]",
+        help="BEIR-format dataset folder(s), comma-separated: each is measured on its own "
+        "index, then their macro average",
+    )
+    common.add_argument(
+        "--split",
+        default="auto",
+        help="qrels/<SPLIT>.tsv (default auto: test where a dataset has one, else dev)",
+    )
     common.add_argument(
         "--index-dir",
         default=None,
@@ -85,6 +96,9 @@ def add_eval_commands(sub: Any) -> None:
     )
     r.add_argument("--mode", choices=[*MODES, "all"], default="all")
     r.add_argument("--limit", type=int, default=None, help="at most N queries (evenly spread)")
+    r.add_argument(
+        "--per-query", action="store_true", help="with --json: each query's nDCG@10 per mode"
+    )
     r.set_defaults(func=cmd_retrieval)
 
     a = esub.add_parser(
@@ -286,31 +300,99 @@ def _round(data: dict[str, Any], digits: int = 4) -> dict[str, Any]:
 # commands
 
 
-def cmd_retrieval(args: argparse.Namespace, settings: Settings) -> int:
-    dataset = load_beir(args.beir, args.split)
+def dataset_paths(spec: str) -> list[Path]:
+    """The folders of `--beir A,B,C` (at least one)."""
+    paths = [Path(p.strip()).expanduser() for p in spec.split(",") if p.strip()]
+    if not paths:
+        raise UserError("--beir names no dataset folder")
+    return paths
+
+
+def resolve_split(path: Path, split: str) -> str:
+    """'auto': the dataset's test half if it has one, else dev."""
+    if split != "auto":
+        return split
+    return "test" if (path / "qrels" / "test.tsv").is_file() else "dev"
+
+
+def load_datasets(args: argparse.Namespace) -> list[BeirDataset]:
+    if len(dataset_paths(args.beir)) > 1 and args.index_dir:
+        raise UserError("--index-dir names one index: give it with a single --beir dataset")
+    return [load_beir(p, resolve_split(p, args.split)) for p in dataset_paths(args.beir)]
+
+
+def _retrieval_of(
+    args: argparse.Namespace, settings: Settings, dataset: BeirDataset, modes: list[RetrievalMode]
+) -> tuple[list[RetrievalScores], IndexInfo, dict[str, str]]:
     ids = spread(list(dataset.queries), args.limit)
     queries = {q: dataset.queries[q] for q in ids}
-    modes = list(MODES) if args.mode == "all" else [args.mode]
     engine, cmap, info = open_index(args, settings, dataset)
     try:
         scores = evaluate_retrieval(
-            engine,
-            queries,
-            dataset.qrels,
-            modes,
-            documents=cmap,
-            progress=_progress("queries"),
+            engine, queries, dataset.qrels, modes, documents=cmap, progress=_progress("queries")
         )
     finally:
         _close(engine)
+    return scores, info, queries
+
+
+def cmd_retrieval(args: argparse.Namespace, settings: Settings) -> int:
+    modes = list(MODES) if args.mode == "all" else [args.mode]
+    results = []
+    for dataset in load_datasets(args):
+        scores, info, queries = _retrieval_of(args, settings, dataset, modes)
+        results.append((dataset, info, queries, scores))
+    macro = macro_average([scores for *_, scores in results]) if len(results) > 1 else None
     if args.json:
-        out = _header(dataset, info, len(queries))
-        out["settings"] = settings.snapshot()
-        out["modes"] = {s.mode: _round(asdict(s)) for s in scores}
-        print(json.dumps(out, indent=2))
+        outs = []
+        for dataset, info, queries, scores in results:
+            out = _header(dataset, info, len(queries))
+            out["settings"] = settings.snapshot()
+            out["modes"] = {sc.mode: _round(_scores_json(sc, args.per_query)) for sc in scores}
+            outs.append(out)
+        data: dict[str, Any] = outs[0] if macro is None else {"datasets": outs, "macro": macro}
+        print(json.dumps(data, indent=2))
         return 0
+    for dataset, info, queries, scores in results:
+        _print_retrieval(dataset, info, len(queries), scores, settings)
+    if macro is not None:
+        names = ", ".join(f"{d.path.name} ({d.split})" for d, *_ in results)
+        print(f"\nmacro average over {len(results)} datasets: {names}")
+        print(f"{'mode':<8}" + "".join(f"{c:>9}" for c in ("nDCG@10", "R@10", "R@100", "MRR@10")))
+        for mode, m in macro.items():
+            cells = (m["ndcg_at_10"], m["recall_at_10"], m["recall_at_100"], m["mrr_at_10"])
+            print(f"{mode:<8}" + "".join(f"{v:>9.3f}" for v in cells))
+    return 0
+
+
+def macro_average(per_dataset: Sequence[Sequence[RetrievalScores]]) -> dict[str, dict[str, float]]:
+    """Each mode's metrics averaged over datasets (every dataset counts the same)."""
+    out: dict[str, dict[str, float]] = {}
+    for mode in dict.fromkeys(s.mode for scores in per_dataset for s in scores):
+        rows = [s for scores in per_dataset for s in scores if s.mode == mode]
+        out[mode] = {
+            key: round(sum(getattr(s, key) for s in rows) / len(rows), 4)
+            for key in ("ndcg_at_10", "recall_at_10", "recall_at_100", "mrr_at_10")
+        }
+    return out
+
+
+def _scores_json(scores: RetrievalScores, per_query: bool) -> dict[str, Any]:
+    data = asdict(scores)
+    if not per_query:
+        data.pop("per_query", None)
+    return data
+
+
+def _print_retrieval(
+    dataset: BeirDataset,
+    info: IndexInfo,
+    queries: int,
+    scores: Sequence[RetrievalScores],
+    settings: Settings,
+) -> None:
     print(
-        f"{dataset.path.name} ({dataset.split}): {len(queries)} queries, "
+        f"{dataset.path.name} ({dataset.split}): {queries} queries, "
         f"{info.documents} documents, {info.chunks} chunks "
         f"(chunk_size {settings.chunk_size}, overlap {settings.chunk_overlap})"
     )
@@ -322,10 +404,16 @@ def cmd_retrieval(args: argparse.Namespace, settings: Settings) -> int:
             f"{s.mrr_at_10:>9.3f}{s.latency_p50_ms:>9.1f}{s.latency_p95_ms:>9.1f}"
         )
     print(
-        f"latency: one search as answers run it (top_k {settings.top_k}, candidates "
-        f"{settings.candidates}, query embedding included)"
+        f"latency: Engine.retrieve as an answer runs it (top_k {settings.top_k}, candidates "
+        f"{settings.candidates}, query embedding and refusal gate included)"
     )
-    return 0
+
+
+def _single_dataset(args: argparse.Namespace, command: str) -> BeirDataset:
+    datasets = load_datasets(args)
+    if len(datasets) > 1:
+        raise UserError(f"`ragchat eval {command}` takes one --beir dataset")
+    return datasets[0]
 
 
 def _unanswerable(args: argparse.Namespace) -> list[str]:
@@ -347,7 +435,7 @@ _ANSWER_ROWS = (
 
 
 def cmd_answers(args: argparse.Namespace, settings: Settings) -> int:
-    dataset = load_beir(args.beir, args.split)
+    dataset = _single_dataset(args, "answers")
     unanswerable = spread(_unanswerable(args), args.limit)
     ids = spread(list(dataset.queries), args.limit)
     questions: list[tuple[str, frozenset[str] | None]] = [
@@ -406,7 +494,7 @@ def _feature_json(f: GateFeatures) -> dict[str, float]:
 
 
 def cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
-    dataset = load_beir(args.beir, args.split)
+    dataset = _single_dataset(args, "calibrate")
     unanswerable = _unanswerable(args)
     engine, _, info = open_index(args, settings, dataset)
     try:

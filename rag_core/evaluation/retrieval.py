@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from rag_core.evaluation.corpus import CorpusMap, Progress, rank_documents
@@ -27,6 +27,7 @@ class RetrievalScores:
     mrr_at_10: float
     latency_p50_ms: float
     latency_p95_ms: float
+    per_query: dict[str, float] = field(default_factory=dict)  # query id -> nDCG@10
 
 
 def search_documents(
@@ -57,25 +58,27 @@ def evaluate_retrieval(
 ) -> list[RetrievalScores]:
     """nDCG@10, Recall@10/@100 and MRR@10 per mode over document rankings of depth k.
 
-    Latency is that of the query as the engine runs it for an answer (top_k passages, the
-    configured candidates per retriever, query embedding included), timed separately.
+    Latency is what a user waits for before the first token: Engine.retrieve (query embedding,
+    search with the configured top_k and candidates, the refusal gate), timed separately.
     """
     documents = documents or CorpusMap({})
-    s = engine.settings
     out = []
     total = len(queries) * len(modes)
     done = 0
     for mode in modes:
+        options = engine.options(mode=mode)
         ndcg, r10, r100, mrr, latency = [], [], [], [], []
+        each: dict[str, float] = {}
         for qid, text in queries.items():
             ranking = search_documents(engine, text, mode, k, documents)
             judged = qrels.get(qid, {})
             ndcg.append(ndcg_at_k(ranking, judged, 10))
+            each[qid] = round(ndcg[-1], 4)
             r10.append(recall_at_k(ranking, judged, 10))
             r100.append(recall_at_k(ranking, judged, 100))
             mrr.append(mrr_at_k(ranking, judged, 10))
             t0 = time.perf_counter()
-            engine.retriever.search(text, mode=mode, k=s.top_k, candidates=s.candidates)
+            engine.retrieve(text, (), options)
             latency.append((time.perf_counter() - t0) * 1000)
             done += 1
             if progress:
@@ -90,6 +93,7 @@ def evaluate_retrieval(
                 mrr_at_10=mean(mrr) or 0.0,
                 latency_p50_ms=percentile(latency, 50) or 0.0,
                 latency_p95_ms=percentile(latency, 95) or 0.0,
+                per_query=each,
             )
         )
     return out

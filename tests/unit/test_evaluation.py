@@ -326,6 +326,29 @@ def test_cli_retrieval_json_and_index_reuse(
     assert "nDCG@10" in table and "hybrid" in table
 
 
+def test_cli_retrieval_over_several_datasets(
+    fake_cli: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        eval_cli, "default_index_dir", lambda d, key: fake_cli / f"idx-{d.path.name}"
+    )
+    half = dict(list(QUERIES.items())[:3])
+    write_beir(fake_cli / "halves", DOCS, half, [q for q in QRELS if q[0] in half], split="test")
+    both = f"{fake_cli / 'set'},{fake_cli / 'halves'}"
+    assert main(["eval", "retrieval", "--beir", both, "--json", "--per-query"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    first, second = out["datasets"]
+    assert (first["split"], second["split"]) == ("dev", "test")  # auto: test where there is one
+    assert second["queries"] == 3 and len(second["modes"]["dense"]["per_query"]) == 3
+    for mode, macro in out["macro"].items():
+        mean = (first["modes"][mode]["ndcg_at_10"] + second["modes"][mode]["ndcg_at_10"]) / 2
+        assert macro["ndcg_at_10"] == pytest.approx(mean, abs=1e-3)
+    assert main(["eval", "retrieval", "--beir", both, "--mode", "dense"]) == 0
+    assert "macro average over 2 datasets" in capsys.readouterr().out
+    assert main(["eval", "calibrate", "--beir", both]) == 1
+    assert "takes one --beir dataset" in capsys.readouterr().err
+
+
 def test_cli_refuses_foreign_index_dir(fake_cli: Path, capsys: pytest.CaptureFixture[str]) -> None:
     foreign = fake_cli / "mydata"
     foreign.mkdir()
