@@ -1,7 +1,7 @@
 """build_app(engine, settings) -> gr.Blocks: the chat, sources inspector, history, knowledge base.
 
 A thin adapter: every callback asks the engine or the conversation log and renders the result
-with `webapp.handlers`. Building the app loads nothing heavy; models load on first use.
+with `webapp.render`. Building the app loads nothing heavy; models load on first use.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from rag_core.errors import (
 )
 from rag_core.ingest.pipeline import OPERATOR, SUPPORTED_EXTENSIONS, clean_name
 from rag_core.types import Actor, Done, IngestResult, Logged, Retrieved, SentenceChecked, Token
-from webapp import handlers as h
+from webapp import render as h
 from webapp.auth import LOCAL_USER
 from webapp.security import escape_text
 
