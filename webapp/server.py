@@ -66,7 +66,7 @@ CLEAN_EVERY_S = 600.0
 
 def _start_upload_cleaner(settings: Settings) -> None:
     """Every ten minutes, delete uploads that were never submitted (aborted uploads)."""
-    from webapp.app import clean_stale_uploads
+    from webapp.ui.knowledge import clean_stale_uploads
 
     def loop() -> None:
         while True:
@@ -85,8 +85,10 @@ def build_server_app(settings: Settings, demo: bool = True) -> tuple[Engine, Any
     """The engine (recovered, demo seeded, warming up) and the FastAPI app with the UI mounted."""
     from rag_core.factory import build_engine
     from webapp.api import create_app
-    from webapp.app import build_app, clean_stale_uploads, ensure_secret, launch_options
     from webapp.auth import parse_users
+    from webapp.ui.knowledge import clean_stale_uploads
+    from webapp.ui.layout import build_app, ensure_secret
+    from webapp.ui.theme import launch_options
 
     users = parse_users(settings.auth) if settings.auth else None  # bad config fails before models
     engine = build_engine(settings)

@@ -10,7 +10,7 @@ import base64
 import dataclasses
 import json
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast, get_args
 
@@ -28,6 +28,7 @@ from rag_core.db.models import (
 )
 from rag_core.db.records import ConversationRecord, TurnRecord
 from rag_core.errors import ConversationNotFoundError, UserError
+from rag_core.grounding import render_answer
 from rag_core.text import storable
 from rag_core.types import Chunk, Citation, Done, Hit, SentenceCheck, Timings, Turn, Verdict
 
@@ -160,7 +161,7 @@ def _turn_record(row: TurnRow) -> TurnRecord:
         hits=tuple(hits),
         citations=tuple(citations),
         sentences=sentences,
-        lead=row.lead or "",
+        lead=row.lead if row.lead is not None else _old_lead(row.answer, sentences),
     )
 
 
@@ -179,6 +180,15 @@ def _verdict(s: TurnSentenceRow, turn: TurnRow) -> Verdict:
     if turn.mode != "generated":
         return "replaced"
     return _OLD_UNSUPPORTED.get(str(turn.config.get("grounding", "mark")), "marked")
+
+
+def _old_lead(answer: str, sentences: Sequence[SentenceCheck]) -> str:
+    """The lead of a turn logged before 0005: the answer's text before its shown sentences (all
+    of it when none was shown, as in a refusal); "" when they do not make up its end."""
+    shown = render_answer("", sentences)
+    if not shown:
+        return answer
+    return answer[: -len(shown)].strip() if answer.endswith(shown) else ""
 
 
 def _timings(data: Mapping[str, Any]) -> Timings:

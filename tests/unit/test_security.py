@@ -14,7 +14,6 @@ from rag_core.config import Settings
 from tests.unit.test_api import make_engine
 from webapp import security
 from webapp.api import create_app
-from webapp.app import clean_stale_uploads
 from webapp.security import (
     LoginLimiter,
     SessionTokens,
@@ -24,6 +23,7 @@ from webapp.security import (
     parse_origins,
     same_origin,
 )
+from webapp.ui.knowledge import clean_stale_uploads
 
 
 class Clock:

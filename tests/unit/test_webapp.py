@@ -23,7 +23,7 @@ from rag_core.types import (
     Timings,
     Token,
 )
-from webapp import handlers as h
+from webapp import render
 from webapp.auth import authenticator, hash_password, parse_users, verify_password
 
 XSS = '<script>window.__xss=1</script><img src=x onerror="window.__xss=1">'
@@ -61,7 +61,7 @@ def test_document_text_and_names_are_escaped_everywhere() -> None:
     c = chunk(f"The valve runs at 42 bar. {XSS}", name=f"{XSS}.md")
     hits = (hit(c),)
     check = SentenceCheck(0, "It runs at 42 bar. [1]", True, 0.9, 1, "The valve runs at 42 bar.")
-    view = h.TurnView(question=XSS, turn_id=7)
+    view = render.TurnView(question=XSS, turn_id=7)
     for event in (
         Retrieved(XSS, XSS, hits, False),
         Token("It runs at 42 bar."),
@@ -71,16 +71,16 @@ def test_document_text_and_names_are_escaped_everywhere() -> None:
     ):
         view.apply(event)
     rendered = [
-        h.render_turn(view),
-        h.render_sources(view, focus=1),
-        h.render_error(XSS, XSS),
-        h.render_chunks(
+        render.render_turn(view),
+        render.render_sources(view, focus=1),
+        render.render_error(XSS, XSS),
+        render.render_chunks(
             DocumentRecord("d1", XSS, "x", 1, 1, "text", None, 1, datetime.now(UTC)), [c]
         ),
-        h.render_history(
+        render.render_history(
             [ConversationRecord("c", "u", XSS, datetime.now(UTC), datetime.now(UTC), 1)], "c"
         ),
-        h.render_ingest_results([IngestResult(XSS, "error", error=XSS)]),
+        render.render_ingest_results([IngestResult(XSS, "error", error=XSS)]),
     ]
     for fragment in rendered:
         assert no_raw_markup(fragment), fragment
@@ -89,13 +89,13 @@ def test_document_text_and_names_are_escaped_everywhere() -> None:
 
 def test_streaming_shows_the_unchecked_tail_as_pending() -> None:
     c = chunk("The valve runs at 42 bar. It was made in 2019.")
-    view = h.TurnView(question="q")
+    view = render.TurnView(question="q")
     view.apply(Retrieved("q", "q", (hit(c),), False))
     view.apply(Token("It runs at 42 bar. It is blue"))
-    html_text = h.render_turn(view)
+    html_text = render.render_turn(view)
     assert 'class="rc-pending"' in html_text and "It runs at 42 bar. It is blue" in html_text
     view.apply(SentenceChecked(SentenceCheck(0, "It runs at 42 bar. [1]", True, 0.9, 1, "x")))
-    html_text = h.render_turn(view)
+    html_text = render.render_turn(view)
     assert '<span class="rc-ok">It runs at 42 bar.' in html_text
     assert 'data-n="1"' in html_text
     pending = html_text.split('class="rc-pending"')[1]
@@ -108,38 +108,44 @@ def test_unsupported_sentences_are_marked_with_their_reason() -> None:
     good = SentenceCheck(0, "It runs at 42 bar. [1]", True, 0.9, 1, "The valve runs at 42 bar.")
     bad = SentenceCheck(1, "It is painted blue.", False, 0.1, None, None, "no matching passage")
     answer = "It runs at 42 bar. [1] It is painted blue. [not in your documents]"
-    view = h.TurnView(question="q")
+    view = render.TurnView(question="q")
     view.apply(done(answer, hits, (good, bad)))
-    html_text = h.render_turn(view)
+    html_text = render.render_turn(view)
     assert "[not in your documents]" not in html_text
     assert 'class="rc-unsupported" title="Not in your documents: no matching passage"' in html_text
     assert "It is painted blue." in html_text.split("rc-unsupported")[1]
-    assert h.answer_segments("A b. C d. [not in your documents]", ()) == [
-        ("A b. ", None),
-        ("C d.", "no passage supports it"),
+    assert render.answer_segments(view) == [
+        ("It runs at 42 bar. [1]", None),
+        ("It is painted blue.", "no matching passage"),
     ]
+    # a turn logged before verdicts were kept, whose parts do not make up its text: its text
+    legacy = render.TurnView(question="q")
+    legacy.apply(done("Something else entirely.", hits, (good, bad)))
+    assert render.answer_segments(legacy) == [("Something else entirely.", None)]
 
 
 def test_refusal_and_stopped_turns_are_labelled() -> None:
     c = chunk("Unrelated text.")
-    view = h.TurnView(question="q")
+    view = render.TurnView(question="q")
     view.apply(done("Your documents don't say.", (hit(c),), (), refused=True, mode="refused"))
-    assert "rc-refused" in h.render_turn(view)
-    assert "Refused" in h.render_sources(view)
-    view = h.TurnView(question="q")
+    assert "rc-refused" in render.render_turn(view)
+    assert "Refused" in render.render_sources(view)
+    view = render.TurnView(question="q")
     view.apply(done("", (hit(c),), (), status="stopped"))
-    assert "stopped" in h.render_turn(view)
+    assert "stopped" in render.render_turn(view)
 
 
 def test_highlight_marks_support_and_question_words() -> None:
     text = "Intro. The valve runs at 42 bar. Valves rust."
     start = text.index("The valve")
-    out = h.highlight(text, h.question_terms("How fast does the valve run?"), (start, start + 25))
+    out = render.highlight(
+        text, render.question_terms("How fast does the valve run?"), (start, start + 25)
+    )
     assert out.count('<mark class="rc-support">') == 1
     assert (
         '<mark class="rc-term">valve</mark>' in out and '<mark class="rc-term">Valves</mark>' in out
     )
-    assert "does" not in h.question_terms("How fast does the valve run?")
+    assert "does" not in render.question_terms("How fast does the valve run?")
 
 
 def test_password_hashes_round_trip_and_users_parse() -> None:

@@ -1,0 +1,139 @@
+"""The history sidebar and the knowledge base tab: conversations, upload results, documents and
+their chunks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rag_core.db.records import ConversationRecord
+from rag_core.types import Chunk, DocumentRecord, IngestResult
+from webapp.render.text import esc, fmt_time
+
+_STATUS_LABEL = {
+    "added": "added",
+    "duplicate": "duplicate",
+    "replaced": "new version",
+    "error": "error",
+}
+_LOAD_MORE = (
+    '<button type="button" class="rc-more" data-action="more" id="rc-history-more">'
+    "Load more</button>"
+)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+def render_history(
+    conversations: Sequence[ConversationRecord],
+    active: str | None,
+    *,
+    more: bool = False,
+    search: str = "",
+) -> str:
+    """Past conversations, newest first; a click opens one. `more`: a 'Load more' button;
+    `search`: the title filter the list was made with."""
+    if not conversations:
+        empty = (
+            f"No conversation title contains “{esc(search)}”."
+            if search
+            else "No conversations yet."
+        )
+        return f'<div class="rc-history"><p class="rc-muted">{empty}</p></div>'
+    items = []
+    for c in conversations:
+        cls = "rc-conv is-active" if c.id == active else "rc-conv"
+        items.append(
+            f'<button type="button" class="{cls}" data-action="open" data-conv="{esc(c.id)}" '
+            f'title="{esc(c.title)}"><span class="rc-conv-title">{esc(c.title)}</span>'
+            f'<span class="rc-conv-meta">{esc(fmt_time(c.updated_at))} · '
+            f"{_plural(c.turn_count, 'question')}</span></button>"
+        )
+    if more:
+        items.append(_LOAD_MORE)
+    return f'<div class="rc-history">{"".join(items)}</div>'
+
+
+def _ingest_detail(r: IngestResult) -> str:
+    doc = r.document
+    if r.status == "error":
+        return r.error or "could not be ingested"
+    if r.status == "duplicate" and doc is not None:
+        return f"same content as {doc.name} (v{doc.version}); nothing added"
+    if doc is not None:
+        reused = f", {r.reused_embeddings} embeddings reused" if r.reused_embeddings else ""
+        return f"v{doc.version}: {_plural(r.chunks, 'chunk')}{reused} in {r.seconds:.1f} s"
+    return ""
+
+
+def render_ingest_results(results: Sequence[IngestResult]) -> str:
+    """One row per uploaded file: added, duplicate, new version or error with the reason."""
+    if not results:
+        return ""
+    rows = [
+        f'<tr class="rc-ingest-{r.status}"><td class="rc-fname">{esc(r.name)}</td>'
+        f'<td><span class="rc-status rc-status-{r.status}">{_STATUS_LABEL[r.status]}'
+        "</span></td>"
+        f"<td>{esc(_ingest_detail(r))}</td></tr>"
+        for r in results
+    ]
+    return (
+        '<table class="rc-table rc-results"><thead><tr><th>File</th><th>Result</th><th>Details</th>'
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def added_by(d: DocumentRecord) -> str:
+    """Who added a document: its owner, and this version's author when someone else."""
+    owner = d.owner or "–"
+    if d.added_by and d.added_by != d.owner:
+        return f"{owner} (v{d.version}: {d.added_by})"
+    return owner
+
+
+def render_documents(docs: Sequence[DocumentRecord]) -> str:
+    """The documents table: name, type, pages, chunks, version, who added it, when."""
+    if not docs:
+        return '<p class="rc-muted rc-empty-docs">No documents yet: drop files above.</p>'
+    rows = []
+    for d in docs:
+        pages = "–" if d.page_count is None else str(d.page_count)
+        rows.append(
+            f'<tr><td class="rc-fname" title="{esc(d.id)}">{esc(d.name)}</td>'
+            f"<td>{esc(d.doc_type)}</td><td class='rc-num'>{pages}</td>"
+            f"<td class='rc-num'>{d.chunk_count}</td><td class='rc-num'>v{d.version}</td>"
+            f"<td class='rc-owner'>{esc(added_by(d))}</td>"
+            f"<td>{esc(fmt_time(d.added_at))}</td></tr>"
+        )
+    total = sum(d.chunk_count for d in docs)
+    return (
+        f'<div class="rc-kb-summary">{_plural(len(docs), "document")} · {total} chunks</div>'
+        '<div class="rc-table-wrap"><table class="rc-table rc-docs"><thead><tr><th>Name</th>'
+        "<th>Type</th><th>Pages</th><th>Chunks</th><th>Version</th><th>Added by</th><th>Added</th>"
+        "</tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )
+
+
+def render_chunks(doc: DocumentRecord | None, chunks: Sequence[Chunk]) -> str:
+    """A document's chunks in order, each with its location and character offsets."""
+    if doc is None:
+        return '<p class="rc-muted">Pick a document to see how it was split into chunks.</p>'
+    items = []
+    for c in chunks:
+        loc = f" · {c.location}" if c.location else ""
+        items.append(
+            f'<article class="rc-chunk"><header>chunk {c.index + 1}{esc(loc)}'
+            f'<span class="rc-offsets">chars {c.char_start}–{c.char_end}</span></header>'
+            f'<div class="rc-chunk-text">{esc(c.text)}</div></article>'
+        )
+    return (
+        f'<div class="rc-chunks"><div class="rc-panel-title">{esc(doc.name)} · '
+        f"{len(chunks)} chunks</div>{''.join(items)}</div>"
+    )
+
+
+def document_choices(docs: Sequence[DocumentRecord]) -> list[tuple[str, str]]:
+    """(label, id) pairs for the document picker."""
+    return [(f"{d.name} (v{d.version})", d.id) for d in docs]

@@ -1,0 +1,195 @@
+"""The sources inspector for one answer: the focused citation's card, a chart of retrieval scores,
+and every retrieved passage with its rank, score, which retriever found it and what cites it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rag_core.types import Citation, Hit
+from webapp.render.text import esc, highlight, question_terms
+from webapp.render.turns import TurnView
+
+FOUND_BY_LABEL = {"both": "keyword + dense", "dense": "dense", "keyword": "keyword"}
+MODE_LABEL = {"hybrid": "hybrid", "dense": "dense", "bm25": "keyword"}
+
+EMPTY_SOURCES = (
+    '<div class="rc-sources rc-sources-empty"><div class="rc-panel-title">Sources</div>'
+    "<p>Ask a question: every passage the answer was drawn from appears here, with its "
+    "rank, score and which retriever found it. Click a [n] chip to open that passage.</p>"
+    "</div>"
+)
+_LEGEND = (
+    '<div class="rc-legend"><span><i class="rc-by-both"></i>both</span>'
+    '<span><i class="rc-by-dense"></i>dense</span>'
+    '<span><i class="rc-by-keyword"></i>keyword</span>'
+    '<span><i class="rc-cited-dot"></i>cited</span></div>'
+)
+
+
+def _support_span(cite: Citation | None) -> tuple[int, int] | None:
+    if cite is None:
+        return None
+    if cite.support_start is not None and cite.support_end is not None:
+        return (cite.support_start, cite.support_end)
+    if cite.support:
+        i = cite.chunk.text.find(cite.support)
+        if i >= 0:
+            return (i, i + len(cite.support))
+    return None
+
+
+def _score_chart(hits: Sequence[Hit], cited: dict[str, list[int]], focus_id: str | None) -> str:
+    top = max((h.score for h in hits), default=0.0) or 1.0
+    rows = []
+    for h in hits:
+        pct = max(3.0, 100.0 * h.score / top)
+        cls = "rc-bar-cited" if h.chunk.id in cited else ""
+        if h.chunk.id == focus_id:
+            cls += " rc-bar-focus"
+        name = f"#{h.rank} {h.chunk.document_name}"
+        rows.append(
+            f'<div class="rc-bar-row" title="{esc(name)} · score {h.score:.4f}">'
+            f'<span class="rc-bar-rank">{h.rank}</span>'
+            f'<span class="rc-bar-track"><span class="rc-bar rc-by-{h.found_by} {cls}" '
+            f'style="width:{pct:.1f}%"></span></span>'
+            f'<span class="rc-bar-val">{h.score:.3f}</span></div>'
+        )
+    return f'<div class="rc-chart" aria-label="Retrieval scores">{"".join(rows)}{_LEGEND}</div>'
+
+
+def _retriever_detail(h: Hit) -> str:
+    bits = []
+    if h.dense_rank is not None:
+        score = f" ({h.dense_score:.3f})" if h.dense_score is not None else ""
+        bits.append(f"dense #{h.dense_rank}{score}")
+    if h.keyword_rank is not None:
+        score = f" ({h.keyword_score:.2f})" if h.keyword_score is not None else ""
+        bits.append(f"keyword #{h.keyword_rank}{score}")
+    return " · ".join(bits)
+
+
+def _passage(
+    h: Hit,
+    numbers: list[int],
+    terms: Sequence[str],
+    cite: Citation | None,
+    focused: bool,
+) -> str:
+    c = h.chunk
+    classes = ["rc-passage"]
+    if numbers:
+        classes.append("is-cited")
+    if focused:
+        classes.append("is-focused")
+    cited = (
+        '<span class="rc-badge rc-badge-cited">cited '
+        + " ".join(f"[{n}]" for n in numbers)
+        + "</span>"
+        if numbers
+        else '<span class="rc-badge rc-badge-muted">not cited</span>'
+    )
+    loc = f'<span class="rc-loc">{esc(c.location)}</span>' if c.location else ""
+    return (
+        f'<article class="{" ".join(classes)}" data-rank="{h.rank}" data-chunk="{esc(c.id)}">'
+        f'<header><span class="rc-rank">#{h.rank}</span>'
+        f'<span class="rc-doc" title="{esc(c.document_name)}">{esc(c.document_name)}</span>{loc}'
+        "</header>"
+        f'<div class="rc-passage-meta"><span class="rc-badge rc-found-{h.found_by}">'
+        f"{FOUND_BY_LABEL[h.found_by]}</span>{cited}"
+        f'<span class="rc-score" title="{esc(_retriever_detail(h))}">score {h.score:.4f}</span>'
+        "</div>"
+        f"<details{' open' if focused or numbers else ''}><summary>Passage · chunk {c.index + 1}"
+        f'</summary><div class="rc-passage-text">{highlight(c.text, terms, _support_span(cite))}'
+        f'</div><div class="rc-retrievers">{esc(_retriever_detail(h))}</div></details></article>'
+    )
+
+
+def _citation_card(cite: Citation, terms: Sequence[str]) -> str:
+    c = cite.chunk
+    loc = f'<div class="rc-cite-loc">{esc(c.location)}</div>' if c.location else ""
+    support = (
+        f'<div class="rc-cite-support"><span>Supporting sentence</span>“{esc(cite.support)}”</div>'
+        if cite.support
+        else ""
+    )
+    return (
+        f'<section class="rc-citation" data-n="{cite.n}" aria-live="polite">'
+        f'<div class="rc-cite-head"><span class="rc-chip rc-chip-static">{cite.n}</span>'
+        f'<span class="rc-cite-doc">{esc(c.document_name)}</span></div>{loc}{support}'
+        f'<div class="rc-cite-text">{highlight(c.text, terms, _support_span(cite))}</div></section>'
+    )
+
+
+def _focused(view: TurnView, focus: int | None) -> Citation | None:
+    """Citation [focus] of the answer; for a marker no sentence relied on, passage `focus`."""
+    if focus is None:
+        return None
+    cite = {c.n: c for c in view.citations}.get(focus)
+    if cite is None and 1 <= focus <= len(view.hits):
+        cite = Citation(focus, view.hits[focus - 1].chunk)
+    return cite
+
+
+def _head_note(view: TurnView) -> str:
+    if view.mode == "refused":
+        return (
+            '<div class="rc-refusal-note">Refused: no passage answers the question. '
+            "These are the closest ones.</div>"
+        )
+    if not view.finished:
+        return '<div class="rc-muted">Answer in progress: citations appear once checked.</div>'
+    return ""
+
+
+def _summary(view: TurnView, cited: dict[str, list[int]]) -> str:
+    """The question, the query searched for when it differs, and a line of counts."""
+    mode = MODE_LABEL.get(str(view.config.get("retrieval_mode", "")), "")
+    meta = [f"{len(view.hits)} passages"]
+    if mode:
+        meta.append(f"{mode} retrieval")
+    if view.citations:
+        meta.append(f"{len(cited)} cited")
+    query = ""
+    if view.query and view.query.strip() != view.question.strip():
+        query = f'<div class="rc-query">searched for: “{esc(view.query)}”</div>'
+    return (
+        f'<div class="rc-src-q">“{esc(view.question)}”</div>{query}'
+        f'<div class="rc-src-meta">{esc(" · ".join(meta))}</div>'
+    )
+
+
+def _passages(view: TurnView, cited: dict[str, list[int]], focus_id: str | None) -> str:
+    if not view.hits:
+        return '<p class="rc-muted">No passage was retrieved.</p>'
+    terms = question_terms(view.question)
+    return "".join(
+        _passage(
+            h,
+            cited.get(h.chunk.id, []),
+            terms,
+            next((c for c in view.citations if c.chunk.id == h.chunk.id), None),
+            h.chunk.id == focus_id,
+        )
+        for h in view.hits
+    )
+
+
+def render_sources(view: TurnView | None, focus: int | None = None) -> str:
+    """The sources inspector for one answer: citation card, score chart, every passage."""
+    if view is None:
+        return EMPTY_SOURCES
+    cited: dict[str, list[int]] = {}
+    for c in view.citations:
+        cited.setdefault(c.chunk.id, []).append(c.n)
+    focus_cite = _focused(view, focus)
+    focus_id = focus_cite.chunk.id if focus_cite is not None else None
+    card = (
+        _citation_card(focus_cite, question_terms(view.question)) if focus_cite is not None else ""
+    )
+    chart = _score_chart(view.hits, cited, focus_id) if view.hits else ""
+    turn = "" if view.turn_id is None else f' data-turn="{view.turn_id}"'
+    return (
+        f'<div class="rc-sources"{turn}><div class="rc-panel-title">Sources</div>'
+        f"{_summary(view, cited)}{_head_note(view)}{card}{chart}"
+        f'<div class="rc-passages">{_passages(view, cited, focus_id)}</div></div>'
+    )

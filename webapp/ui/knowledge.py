@@ -1,0 +1,257 @@
+"""The knowledge base tab: upload (with its staging and clean-up), a document's chunks, delete,
+refresh; and the document counts the chat's welcome card shows.
+
+Uploads reach the app through Gradio's upload route, which stores them in its cache
+(RAGCHAT_HOME/uploads/incoming). Only a file this server received from the same user is read: a
+client may name any path, which Gradio would copy into its cache first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from rag_core.config import Settings
+from rag_core.engine import Engine
+from rag_core.errors import DocumentNotFoundError, UserError
+from rag_core.ingest.pipeline import SUPPORTED_EXTENSIONS, clean_name
+from rag_core.types import DocumentRecord, IngestResult
+from webapp import render
+from webapp.ui.common import actor_of, user_of, warn
+
+log = logging.getLogger("ragchat.webapp.ui.knowledge")
+
+PROGRESS = gr.Progress()  # gradio injects the real tracker for a parameter with this default
+UPLOAD_CACHE = "incoming"  # Gradio's upload cache, inside RAGCHAT_HOME/uploads
+CONSUMED_KEPT = 256  # outcomes of moved-away cache files remembered for concurrent twins
+_STAGED_EXTENSIONS = frozenset(SUPPORTED_EXTENSIONS)
+
+
+def uploaded_files(payload: Any) -> list[tuple[str, str]]:
+    """(server path, name the user gave the file) for each file of an unpreprocessed gr.File.
+
+    Gradio strips characters such as < > " from the stored file name; the knowledge base keeps
+    (and shows, escaped) the original name. Gradio has already checked that every path lies in
+    its upload folder.
+    """
+    items = payload if isinstance(payload, list) else [payload] if payload else []
+    out = []
+    for item in items:
+        if isinstance(item, dict) and item.get("path"):
+            path = str(item["path"])
+            out.append((path, str(item.get("orig_name") or Path(path).name)))
+        elif isinstance(item, str) and item:
+            out.append((item, Path(item).name))
+    return out
+
+
+def configure_upload_dir(settings: Settings) -> Path:
+    """Point Gradio's upload cache (GRADIO_TEMP_DIR) at RAGCHAT_HOME/uploads/incoming, so an
+    upload is never written outside the data folder. build_app calls it; a server that builds
+    the Gradio app some other way must call it before creating or mounting the app."""
+    folder = (settings.uploads_path / UPLOAD_CACHE).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    return folder
+
+
+def stage_upload(path: Path, settings: Settings, name: str) -> Path:
+    """Move an upload out of Gradio's cache (where its file name is the user's) to
+    RAGCHAT_HOME/uploads/<random hex><ext>: a generated name, with the extension only when it is
+    a supported one. The display name is kept apart, by the caller. Gradio's per-file folder is
+    removed when it is left empty."""
+    uploads = settings.uploads_path.resolve()
+    uploads.mkdir(parents=True, exist_ok=True)
+    ext = Path(clean_name(name)).suffix.lower()
+    staged = uploads / f"{uuid.uuid4().hex}{ext if ext in _STAGED_EXTENSIONS else ''}"
+    shutil.move(str(path), staged)
+    cache = (uploads / UPLOAD_CACHE).resolve()
+    parent = path.resolve().parent
+    if parent != cache and parent.is_relative_to(cache):
+        with contextlib.suppress(OSError):  # not empty: another upload shares the folder
+            parent.rmdir()
+    return staged
+
+
+def clean_stale_uploads(settings: Settings, max_age_s: float) -> int:
+    """Delete uploads (Gradio's cache and staged files) untouched for `max_age_s` seconds: an
+    aborted or never-submitted upload must not stay on disk. Returns how many files went."""
+    uploads = settings.uploads_path
+    if not uploads.is_dir():
+        return 0
+    cutoff = time.time() - max_age_s
+    removed = 0
+    for path in sorted(uploads.rglob("*"), reverse=True):  # files before their folders
+        try:
+            if path.is_symlink() or path.is_file():
+                if path.lstat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            elif path.is_dir() and path != uploads / UPLOAD_CACHE:
+                path.rmdir()  # only when empty
+        except OSError:
+            continue
+    return removed
+
+
+def discard_copy(path: Path, cache: Path) -> None:
+    """Delete a file Gradio copied into its upload cache (and its folder, if left empty)."""
+    resolved = path.resolve()
+    if resolved.parent == cache or not resolved.is_relative_to(cache):
+        return
+    with contextlib.suppress(OSError):
+        resolved.unlink(missing_ok=True)
+        resolved.parent.rmdir()
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= 60 else name[:57] + "…"
+
+
+def _failed(name: str, reason: str) -> IngestResult:
+    shown = clean_name(name)
+    return IngestResult(shown, "error", error=f"{shown}: {reason}")
+
+
+class KnowledgeController:
+    """The knowledge base tab's events. Building it points Gradio's upload cache into the data
+    folder (configure_upload_dir), so build it before the gr.Blocks."""
+
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.upload_cache = configure_upload_dir(settings)
+        # The gr.Blocks these events belong to: webapp.api hangs its upload ledger on it.
+        self.blocks: Any = None
+        # Outcome per Gradio cache path: the same bytes under the same name uploaded twice at
+        # once share one cached file, which the first upload moves away; the second reports it.
+        self.consumed: OrderedDict[str, IngestResult] = OrderedDict()
+
+    # -- what the other tabs show --------------------------------------------------------------
+
+    def _documents(self) -> list[DocumentRecord]:
+        return self.engine.documents()
+
+    def welcome(self) -> str:
+        """The welcome card of an empty conversation, with the knowledge base's counts."""
+        docs = self._documents()
+        return render.render_welcome(len(docs), sum(d.chunk_count for d in docs))
+
+    def catalog(self, selected: str | None = None) -> tuple[str, Any]:
+        """The documents table, and the picker's choices (keeping `selected` if it still exists)."""
+        docs = self._documents()
+        ids = {d.id for d in docs}
+        picker = gr.update(
+            choices=render.document_choices(docs), value=selected if selected in ids else None
+        )
+        return render.render_documents(docs), picker
+
+    def _outputs(self, results_html: Any, selected: str | None = None) -> tuple[Any, ...]:
+        """(upload results, documents table, picker)."""
+        return (results_html, *self.catalog(selected))
+
+    # -- events ----------------------------------------------------------------------------------
+
+    def received_by(self, path: str, user: str) -> bool:
+        """Whether `user` uploaded `path` through this server's upload route (the guard in front
+        of Gradio checked it already; this holds for an app served without that guard too)."""
+        ledger = getattr(self.blocks, "upload_ledger", None)
+        if ledger is not None:
+            return bool(ledger.owned_by(path, user))
+        return path in getattr(self.blocks, "upload_file_set", set())
+
+    def _in_cache(self, path: str) -> bool:
+        return Path(path).resolve().is_relative_to(self.upload_cache)
+
+    def upload(self, payload: Any, request: gr.Request, progress: gr.Progress = PROGRESS) -> tuple:
+        """Ingest uploaded files one by one with a progress bar; one result row per file."""
+        files = uploaded_files(payload)
+        if not files:
+            return (*self._outputs(gr.skip()), gr.skip())
+        results: list[IngestResult] = []
+        total = len(files)
+        for i, (path, name) in enumerate(files):
+
+            def report(stage: str, fraction: float, i: int = i, label: str = _short(name)) -> None:
+                done = min(max(fraction, 0.0), 1.0)
+                progress((i + done) / total, desc=f"{label}: {stage} ({i + 1}/{total})")
+
+            report("reading", 0.0)
+            results.append(self._upload_one(path, name, report, request))
+        progress(1.0, desc="done")
+        return (*self._outputs(render.render_ingest_results(results)), None)
+
+    def _upload_one(
+        self, path: str, name: str, report: Callable[[str, float], None], request: gr.Request
+    ) -> IngestResult:
+        """One uploaded file: its twin's outcome, a refusal, or what ingesting it gave."""
+        earlier = self.consumed.get(path) if not Path(path).exists() else None
+        if earlier is not None:
+            if earlier.document is not None:
+                return IngestResult(clean_name(name), "duplicate", earlier.document)
+            return replace(earlier, name=clean_name(name))
+        # Only files this server received through its upload route: Gradio copies any other
+        # path a client names (e.g. the data folder's database) into its cache first.
+        if not self.received_by(path, user_of(request)) or not self._in_cache(path):
+            log.warning("refused a path that was not uploaded: %r", path)
+            discard_copy(Path(path), self.upload_cache)
+            return _failed(name, "not an uploaded file")
+        try:
+            staged = stage_upload(Path(path), self.settings, name)
+        except OSError as exc:
+            return _failed(name, f"cannot read the upload ({exc})")
+        try:
+            result = self.engine.ingest_path(
+                staged, report, name=name, actor=actor_of(self.settings, request)
+            )
+        except Exception as exc:
+            log.exception("ingesting %r failed", name)
+            result = IngestResult(name, "error", error=f"{name}: {exc}")
+        finally:
+            staged.unlink(missing_ok=True)
+        self.consumed[path] = result
+        while len(self.consumed) > CONSUMED_KEPT:
+            self.consumed.popitem(last=False)
+        return result
+
+    def show_chunks(self, doc_id: str | None) -> str:
+        """The chunks of the picked document."""
+        if not doc_id:
+            return render.render_chunks(None, [])
+        try:
+            doc = self.engine.document(doc_id)
+            return render.render_chunks(doc, self.engine.chunks_of(doc.id))
+        except DocumentNotFoundError:
+            return '<p class="rc-muted">That document no longer exists.</p>'
+
+    def delete_document(self, doc_id: str | None, request: gr.Request) -> tuple:
+        """Remove the picked document from the knowledge base and both indexes (with accounts
+        on: only its owner or an admin)."""
+        if not doc_id:
+            warn("Pick a document to delete.")
+            return (*self._outputs(gr.skip()), gr.skip())
+        try:
+            record = self.engine.delete_document(doc_id, actor=actor_of(self.settings, request))
+        except UserError as exc:
+            warn(str(exc))
+            return (*self._outputs(gr.skip()), gr.skip())
+        msg = (
+            f'<p class="rc-note">Deleted {render.esc(record.name)} '
+            f"({record.chunk_count} chunks).</p>"
+        )
+        return (*self._outputs(msg), render.render_chunks(None, []))
+
+    def refresh_documents(self, selected: str | None) -> tuple:
+        # the Refresh button (and /documents for programs)
+        return self.catalog(selected)
