@@ -1,4 +1,4 @@
-"""The web guards (webapp/security.py) in isolation, and in front of the app with fake models."""
+"""The web guards (webapp/security) in isolation, and in front of the app with fake models."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from fastapi.testclient import TestClient
 
 from rag_core.config import Settings
 from tests.unit.test_api import make_engine
-from webapp import security
 from webapp.api import create_app
 from webapp.security import (
     LoginLimiter,
@@ -37,7 +36,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     c = Clock()
-    monkeypatch.setattr(security.time, "monotonic", c)
+    monkeypatch.setattr(time, "monotonic", c)  # the guards read time.monotonic()
     return c
 
 
