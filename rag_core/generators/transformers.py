@@ -293,6 +293,16 @@ class TransformersGenerator(BaseGenerator):
         self.load()
         return self._tokenizer
 
+    @property
+    def generation_lock(self) -> threading.Lock:
+        """Held by every model call (one torch model is not safe to run from two threads)."""
+        return self._generate_lock
+
+    @property
+    def tokenizer_lock(self) -> threading.Lock:
+        """Held by every use of the tokenizer."""
+        return self._tokenizer_lock
+
     def encode(self, messages: Sequence[Message]) -> dict[str, Any]:
         """The model's input for `messages` (input_ids, attention_mask), exactly as `stream`
         builds it (loads the model)."""
@@ -336,30 +346,19 @@ class TransformersGenerator(BaseGenerator):
         `stop` ends generation after the current token; closing the iterator early stops and
         joins the worker; an error inside generation is raised here as GenerationError, with
         the original as __cause__."""
-        from transformers import StoppingCriteriaList, TextIteratorStreamer
+        from transformers import TextIteratorStreamer
 
         self.load()
         try:
             inputs = self._encode(messages)
         except Exception as exc:
             raise GenerationError(f"cannot build the prompt: {exc}") from exc
-        tokenizer, model = self._tokenizer, self._model
         own_stop = threading.Event()
         criteria = _StopOnEvent(own_stop, stop)
         streamer = TextIteratorStreamer(
-            tokenizer, skip_prompt=True, timeout=self.poll_interval, skip_special_tokens=True
+            self._tokenizer, skip_prompt=True, timeout=self.poll_interval, skip_special_tokens=True
         )
-        kwargs: dict[str, Any] = {
-            **inputs,
-            "max_new_tokens": max_new_tokens,
-            "streamer": streamer,
-            "stopping_criteria": StoppingCriteriaList([criteria]),
-            "do_sample": temperature > 0,
-        }
-        if temperature > 0:
-            kwargs["temperature"] = temperature
-        if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
-            kwargs["pad_token_id"] = tokenizer.eos_token_id
+        kwargs = self._generate_kwargs(inputs, max_new_tokens, temperature, streamer, criteria)
         run = _Run()
 
         def work() -> None:
@@ -368,7 +367,7 @@ class TransformersGenerator(BaseGenerator):
                     run.started_at = time.monotonic()
                     if not criteria.is_set():
                         configure_threads(self.threads)
-                        model.generate(**kwargs)
+                        self._model.generate(**kwargs)
             except BaseException as exc:  # re-raised in the consumer, never swallowed
                 run.error = exc
             finally:
@@ -379,29 +378,8 @@ class TransformersGenerator(BaseGenerator):
         thread = threading.Thread(target=work, name=f"{THREAD_PREFIX}-{next(_thread_ids)}")
         thread.daemon = True
         thread.start()
-        last_piece = time.monotonic()
         try:
-            while True:
-                try:
-                    piece = next(streamer)
-                except StopIteration:
-                    break
-                except queue.Empty:
-                    if run.done.is_set() and not thread.is_alive():
-                        # The end marker is queued before the thread exits; this is a safety net.
-                        if streamer.text_queue.empty():
-                            break
-                        continue
-                    since = max(last_piece, run.started_at or last_piece)
-                    if run.started_at is not None and time.monotonic() - since > self.stall_timeout:
-                        own_stop.set()
-                        raise GenerationError(
-                            f"the model produced nothing for {self.stall_timeout:.0f} s; stopped"
-                        ) from None
-                    continue
-                last_piece = time.monotonic()
-                if piece:
-                    yield piece
+            yield from self._pieces(streamer, run, thread, own_stop)
             thread.join(self.join_timeout)
             if run.error is not None:
                 raise GenerationError(
@@ -411,6 +389,57 @@ class TransformersGenerator(BaseGenerator):
             # Normal end, stop, error or the consumer closing the generator: the worker must end.
             own_stop.set()
             thread.join(self.join_timeout)
+
+    def _generate_kwargs(
+        self,
+        inputs: dict[str, Any],
+        max_new_tokens: int,
+        temperature: float,
+        streamer: Any,
+        criteria: _StopOnEvent,
+    ) -> dict[str, Any]:
+        from transformers import StoppingCriteriaList
+
+        kwargs: dict[str, Any] = {
+            **inputs,
+            "max_new_tokens": max_new_tokens,
+            "streamer": streamer,
+            "stopping_criteria": StoppingCriteriaList([criteria]),
+            "do_sample": temperature > 0,
+        }
+        if temperature > 0:
+            kwargs["temperature"] = temperature
+        tokenizer = self._tokenizer
+        if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
+            kwargs["pad_token_id"] = tokenizer.eos_token_id
+        return kwargs
+
+    def _pieces(
+        self, streamer: Any, run: _Run, thread: threading.Thread, own_stop: threading.Event
+    ) -> Iterator[str]:
+        """The worker's text as it comes; a worker silent for stall_timeout is stopped."""
+        last_piece = time.monotonic()
+        while True:
+            try:
+                piece = next(streamer)
+            except StopIteration:
+                return
+            except queue.Empty:
+                if run.done.is_set() and not thread.is_alive():
+                    # The end marker is queued before the thread exits; this is a safety net.
+                    if streamer.text_queue.empty():
+                        return
+                    continue
+                since = max(last_piece, run.started_at or last_piece)
+                if run.started_at is not None and time.monotonic() - since > self.stall_timeout:
+                    own_stop.set()
+                    raise GenerationError(
+                        f"the model produced nothing for {self.stall_timeout:.0f} s; stopped"
+                    ) from None
+                continue
+            last_piece = time.monotonic()
+            if piece:
+                yield piece
 
     def __repr__(self) -> str:
         return (

@@ -14,6 +14,7 @@ import pytest
 
 from rag_core.errors import ConfigError
 from rag_core.generators import rag_decoding as rd
+from rag_core.generators.rag_decoding import text as rd_text
 from rag_core.generators.rag_decoding import (
     RagTokenDecoding,
     passage_log_prior,
@@ -654,7 +655,7 @@ def test_detokenizer_never_splits_a_character() -> None:
     text = "héllo wörld 日本語 ok\nnext é"
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     assert len(ids) > len(text)  # multi-byte characters are several tokens
-    detok = rd._Detokenizer(tokenizer)
+    detok = rd_text._Detokenizer(tokenizer)
     pieces = [detok.push(i) for i in ids] + [detok.flush()]
     assert "".join(pieces) == text == detok.text
     assert not any("\ufffd" in p for p in pieces)

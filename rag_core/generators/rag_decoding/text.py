@@ -1,0 +1,404 @@
+"""The text layer over a loaded TransformersGenerator: prompts per passage, detokenizing, streams."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING, Any
+
+from rag_core.errors import ConfigError, GenerationError
+from rag_core.generators.rag_decoding.prior import (
+    DEFAULT_TAU,
+    FinishReason,
+    MessagesFor,
+    SequenceMode,
+    Weighting,
+    _check_tau,
+    passage_log_prior,
+)
+from rag_core.generators.rag_decoding.sequence import (
+    SequenceDecoding,
+    _check_sequence_settings,
+    rag_sequence_decode,
+)
+from rag_core.generators.rag_decoding.token import RagTokenDecoding
+from rag_core.generators.transformers import TransformersGenerator
+from rag_core.models import configure_threads
+from rag_core.prompting import SYSTEM_PROMPT, format_passage
+from rag_core.types import Hit, Message
+
+if TYPE_CHECKING:
+    import torch
+
+
+def require_token_probabilities(generator: object, strategy: str) -> TransformersGenerator:
+    """The generator, if it can give token probabilities (a local transformers model).
+
+    RAG-Token / RAG-Sequence need log p(y_t | x, z, y<t) for every passage; a chat server (e.g.
+    an OpenAI-compatible one) streams text only, so the strategy cannot run on it.
+    """
+    if isinstance(generator, TransformersGenerator):
+        return generator
+    name = getattr(generator, "name", None) or type(generator).__name__
+    raise ConfigError(
+        f"the {strategy!r} decoding strategy needs the model's token probabilities, which only a "
+        f"local transformers generator gives; generator {name!r} ({type(generator).__name__}) "
+        "does not: set RAGCHAT_GENERATOR to a local model ('default', a folder or a model id) or "
+        "choose another strategy"
+    )
+
+
+def passage_messages(question: str, passage: Hit | str, number: int) -> list[Message]:
+    """The chat messages for one passage: system prompt, '[n] (document, p. 3) text', question.
+
+    The style of rag_core.prompting.build_messages with one passage, which keeps its own number
+    so the model cites it as [n]. A plain string passage is shown as '[n] text'.
+    """
+    if isinstance(passage, Hit):
+        block = format_passage(passage, number)
+    else:
+        block = f"[{number}] {' '.join(passage.split())}"
+    user = f"Passages:\n{block}\n\nQuestion: {question.strip()}"
+    return [Message("system", SYSTEM_PROMPT), Message("user", user)]
+
+
+def _is_cjk(char: str) -> bool:
+    """A CJK ideograph (transformers TextStreamer._is_chinese_char): words without spaces."""
+    cp = ord(char)
+    return (
+        0x4E00 <= cp <= 0x9FFF
+        or 0x3400 <= cp <= 0x4DBF
+        or 0x20000 <= cp <= 0x2A6DF
+        or 0x2A700 <= cp <= 0x2B73F
+        or 0x2B740 <= cp <= 0x2B81F
+        or 0x2B820 <= cp <= 0x2CEAF
+        or 0xF900 <= cp <= 0xFAFF
+        or 0x2F800 <= cp <= 0x2FA1F
+    )
+
+
+class _Detokenizer:
+    """Token ids -> text pieces, cut as transformers' TextStreamer cuts them.
+
+    The ids since the last newline are decoded together and the new suffix is given up to its
+    last space (at once after a newline or a CJK character), so a character split over several
+    byte tokens, or a token that merges with the next, is never given half-made. ``char_ends[t]``
+    is where token t's text ends in the answer.
+    """
+
+    def __init__(self, tokenizer: Any, lock: AbstractContextManager[Any] | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.lock: AbstractContextManager[Any] = lock if lock is not None else nullcontext()
+        self.ids: list[int] = []
+        self.printed = 0  # chars of decode(self.ids) already given
+        self.base = 0  # chars given before self.ids began
+        self.pieces: list[str] = []
+        self.char_ends: list[int] = []
+
+    def _decode(self) -> str:
+        with self.lock:
+            return str(self.tokenizer.decode(self.ids, skip_special_tokens=True))
+
+    def push(self, token_id: int) -> str:
+        self.ids.append(token_id)
+        text = self._decode()
+        self.char_ends.append(self.base + len(text))
+        if text.endswith("\n"):
+            piece = text[self.printed :]
+            self.base += len(text)
+            self.ids, self.printed = [], 0
+        elif text and _is_cjk(text[-1]):
+            piece = text[self.printed :]
+            self.printed += len(piece)
+        else:
+            piece = text[self.printed : text.rfind(" ") + 1]
+            self.printed += len(piece)
+        self.pieces.append(piece)
+        return piece
+
+    def flush(self) -> str:
+        piece = self._decode()[self.printed :] if self.ids else ""
+        self.base += self.printed + len(piece)
+        self.ids, self.printed = [], 0
+        self.pieces.append(piece)
+        return piece
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    def token_span(self, char_start: int, char_end: int) -> tuple[int, int]:
+        """Token positions [start, end) whose text covers characters [char_start, char_end)."""
+        if not 0 <= char_start <= char_end:
+            raise ValueError(f"bad character span [{char_start}, {char_end})")
+        ends = self.char_ends
+        start = next((t for t, end in enumerate(ends) if end > char_start), len(ends))
+        stop = next((t + 1 for t, end in enumerate(ends) if end >= char_end), len(ends))
+        return start, max(start, stop)
+
+
+class RagTokenStream:
+    """RAG-Token text: iterate for the answer's new text pieces; the decoding stays readable.
+
+    ``decoding`` is the RagTokenDecoding (steps, per-passage log-probs). An error inside the model
+    is raised here as GenerationError, with the original as __cause__.
+    """
+
+    def __init__(
+        self,
+        decoding: RagTokenDecoding,
+        tokenizer: Any,
+        tokenizer_lock: AbstractContextManager[Any] | None = None,
+    ) -> None:
+        self.decoding = decoding
+        self._text = _Detokenizer(tokenizer, tokenizer_lock)
+        self._iterator = self._pieces()
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        return next(self._iterator)
+
+    def close(self) -> None:
+        self._iterator.close()
+        self.decoding.close()
+
+    def _pieces(self) -> Generator[str, None, None]:
+        try:
+            for step in self.decoding:
+                piece = self._text.push(step.token_id)
+                if piece:
+                    yield piece
+        except Exception as exc:
+            raise GenerationError(
+                f"RAG-Token decoding failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        tail = self._text.flush()
+        if tail:
+            yield tail
+
+    @property
+    def text(self) -> str:
+        """The text given so far (all of it once the iterator is exhausted)."""
+        return self._text.text
+
+    @property
+    def token_ids(self) -> tuple[int, ...]:
+        return self.decoding.token_ids
+
+    @property
+    def finish_reason(self) -> FinishReason | None:
+        return self.decoding.finish_reason
+
+    @property
+    def prior(self) -> tuple[float, ...]:
+        return self.decoding.prior
+
+    def posterior(self) -> tuple[float, ...]:
+        return self.decoding.posterior()
+
+    def span_posterior(self, start: int, end: int) -> tuple[float, ...]:
+        return self.decoding.span_posterior(start, end)
+
+    def token_span(self, char_start: int, char_end: int) -> tuple[int, int]:
+        """Token positions of the characters [char_start, char_end) of ``text`` (a sentence)."""
+        return self._text.token_span(char_start, char_end)
+
+
+class RagSequenceStream:
+    """RAG-Sequence text: the first ``next()`` decodes and scores every candidate; the chosen
+    answer then comes out in pieces. ``decoding`` (a SequenceDecoding) is set from then on."""
+
+    def __init__(
+        self,
+        run: Callable[[], SequenceDecoding],
+        tokenizer: Any,
+        tokenizer_lock: AbstractContextManager[Any] | None = None,
+    ) -> None:
+        self._run = run
+        self._tokenizer = tokenizer
+        self._tokenizer_lock = tokenizer_lock
+        self._text = _Detokenizer(tokenizer, tokenizer_lock)
+        self.decoding: SequenceDecoding | None = None
+        self._iterator = self._pieces()
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        return next(self._iterator)
+
+    def close(self) -> None:
+        self._iterator.close()
+
+    def _pieces(self) -> Generator[str, None, None]:
+        try:
+            self.decoding = self._run()
+        except Exception as exc:
+            raise GenerationError(
+                f"RAG-Sequence decoding failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        for token in self.decoding.best.token_ids:
+            piece = self._text.push(token)
+            if piece:
+                yield piece
+        tail = self._text.flush()
+        if tail:
+            yield tail
+
+    def _done(self) -> SequenceDecoding:
+        if self.decoding is None:
+            raise RuntimeError("RAG-Sequence has not decoded yet: iterate the stream first")
+        return self.decoding
+
+    @property
+    def text(self) -> str:
+        return self._text.text
+
+    @property
+    def token_ids(self) -> tuple[int, ...]:
+        return self._done().best.token_ids
+
+    @property
+    def finish_reason(self) -> FinishReason | None:
+        return None if self.decoding is None else self.decoding.finish_reason
+
+    def candidate_texts(self) -> tuple[str, ...]:
+        """Every candidate's text, best first (same order as decoding.candidates)."""
+        with self._tokenizer_lock if self._tokenizer_lock is not None else nullcontext():
+            return tuple(
+                str(self._tokenizer.decode(list(c.token_ids), skip_special_tokens=True))
+                for c in self._done().candidates
+            )
+
+    def posterior(self) -> tuple[float, ...]:
+        return self._done().best.posterior
+
+    def span_posterior(self, start: int, end: int) -> tuple[float, ...]:
+        return self._done().span_posterior(start, end)
+
+    def token_span(self, char_start: int, char_end: int) -> tuple[int, int]:
+        return self._text.token_span(char_start, char_end)
+
+
+def _eos_ids(generator: TransformersGenerator) -> frozenset[int]:
+    """The ids that end an answer: the model's generation_config EOS ids and the tokenizer's."""
+    ids: set[int] = set()
+    value = getattr(generator.hf_model.generation_config, "eos_token_id", None)
+    if isinstance(value, list | tuple):
+        ids.update(int(v) for v in value)
+    elif value is not None:
+        ids.add(int(value))
+    if generator.hf_tokenizer.eos_token_id is not None:
+        ids.add(int(generator.hf_tokenizer.eos_token_id))
+    return frozenset(ids)
+
+
+def _passage_contexts(
+    generator: TransformersGenerator,
+    question: str,
+    passages: Sequence[Hit | str],
+    scores: Sequence[float] | None,
+    messages_for: MessagesFor,
+) -> tuple[list[list[int]], list[float]]:
+    """Each passage's prompt ids (as TransformersGenerator encodes a prompt) and its score."""
+    if not passages:
+        raise ValueError("no passages: RAG decoding needs at least one retrieved passage (k=0)")
+    if scores is None:
+        if not all(isinstance(p, Hit) for p in passages):
+            raise ValueError("scores are required when passages are plain strings")
+        scores = [p.score for p in passages if isinstance(p, Hit)]
+    if len(scores) != len(passages):
+        raise ValueError(f"{len(passages)} passages but {len(scores)} scores")
+    generator.load()
+    configure_threads(generator.threads)
+    contexts = []
+    for number, passage in enumerate(passages, start=1):
+        try:
+            encoded = generator.encode(messages_for(question, passage, number))
+        except Exception as exc:
+            raise GenerationError(f"cannot build the prompt of passage {number}: {exc}") from exc
+        contexts.append([int(i) for i in encoded["input_ids"][0].tolist()])
+    return contexts, [float(s) for s in scores]
+
+
+def rag_token_stream(
+    generator: object,
+    question: str,
+    passages: Sequence[Hit | str],
+    *,
+    max_new_tokens: int,
+    scores: Sequence[float] | None = None,
+    tau: float = DEFAULT_TAU,
+    temperature: float = 0.0,
+    rng: torch.Generator | None = None,
+    stop: threading.Event | None = None,
+    weighting: Weighting = "prior",
+    messages_for: MessagesFor = passage_messages,
+) -> RagTokenStream:
+    """RAG-Token answer text from a local generator, one prompt per passage (numbered from 1).
+
+    ``scores`` default to the hits' retrieval scores. Settings are checked before returning; the
+    prompts are encoded here and the model runs as the stream is iterated.
+    """
+    gen = require_token_probabilities(generator, "rag-token")
+    contexts, values = _passage_contexts(gen, question, passages, scores, messages_for)
+    decoding = RagTokenDecoding(
+        gen.hf_model,
+        contexts,
+        values,
+        max_new_tokens=max_new_tokens,
+        eos_token_ids=_eos_ids(gen),
+        tau=tau,
+        temperature=temperature,
+        rng=rng,
+        stop=stop,
+        weighting=weighting,
+        lock=gen.generation_lock,
+    )
+    return RagTokenStream(decoding, gen.hf_tokenizer, gen.tokenizer_lock)
+
+
+def rag_sequence_stream(
+    generator: object,
+    question: str,
+    passages: Sequence[Hit | str],
+    *,
+    max_new_tokens: int,
+    scores: Sequence[float] | None = None,
+    tau: float = DEFAULT_TAU,
+    mode: SequenceMode = "thorough",
+    samples_per_passage: int = 0,
+    sample_temperature: float = 1.0,
+    rng: torch.Generator | None = None,
+    stop: threading.Event | None = None,
+    messages_for: MessagesFor = passage_messages,
+) -> RagSequenceStream:
+    """RAG-Sequence answer text from a local generator (see RagSequenceStream for when it runs)."""
+    gen = require_token_probabilities(generator, f"rag-sequence-{mode}")
+    # check the settings now, not at the first next()
+    _check_sequence_settings(max_new_tokens, mode, samples_per_passage, sample_temperature)
+    _check_tau(tau)
+    contexts, values = _passage_contexts(gen, question, passages, scores, messages_for)
+    passage_log_prior(values, tau)
+    eos = _eos_ids(gen)
+
+    def run() -> SequenceDecoding:
+        return rag_sequence_decode(
+            gen.hf_model,
+            contexts,
+            values,
+            max_new_tokens=max_new_tokens,
+            eos_token_ids=eos,
+            tau=tau,
+            mode=mode,
+            samples_per_passage=samples_per_passage,
+            sample_temperature=sample_temperature,
+            rng=rng,
+            stop=stop,
+            lock=gen.generation_lock,
+        )
+
+    return RagSequenceStream(run, gen.hf_tokenizer, gen.tokenizer_lock)
