@@ -43,8 +43,8 @@ from rag_core.evaluation import (
     spread,
     summarize_answers,
 )
-from rag_core.grounding import GATE_FEATURES, GateFeatures, GateModel
-from rag_core.types import RetrievalMode
+from rag_core.grounding import GATE_FEATURES, GateModel
+from rag_core.types import GateFeatures, RetrievalMode
 
 if TYPE_CHECKING:
     from rag_core.engine import Engine

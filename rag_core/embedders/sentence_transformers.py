@@ -208,7 +208,8 @@ class SentenceTransformerEmbedder:
 
     def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
         """Embeddings of passages (see embed_documents_array, which avoids the list conversion)."""
-        return self.embed_documents_array(texts).tolist()
+        vectors: list[list[float]] = self.embed_documents_array(texts).tolist()
+        return vectors
 
     def embed_query(self, text: str) -> list[float]:
         """Embedding of a search query (with the model's query prompt, if it defines one)."""
@@ -219,7 +220,8 @@ class SentenceTransformerEmbedder:
             out = st.encode_query(
                 [text], normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
             )
-        return np.asarray(out[0], dtype=np.float32).tolist()
+        vector: list[float] = np.asarray(out[0], dtype=np.float32).tolist()
+        return vector
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Tokens per text as the model sees them, without truncation and special tokens."""

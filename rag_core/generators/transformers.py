@@ -461,4 +461,5 @@ def _quantize_int8(model: Any) -> Any:
         warnings.filterwarnings("ignore", message=r".*quantiz", category=UserWarning)
         from torch.ao.quantization import quantize_dynamic
 
-        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        quantize: Any = quantize_dynamic  # untyped in torch
+        return quantize(model, {torch.nn.Linear}, dtype=torch.qint8)

@@ -450,8 +450,9 @@ def load_html(
 
     The walk over the tree is iterative, so deeply nested markup cannot hit the recursion limit.
     """
-    from bs4 import BeautifulSoup, CData, FeatureNotFound, NavigableString, Tag
+    from bs4 import BeautifulSoup, CData, FeatureNotFound, Tag
     from bs4.builder import ParserRejectedMarkup
+    from bs4.element import NavigableString
 
     html_errors: tuple[type[BaseException], ...] = (ParserRejectedMarkup, *_PARSER_ERRORS)
     source = _decode_html(data, name)

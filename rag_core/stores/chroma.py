@@ -77,7 +77,8 @@ class PrecomputedEmbeddings(EmbeddingFunction[Documents]):
 
 
 # Registered so that Chroma can rebuild it from a persisted collection configuration.
-register_embedding_function(PrecomputedEmbeddings)
+_register: Any = register_embedding_function  # chromadb's decorator is untyped
+_register(PrecomputedEmbeddings)
 
 
 def chunk_to_metadata(chunk: Chunk) -> dict[str, str | int]:

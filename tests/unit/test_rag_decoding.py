@@ -14,7 +14,6 @@ import pytest
 
 from rag_core.errors import ConfigError
 from rag_core.generators import rag_decoding as rd
-from rag_core.generators.rag_decoding import text as rd_text
 from rag_core.generators.rag_decoding import (
     RagTokenDecoding,
     passage_log_prior,
@@ -26,6 +25,7 @@ from rag_core.generators.rag_decoding import (
     require_token_probabilities,
     span_posterior,
 )
+from rag_core.generators.rag_decoding import text as rd_text
 from rag_core.generators.transformers import TransformersGenerator
 from rag_core.testing import FakeGenerator
 from rag_core.types import Chunk, Hit

@@ -62,13 +62,13 @@ class AnswerChoices:
         }
 
 
-def _frame(prior: list[str], state: State, current: str, sources: Any = None) -> tuple:
+def _frame(prior: list[str], state: State, current: str, sources: Any = None) -> tuple[Any, ...]:
     """An answer in progress below the conversation's earlier turns (the panel when given)."""
     panel = gr.skip() if sources is None else sources
     return ("", render.render_transcript([*prior, current]), panel, gr.skip(), state, gr.skip())
 
 
-def _feedback_unchanged(state: State) -> tuple:
+def _feedback_unchanged(state: State) -> tuple[Any, ...]:
     """transcript, state, feedback box, feedback label, comment: nothing changes."""
     return gr.skip(), state, gr.skip(), gr.skip(), gr.skip()
 
@@ -208,7 +208,7 @@ class ChatController:
 
     # -- the sources panel and feedback ----------------------------------------------------------
 
-    def show_source(self, turn: Any, n: Any, state: State, request: gr.Request) -> tuple:
+    def show_source(self, turn: Any, n: Any, state: State, request: gr.Request) -> tuple[Any, ...]:
         """Open turn `turn`'s passages in the sources panel, citation [n] first (n=0: none)."""
         turn_id, number = as_int(turn), as_int(n)
         state = dict(state or fresh_state())
@@ -224,7 +224,7 @@ class ChatController:
 
     def give_feedback(
         self, turn: Any, rating: Any, comment: str | None, state: State, request: gr.Request
-    ) -> tuple:
+    ) -> tuple[Any, ...]:
         """Thumbs up (+1) or down (-1) on an answer, with an optional comment, stored per turn."""
         user = user_of(request)
         turn_id, value = as_int(turn), as_int(rating)
@@ -255,7 +255,7 @@ class ChatController:
             current or "",
         )
 
-    def save_comment(self, comment: str, state: State, request: gr.Request) -> tuple:
+    def save_comment(self, comment: str, state: State, request: gr.Request) -> tuple[Any, ...]:
         """Attach the comment box's text to the answer that was just rated."""
         turn_id = (state or {}).get("fb")
         if not turn_id:
@@ -268,7 +268,7 @@ class ChatController:
             return _feedback_unchanged(state)
         return self.give_feedback(turn_id, rating, comment or "", state, request)
 
-    def panel_click(self, evt: gr.EventData, state: State, request: gr.Request) -> tuple:
+    def panel_click(self, evt: gr.EventData, state: State, request: gr.Request) -> tuple[Any, ...]:
         """A click inside the chat or sources panel: a citation chip, 'sources', or a thumb."""
         data = getattr(evt, "_data", None) or {}
         action = data.get("action")

@@ -110,7 +110,9 @@ class HistoryController:
             gr.update(visible=False),
         )
 
-    def history_click(self, evt: gr.EventData, state: State, request: gr.Request) -> tuple:
+    def history_click(
+        self, evt: gr.EventData, state: State, request: gr.Request
+    ) -> tuple[Any, ...]:
         """A click in the sidebar: open a conversation, or show more of the list."""
         data = getattr(evt, "_data", None) or {}
         if data.get("action") == "more":
@@ -128,7 +130,7 @@ class HistoryController:
         self.sessions.set_history_view(session_of(request), HISTORY_PAGE, search)
         return self.listing(user_of(request), (state or {}).get("conv"), request)
 
-    def rename_conversation(self, title: str, state: State, request: gr.Request) -> tuple:
+    def rename_conversation(self, title: str, state: State, request: gr.Request) -> tuple[Any, ...]:
         """Rename the open conversation."""
         user = user_of(request)
         conv = (state or {}).get("conv")
@@ -143,7 +145,7 @@ class HistoryController:
         notify("Conversation renamed.")
         return self.listing(user, conv, request), record.title
 
-    def delete_conversation(self, state: State, request: gr.Request) -> tuple:
+    def delete_conversation(self, state: State, request: gr.Request) -> tuple[Any, ...]:
         """Delete the open conversation with all its turns and feedback."""
         conv = (state or {}).get("conv")
         if conv:
@@ -154,7 +156,7 @@ class HistoryController:
                 pass
         return self.new_conversation(request)
 
-    def on_load(self, saved: str | None, request: gr.Request) -> tuple:
+    def on_load(self, saved: str | None, request: gr.Request) -> tuple[Any, ...]:
         """Page load: the history list, and the conversation this browser had open, if any."""
         user = user_of(request)
         who = ""

@@ -174,7 +174,9 @@ class KnowledgeController:
     def _in_cache(self, path: str) -> bool:
         return Path(path).resolve().is_relative_to(self.upload_cache)
 
-    def upload(self, payload: Any, request: gr.Request, progress: gr.Progress = PROGRESS) -> tuple:
+    def upload(
+        self, payload: Any, request: gr.Request, progress: gr.Progress = PROGRESS
+    ) -> tuple[Any, ...]:
         """Ingest uploaded files one by one with a progress bar; one result row per file."""
         files = uploaded_files(payload)
         if not files:
@@ -235,7 +237,7 @@ class KnowledgeController:
         except DocumentNotFoundError:
             return '<p class="rc-muted">That document no longer exists.</p>'
 
-    def delete_document(self, doc_id: str | None, request: gr.Request) -> tuple:
+    def delete_document(self, doc_id: str | None, request: gr.Request) -> tuple[Any, ...]:
         """Remove the picked document from the knowledge base and both indexes (with accounts
         on: only its owner or an admin)."""
         if not doc_id:
@@ -252,6 +254,6 @@ class KnowledgeController:
         )
         return (*self._outputs(msg), render.render_chunks(None, []))
 
-    def refresh_documents(self, selected: str | None) -> tuple:
+    def refresh_documents(self, selected: str | None) -> tuple[Any, ...]:
         # the Refresh button (and /documents for programs)
         return self.catalog(selected)

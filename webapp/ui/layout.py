@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio.events import api as gradio_api
 
 from rag_core.config import Settings
 from rag_core.engine import Engine
@@ -184,7 +185,8 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
         _wire_knowledge(page, knowledge)
         _wire_programs(app, page, chat, history)
     knowledge.blocks = app  # webapp.api sets its upload ledger on the Blocks
-    return app
+    blocks: gr.Blocks = app
+    return blocks
 
 
 # -- layout ------------------------------------------------------------------------------------
@@ -384,8 +386,8 @@ def _wire_programs(
     )
     api.click(chat.show_source, show_in, [page.sources, page.state], **_endpoint("show_source"))
     api.click(chat.give_feedback, feedback_in, page.feedback_outputs(), **_endpoint("feedback"))
-    gr.api(history.api_conversations, api_name="conversations", concurrency_limit=None)
-    gr.api(chat.api_turn, api_name="turn", concurrency_limit=None)
+    gradio_api(history.api_conversations, api_name="conversations", concurrency_limit=None)
+    gradio_api(chat.api_turn, api_name="turn", concurrency_limit=None)
     app.load(
         history.on_load,
         [page.saved_conv],
