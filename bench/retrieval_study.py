@@ -1,0 +1,226 @@
+"""The study behind the retrieval and refusal-gate constants, on several corpora, split in halves.
+
+`dump` runs every question of each corpus once through its cached evaluation index (the same
+index `ragchat eval retrieval` builds) and keeps, per question, what every ranking variant needs:
+the dense candidates with their exact cosines, the BM25 candidates, each candidate's document,
+whether it opens a section, its document's size and similarity, and the refusal gate's raw
+signals (also for each corpus's unanswerable questions). `study` then scores ranking variants
+and gate features offline, in seconds: constants are chosen on the tune halves only and reported
+on the test halves, and leave-one-corpus-out (chosen on the other corpora's tune halves, scored on
+this corpus's test half).
+
+    python -m bench.retrieval_study dump [--corpora pyfaq,debian-faq,sqlite,fetchmail]
+    python -m bench.retrieval_study study [--json FILE]
+
+Corpora come from `make eval-data` (bench/corpora), in RAGCHAT_EVAL_DATA or
+~/.cache/ragchat/eval; dumps go to ~/.cache/ragchat/study/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.common import log
+
+CORPORA = ("pyfaq", "debian-faq", "sqlite", "fetchmail")
+CANDIDATES = 200  # per retriever: deep enough that the top 10 of any variant is inside
+DATA = Path(os.environ.get("RAGCHAT_EVAL_DATA", Path.home() / ".cache" / "ragchat" / "eval"))
+STUDY = Path.home() / ".cache" / "ragchat" / "study"
+
+
+@dataclass
+class Candidate:
+    chunk: str
+    docs: list[str]  # corpus ids (a duplicate's ids too)
+    document_id: str  # the registry's id
+    cos: float  # exact cosine of the query with the chunk's embedding
+    bm25: float | None
+    dense_rank: int | None
+    keyword_rank: int | None
+    opens: bool
+    chunks_in_document: int
+    document_cos: float | None
+    heading: str
+
+
+@dataclass
+class Question:
+    qid: str
+    split: str  # tune or test
+    text: str
+    relevant: dict[str, int]  # corpus id -> grade; {} for an unanswerable question
+    candidates: list[Candidate] = field(default_factory=list)
+    gate: dict[str, Any] = field(default_factory=dict)
+
+
+def _args(index_dir: str | None = None) -> argparse.Namespace:
+    return argparse.Namespace(index_dir=index_dir, reindex=False)
+
+
+def _questions(root: Path) -> list[Question]:
+    from rag_core.evaluation import load_beir, read_questions
+
+    out: list[Question] = []
+    for split in ("tune", "test"):
+        data = load_beir(root, split)
+        for qid, text in data.queries.items():
+            out.append(Question(qid, split, text, dict(data.qrels[qid])))
+        unanswerable = root / f"unanswerable-{split}.txt"
+        if unanswerable.is_file():
+            for i, text in enumerate(read_questions(unanswerable)):
+                out.append(Question(f"unanswerable-{split}-{i}", split, text, {}))
+    return out
+
+
+def _embeddings(engine: Any, chunk_ids: Sequence[str]) -> dict[str, Any]:
+    import numpy as np
+
+    got = engine.store._collection.get(ids=list(chunk_ids), include=["embeddings"])
+    return {
+        cid: np.asarray(e, dtype=np.float32)
+        for cid, e in zip(got["ids"], got["embeddings"], strict=False)
+    }
+
+
+def _gate_signals(engine: Any, question: str, query: str, dense: Sequence[float]) -> dict[str, Any]:
+    """The refusal gate's inputs as the engine computes them, and raw signals beside them."""
+    retrieved = engine.retrieve(question)
+    terms = engine.retriever.term_stats(query)
+    features = retrieved.features
+    return {
+        "gate": retrieved.gate_score,
+        "features": asdict(features) if features is not None else None,
+        "terms": [(t.term, t.df, t.idf) for t in terms],
+        "top_dense": list(dense[:20]),
+        "hits": [
+            {
+                "terms": sorted(set(_tokens(" ".join((*h.chunk.heading_path, h.chunk.text))))),
+                "dense_rank": h.dense_rank,
+                "keyword_rank": h.keyword_rank,
+            }
+            for h in retrieved.hits
+        ],
+        "index_chunks": engine.keyword.count(),
+    }
+
+
+def _tokens(text: str) -> list[str]:
+    from rag_core.stores.tokenize import tokenize
+
+    return tokenize(text)
+
+
+def _dump_question(engine: Any, cmap: Any, q: Question, sizes: dict[str, int]) -> None:
+    import numpy as np
+
+    from rag_core.retrieval import standalone_query
+    from rag_core.text import clean_question
+
+    text = clean_question(q.text, engine.settings.max_question_chars)
+    query = standalone_query(text, ())
+    vector = np.asarray(engine.embedder.embed_query(query), dtype=np.float32)
+    dense = engine.store.query(vector.tolist(), CANDIDATES)
+    keyword = engine.keyword.search(query, CANDIDATES)
+    chunks = {c.id: c for c, _ in dense}
+    missing = [cid for cid, _ in keyword if cid not in chunks]
+    chunks.update({c.id: c for c in engine.store.get(missing)})
+    vectors = _embeddings(engine, list(chunks))
+    openings = engine.retriever.section_openings(list(chunks.values()))
+    doc_cos = engine.retriever.document_similarities(
+        vector.tolist(), [c.document_id for c in chunks.values()]
+    )
+    dense_rank = {c.id: i + 1 for i, (c, _) in enumerate(dense)}
+    bm25 = {cid: (i + 1, s) for i, (cid, s) in enumerate(keyword)}
+    for cid, chunk in chunks.items():
+        rank, score = bm25.get(cid, (None, None))
+        q.candidates.append(
+            Candidate(
+                chunk=cid,
+                docs=list(cmap.doc_ids(chunk)),
+                document_id=chunk.document_id,
+                cos=float(vectors[cid] @ vector),
+                bm25=score,
+                dense_rank=dense_rank.get(cid),
+                keyword_rank=rank,
+                opens=cid in openings,
+                chunks_in_document=sizes.get(chunk.document_id, 1),
+                document_cos=doc_cos.get(chunk.document_id),
+                heading=" > ".join(chunk.heading_path),
+            )
+        )
+    q.gate = _gate_signals(engine, text, query, [s for _, s in dense])
+
+
+def dump(corpus: str, settings: Any) -> Path:
+    """Run every question of `corpus` once and save what the study needs."""
+    from rag_core.evaluation import load_beir
+    from webapp.eval_cli import _close, open_index
+
+    root = DATA / corpus
+    out = STUDY / f"{corpus}.jsonl"
+    questions = _questions(root)
+    dataset = load_beir(root, "tune")
+    engine, cmap, info = open_index(_args(), settings, dataset)
+    t0 = time.perf_counter()
+    try:
+        sizes = dict(engine.registry.ready_chunk_counts())
+        STUDY.mkdir(parents=True, exist_ok=True)
+        with out.open("w", encoding="utf-8") as fh:
+            for i, q in enumerate(questions):
+                _dump_question(engine, cmap, q, sizes)
+                fh.write(json.dumps(asdict(q)) + "\n")
+                if i % 50 == 0:
+                    log(f"{corpus}: {i}/{len(questions)} questions")
+    finally:
+        _close(engine)
+    log(
+        f"{corpus}: {len(questions)} questions, {info.chunks} chunks in {time.perf_counter() - t0:.0f} s"
+    )
+    return out
+
+
+def load(corpus: str) -> list[Question]:
+    """A corpus's dump."""
+    questions = []
+    with (STUDY / f"{corpus}.jsonl").open(encoding="utf-8") as fh:
+        for line in fh:
+            data = json.loads(line)
+            cands = [Candidate(**c) for c in data.pop("candidates")]
+            questions.append(Question(**data, candidates=cands))
+    return questions
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.retrieval_study", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("dump", help="run every question once; save candidates and gate signals")
+    d.add_argument("--corpora", default=",".join(CORPORA))
+    s = sub.add_parser("study", help="score ranking variants and gate features offline")
+    s.add_argument("--corpora", default=",".join(CORPORA))
+    s.add_argument("--json", default=None, help="write the results here too")
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    names = [c.strip() for c in args.corpora.split(",") if c.strip()]
+    if args.cmd == "dump":
+        from rag_core.config import Settings
+        from rag_core.factory import offline_environment
+
+        offline_environment()
+        settings = Settings()
+        for name in names:
+            dump(name, settings)
+        return 0
+    from bench.study_analysis import run_study
+
+    run_study(names, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,242 @@
+"""Offline scoring for bench/retrieval_study.py: ranking variants and refusal-gate features,
+chosen on tune halves, reported on test halves and leave-one-corpus-out."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from bench.common import log
+from bench.retrieval_study import Candidate, Question, load
+from rag_core.evaluation import ndcg_at_k
+
+LENGTH_CAP = 8
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way to rank the candidates (the engine's fusion, and the alternatives studied)."""
+
+    method: str = "convex"  # convex | rrf | dense | bm25
+    alpha: float = 0.95  # convex: weight of the (boosted) dense similarity
+    section_bonus: float = 0.15
+    length_penalty: float = 0.02
+    document_weight: float = 0.2
+    rrf_k: int = 60
+    keyword_weight: float = 0.5  # rrf: weight of the BM25 rank (dense: 1)
+    pool: int = 40  # candidates per retriever, as chat runs (RAGCHAT_CANDIDATES)
+    normalise: str = "max"  # convex: max (BM25 / best) | minmax | z (both retrievers)
+    exact_keyword_only: bool = False  # a BM25-only chunk gets its own cosine, not the floor
+
+    def label(self) -> str:
+        keys = asdict(self)
+        base = asdict(Variant())
+        return ", ".join(f"{k}={v}" for k, v in keys.items() if v != base[k]) or "engine"
+
+
+def _boosted(c: Candidate, v: Variant) -> float:
+    score = c.cos
+    if v.document_weight and c.document_cos is not None:
+        score += v.document_weight * (c.document_cos - c.cos)
+    if v.section_bonus and c.opens:
+        score += v.section_bonus
+    n = min(c.chunks_in_document, LENGTH_CAP)
+    if v.length_penalty and n > 1:
+        score -= v.length_penalty * math.log(n)
+    return score
+
+
+def _scale(values: dict[str, float], how: str) -> dict[str, float]:
+    if not values:
+        return values
+    xs = list(values.values())
+    if how == "minmax":
+        lo, hi = min(xs), max(xs)
+        return {k: (x - lo) / (hi - lo) if hi > lo else 0.0 for k, x in values.items()}
+    mean = sum(xs) / len(xs)
+    std = math.sqrt(sum((x - mean) ** 2 for x in xs) / len(xs)) or 1.0
+    return {k: (x - mean) / std for k, x in values.items()}
+
+
+def chunk_scores(q: Question, v: Variant) -> dict[str, float]:
+    """Each candidate chunk's ranking score under variant `v`."""
+    dense = {
+        c.chunk: c for c in q.candidates if c.dense_rank is not None and c.dense_rank <= v.pool
+    }
+    kw = {
+        c.chunk: c for c in q.candidates if c.keyword_rank is not None and c.keyword_rank <= v.pool
+    }
+    if v.method == "bm25":
+        return {cid: c.bm25 or 0.0 for cid, c in kw.items()}
+    boosted = {cid: _boosted(c, v) for cid, c in dense.items()}
+    if v.method == "dense":
+        return boosted
+    if v.method == "rrf":
+        order = sorted(boosted, key=lambda cid: -boosted[cid])
+        scores = {cid: 1 / (v.rrf_k + r) for r, cid in enumerate(order, start=1)}
+        for cid, c in kw.items():
+            assert c.keyword_rank is not None
+            scores[cid] = scores.get(cid, 0.0) + v.keyword_weight / (v.rrf_k + c.keyword_rank)
+        return scores
+    floor = min(boosted.values(), default=0.0)
+    d = dict(boosted)
+    for cid in kw.keys() - boosted.keys():
+        d[cid] = _boosted(kw[cid], v) if v.exact_keyword_only else floor
+    k = {cid: kw[cid].bm25 or 0.0 for cid in kw}
+    if v.normalise == "max":
+        top = max(k.values(), default=0.0) or 1.0
+        k = {cid: s / top for cid, s in k.items()}
+    else:
+        d, k = _scale(d, v.normalise), _scale(k, v.normalise)
+    return {cid: v.alpha * d[cid] + (1 - v.alpha) * k.get(cid, 0.0) for cid in d}
+
+
+def document_ranking(q: Question, v: Variant) -> list[str]:
+    scores = chunk_scores(q, v)
+    by_id = {c.chunk: c for c in q.candidates}
+    seen: dict[str, None] = {}
+    for cid in sorted(scores, key=lambda cid: (-scores[cid], cid)):
+        for doc in by_id[cid].docs:
+            seen.setdefault(doc, None)
+    return list(seen)
+
+
+def ndcg(questions: Sequence[Question], v: Variant) -> float:
+    scored = [ndcg_at_k(document_ranking(q, v), q.relevant, 10) for q in questions]
+    return sum(scored) / len(scored) if scored else 0.0
+
+
+Data = dict[str, dict[str, list[Question]]]  # corpus -> split -> answerable questions
+
+
+def answerable(data: dict[str, list[Question]]) -> Data:
+    out: Data = {}
+    for corpus, qs in data.items():
+        out[corpus] = {s: [q for q in qs if q.split == s and q.relevant] for s in ("tune", "test")}
+    return out
+
+
+def macro(data: Data, corpora: Iterable[str], split: str, v: Variant) -> float:
+    names = list(corpora)
+    return sum(ndcg(data[c][split], v) for c in names) / len(names)
+
+
+def search(data: Data, corpora: Sequence[str], grid: Iterable[Variant]) -> tuple[Variant, float]:
+    """The variant with the best macro nDCG@10 over the tune halves of `corpora`."""
+    best: tuple[Variant, float] | None = None
+    for v in grid:
+        score = macro(data, corpora, "tune", v)
+        if best is None or score > best[1] + 1e-9:
+            best = (v, score)
+    assert best is not None
+    return best
+
+
+def grids() -> dict[str, list[Variant]]:
+    """The families studied, each a grid of its own constants."""
+    priors = dict(section_bonus=[0.0, 0.05, 0.1, 0.15, 0.2], length_penalty=[0.0, 0.01, 0.02, 0.04],
+                  document_weight=[0.0, 0.1, 0.2, 0.3])  # fmt: skip
+    convex = [
+        Variant(alpha=a, section_bonus=b, length_penalty=g, document_weight=w)
+        for a in (0.8, 0.85, 0.9, 0.95, 1.0)
+        for b, g, w in itertools.product(*priors.values())
+    ]
+    dense = [
+        Variant(method="dense", section_bonus=b, length_penalty=g, document_weight=w)
+        for b, g, w in itertools.product(*priors.values())
+    ]
+    rrf = [
+        Variant(
+            method="rrf",
+            rrf_k=k,
+            keyword_weight=kw,
+            section_bonus=b,
+            length_penalty=0.0,
+            document_weight=w,
+        )
+        for k in (5, 10, 20, 40, 60, 100)
+        for kw in (0.25, 0.5, 0.75, 1.0)
+        for b in (0.0, 0.1, 0.15)
+        for w in (0.0, 0.2)
+    ]
+    normalised = [
+        Variant(alpha=a, normalise=n, section_bonus=b, document_weight=w, length_penalty=0.0)
+        for n in ("minmax", "z")
+        for a in (0.6, 0.7, 0.8, 0.9, 0.95)
+        for b in (0.0, 0.1, 0.15)
+        for w in (0.0, 0.2)
+    ]
+    return {"dense": dense, "convex": convex, "rrf": rrf, "normalised": normalised}
+
+
+def retrieval_report(data: Data, corpora: Sequence[str]) -> dict[str, Any]:
+    """Per family: chosen on all tune halves -> test halves; leave-one-corpus-out."""
+    report: dict[str, Any] = {"baselines": {}, "families": {}}
+    base = {
+        "bm25": Variant(method="bm25"),
+        "dense (plain)": Variant(
+            method="dense", section_bonus=0, length_penalty=0, document_weight=0
+        ),
+        "engine today": Variant(),
+    }
+    for name, v in base.items():
+        report["baselines"][name] = {
+            c: {s: round(ndcg(data[c][s], v), 4) for s in ("tune", "test")} for c in corpora
+        }
+    for family, grid in grids().items():
+        chosen, tune = search(data, corpora, grid)
+        test = {c: round(ndcg(data[c]["test"], chosen), 4) for c in corpora}
+        loo = {}
+        for held in corpora if len(corpora) > 1 else ():
+            others = [c for c in corpora if c != held]
+            v, _ = search(data, others, grid)
+            loo[held] = {"variant": v.label(), "test": round(ndcg(data[held]["test"], v), 4)}
+        report["families"][family] = {
+            "chosen": chosen.label(),
+            "variant": asdict(chosen),
+            "tune_macro": round(tune, 4),
+            "test": test,
+            "test_macro": round(sum(test.values()) / len(test), 4),
+            "leave_one_out": loo,
+        }
+        log(f"{family}: {chosen.label()} tune {tune:.3f} test {test}")
+    return report
+
+
+def ablations(data: Data, corpora: Sequence[str], v: Variant) -> dict[str, dict[str, float]]:
+    """Test-half nDCG@10 per corpus with `v`, and with each of its priors removed."""
+    removed = {
+        "as chosen": v,
+        "no section bonus": replace(v, section_bonus=0.0),
+        "no length penalty": replace(v, length_penalty=0.0),
+        "no document weight": replace(v, document_weight=0.0),
+        "no fusion (dense)": replace(v, method="dense"),
+        "pool 200": replace(v, pool=200),
+        "BM25-only chunks get their cosine": replace(v, exact_keyword_only=True),
+    }
+    return {
+        name: {c: round(ndcg(data[c]["test"], var), 4) for c in corpora}
+        for name, var in removed.items()
+    }
+
+
+def run_study(corpora: Sequence[str], json_path: str | None) -> dict[str, Any]:
+    loaded = {c: load(c) for c in corpora}
+    data = answerable(loaded)
+    report = retrieval_report(data, corpora)
+    best_family = max(report["families"], key=lambda f: report["families"][f]["tune_macro"])
+    chosen = Variant(**report["families"][best_family]["variant"])
+    report["ablations"] = ablations(data, corpora, chosen)
+    from bench.gate_study import gate_report
+
+    report["gate"] = gate_report(loaded, corpora)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    return report
