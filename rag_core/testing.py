@@ -5,12 +5,11 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rag_core.errors import GenerationError
-from rag_core.generators.base import BaseGenerator
+from rag_core.generators.base import BaseGenerator, Request
 from rag_core.stores import text_hash
 from rag_core.types import Chunk, Message
 
@@ -59,17 +58,11 @@ class FakeGenerator(BaseGenerator):
         self.fail_after = fail_after
         self.calls: list[Sequence[Message]] = []
 
-    def _stream(
-        self,
-        messages: list[Message],
-        max_new_tokens: int,
-        temperature: float,
-        stop: threading.Event | None,
-    ) -> Iterator[str]:
-        self.calls.append(messages)
-        pieces = re.findall(r"\S+\s*", self.reply)[:max_new_tokens]
+    def _stream(self, request: Request) -> Iterator[str]:
+        self.calls.append(request.messages)
+        pieces = re.findall(r"\S+\s*", self.reply)[: request.max_new_tokens]
         for i, piece in enumerate(pieces):
-            if stop is not None and stop.is_set():
+            if request.stop is not None and request.stop.is_set():
                 return
             if self.fail_after is not None and i >= self.fail_after:
                 raise GenerationError("fake generator failed")

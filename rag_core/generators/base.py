@@ -10,9 +10,20 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 from rag_core.errors import ConfigError
 from rag_core.types import Message
+
+
+@dataclass(frozen=True)
+class Request:
+    """One generation, its arguments checked by BaseGenerator.stream."""
+
+    messages: tuple[Message, ...]
+    max_new_tokens: int
+    temperature: float
+    stop: threading.Event | None
 
 
 class BaseGenerator(ABC):
@@ -37,17 +48,11 @@ class BaseGenerator(ABC):
             raise ConfigError(f"temperature must be >= 0, got {temperature!r}")
         if not messages:
             raise ConfigError("messages must not be empty")
-        return self._stream(list(messages), max_new_tokens, float(temperature), stop)
+        return self._stream(Request(tuple(messages), max_new_tokens, float(temperature), stop))
 
     @abstractmethod
-    def _stream(
-        self,
-        messages: list[Message],
-        max_new_tokens: int,
-        temperature: float,
-        stop: threading.Event | None,
-    ) -> Iterator[str]:
-        """The backend's generation, arguments already checked."""
+    def _stream(self, request: Request) -> Iterator[str]:
+        """The backend's generation of a checked request."""
 
     def generate(
         self,

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from rag_core.errors import ConfigError, GenerationError
-from rag_core.generators.base import BaseGenerator
+from rag_core.generators.base import BaseGenerator, Request
 from rag_core.types import Message
 
 PREFIX = "openai:"
@@ -141,23 +141,17 @@ class OpenAICompatGenerator(BaseGenerator):
                 return self._last_usage[1]
         return len(_WORDISH.findall(text))
 
-    def _stream(
-        self,
-        messages: list[Message],
-        max_new_tokens: int,
-        temperature: float,
-        stop: threading.Event | None,
-    ) -> Iterator[str]:
+    def _stream(self, request: Request) -> Iterator[str]:
         """Yield the answer's text as the server streams it; `stop` ends it after the next event."""
         payload = {
             "model": self.model,
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
-            "max_tokens": max_new_tokens,
-            "temperature": temperature,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "max_tokens": request.max_new_tokens,
+            "temperature": request.temperature,
             "stream": True,
             "stream_options": {"include_usage": True},
         }
-        return self._request(payload, stop)
+        return self._request(payload, request.stop)
 
     def _request(self, payload: dict[str, Any], stop: threading.Event | None) -> Iterator[str]:
         where = f"the generator server at {self.base_url}"

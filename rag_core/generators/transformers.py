@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rag_core.errors import ConfigError, GenerationError, ModelLoadError
-from rag_core.generators.base import BaseGenerator
+from rag_core.generators.base import BaseGenerator, Request
 from rag_core.models import (
     DEFAULT_GENERATOR_GGUF,
     check_threads,
@@ -335,13 +335,7 @@ class TransformersGenerator(BaseGenerator):
 
     # -- generation ------------------------------------------------------------------------------
 
-    def _stream(
-        self,
-        messages: list[Message],
-        max_new_tokens: int,
-        temperature: float,
-        stop: threading.Event | None,
-    ) -> Iterator[str]:
+    def _stream(self, request: Request) -> Iterator[str]:
         """Generate in a worker thread and yield its text. temperature 0 decodes greedily;
         `stop` ends generation after the current token; closing the iterator early stops and
         joins the worker; an error inside generation is raised here as GenerationError, with
@@ -350,15 +344,15 @@ class TransformersGenerator(BaseGenerator):
 
         self.load()
         try:
-            inputs = self._encode(messages)
+            inputs = self._encode(request.messages)
         except Exception as exc:
             raise GenerationError(f"cannot build the prompt: {exc}") from exc
         own_stop = threading.Event()
-        criteria = _StopOnEvent(own_stop, stop)
+        criteria = _StopOnEvent(own_stop, request.stop)
         streamer = TextIteratorStreamer(
             self._tokenizer, skip_prompt=True, timeout=self.poll_interval, skip_special_tokens=True
         )
-        kwargs = self._generate_kwargs(inputs, max_new_tokens, temperature, streamer, criteria)
+        kwargs = self._generate_kwargs(inputs, request, streamer, criteria)
         run = _Run()
 
         def work() -> None:
@@ -391,24 +385,19 @@ class TransformersGenerator(BaseGenerator):
             thread.join(self.join_timeout)
 
     def _generate_kwargs(
-        self,
-        inputs: dict[str, Any],
-        max_new_tokens: int,
-        temperature: float,
-        streamer: Any,
-        criteria: _StopOnEvent,
+        self, inputs: dict[str, Any], request: Request, streamer: Any, criteria: _StopOnEvent
     ) -> dict[str, Any]:
         from transformers import StoppingCriteriaList
 
         kwargs: dict[str, Any] = {
             **inputs,
-            "max_new_tokens": max_new_tokens,
+            "max_new_tokens": request.max_new_tokens,
             "streamer": streamer,
             "stopping_criteria": StoppingCriteriaList([criteria]),
-            "do_sample": temperature > 0,
+            "do_sample": request.temperature > 0,
         }
-        if temperature > 0:
-            kwargs["temperature"] = temperature
+        if request.temperature > 0:
+            kwargs["temperature"] = request.temperature
         tokenizer = self._tokenizer
         if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
             kwargs["pad_token_id"] = tokenizer.eos_token_id
