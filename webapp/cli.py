@@ -13,7 +13,7 @@ from typing import Any
 
 from rag_core.config import Settings
 from rag_core.errors import RagError, UserError
-from rag_core.ingest.pipeline import SUPPORTED_EXTENSIONS
+from rag_core.ingest.detect import SUPPORTED_EXTENSIONS
 from rag_core.types import Done, Retrieved, Token
 from webapp import serialize
 

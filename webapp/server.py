@@ -12,7 +12,7 @@ from typing import Any
 from rag_core.config import Settings
 from rag_core.engine import Engine
 from rag_core.errors import ConfigError
-from rag_core.ingest.pipeline import SUPPORTED_EXTENSIONS
+from rag_core.ingest.detect import SUPPORTED_EXTENSIONS
 
 log = logging.getLogger("ragchat.webapp")
 

@@ -26,6 +26,8 @@ TEXT_EXTENSIONS = frozenset(
     {".txt", ".text", ".rst", ".log", ".csv", ".tsv", ".json", ".yaml", ".yml", ".toml", ".ini"}
 )
 _TEXTUAL_EXTENSIONS = HTML_EXTENSIONS | MARKDOWN_EXTENSIONS | TEXT_EXTENSIONS
+# Every extension a folder ingest picks up and an upload keeps: what the loaders read.
+SUPPORTED_EXTENSIONS: frozenset[str] = frozenset({".pdf", ".docx"}) | _TEXTUAL_EXTENSIONS
 
 # (magic bytes, offset, what it looks like); checked before any text sniffing.
 _MAGIC: tuple[tuple[bytes, int, str | None], ...] = (

@@ -44,17 +44,6 @@ Progress = Callable[[str, float], None]  # (stage description, fraction done 0..
 log = logging.getLogger(__name__)
 LOCK_FILE = "ingest.lock"
 
-SUPPORTED_EXTENSIONS = {
-    ".pdf",
-    ".docx",
-    ".html",
-    ".htm",
-    ".md",
-    ".markdown",
-    ".txt",
-    ".text",
-    ".rst",
-}
 
 
 def clean_name(name: str) -> str:

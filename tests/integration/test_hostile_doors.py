@@ -21,7 +21,7 @@ import httpx
 import pytest
 from gradio_client import Client, handle_file
 
-from rag_core.ingest.pipeline import SUPPORTED_EXTENSIONS
+from rag_core.ingest.detect import SUPPORTED_EXTENSIONS
 from tests.hostile.corpus import Case, shared_corpus
 from tests.webapp_server import ROOT, RunningServer, start_server
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from rag_core.errors import EmptyDocumentError, IngestError, UnsupportedFormatError
@@ -153,3 +155,18 @@ def test_cp1252_fallback_refuses_control_characters() -> None:
 def test_text_mentioning_pdf_header_is_text() -> None:
     data = b"Notes\n\nEvery PDF file starts with %PDF-1.7 in its first line.\n"
     assert detect_type(data, "notes.md") == "markdown"
+
+
+def test_a_folder_ingest_takes_every_format_the_loaders_read(tmp_path: Path) -> None:
+    from rag_core.ingest.detect import SUPPORTED_EXTENSIONS
+    from webapp.cli import iter_files
+
+    for ext in ("mkd", "xhtml", "log", "csv", "json", "yaml", "tsv", "md", "pdf", "docx", "PDF"):
+        (tmp_path / f"file.{ext}").write_bytes(b"x")
+    (tmp_path / "image.png").write_bytes(b"x")
+    (tmp_path / ".hidden.md").write_bytes(b"x")
+    found = {p.name for p in iter_files([str(tmp_path)])}
+    assert "image.png" not in found and ".hidden.md" not in found
+    assert found == {f"file.{ext}" for ext in ("mkd", "xhtml", "log", "csv", "json", "yaml",
+                                              "tsv", "md", "pdf", "docx", "PDF")}  # fmt: skip
+    assert {".mkd", ".xhtml", ".log", ".csv", ".json"} <= SUPPORTED_EXTENSIONS

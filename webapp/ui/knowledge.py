@@ -25,7 +25,8 @@ import gradio as gr
 from rag_core.config import Settings
 from rag_core.engine import Engine
 from rag_core.errors import DocumentNotFoundError, UserError
-from rag_core.ingest.pipeline import SUPPORTED_EXTENSIONS, clean_name
+from rag_core.ingest.detect import SUPPORTED_EXTENSIONS
+from rag_core.ingest.pipeline import clean_name
 from rag_core.types import DocumentRecord, IngestResult
 from webapp import render
 from webapp.ui.common import actor_of, user_of, warn
