@@ -18,10 +18,12 @@ from typing import Any, Literal
 from rag_core.config import Settings
 from rag_core.errors import GenerationError
 from rag_core.grounding import (
+    MAX_FACTOID_SENTENCES,
     Evidence,
     check_sentences,
     citations_for,
     extractive_answer,
+    is_factoid,
     render_answer,
     split_answer,
 )
@@ -42,9 +44,7 @@ from rag_core.types import (
     Turn,
 )
 
-QUOTED_LEAD = "Your documents say:"
-NOT_FOUND_LEAD = "The documents may not answer this directly; the closest they say is:"
-UNCHECKED_LEAD = "The generated answer could not be checked against your documents; they say:"
+QUOTED_LEAD = "Your documents say:"  # every quoted answer says plainly what it is
 Fallback = Literal["refused", "not-found", "unsupported"]
 
 
@@ -92,6 +92,7 @@ class Answerer:
         self.config = config
         self.started = started
         self.evidence = Evidence(retrieved.question, retrieved.hits, embedder)
+        self.factoid = is_factoid(retrieved.question)
 
     # -- the whole answer ------------------------------------------------------------------
 
@@ -187,6 +188,8 @@ class Answerer:
             policy=self.options.grounding,
         )
         draft.checks.extend(new)
+        if self.factoid and sum(c.shown and c.claim for c in draft.checks) >= MAX_FACTOID_SENTENCES:
+            halt.set()  # a factoid question gets its fact in at most two sentences
         return new
 
     def _timings(self, draft: _Draft, messages: Sequence[Message], t_gen: float) -> Timings:
@@ -257,8 +260,7 @@ class Answerer:
             yield self.done(lead=text, raw_answer=raw, sentences=replaced, refused=True,
                             mode="refused", **extra)  # fmt: skip
             return
-        lead = {None: "", "not-found": NOT_FOUND_LEAD, "unsupported": UNCHECKED_LEAD}
-        lead_text = lead.get(fallback, "")
+        lead_text = QUOTED_LEAD
         numbered = tuple(replace(c, index=len(replaced) + i) for i, c in enumerate(quoted))
         if fallback is None:
             yield Token(render_answer(lead_text, numbered))

@@ -150,6 +150,38 @@ def _present(term: str, haystack: str) -> bool:
     return needle in haystack
 
 
+# Lead-ins that talk about the answer instead of giving it; removed, the rest kept.
+_LEAD_IN = re.compile(
+    r"^\s*(?:(?:yes|no|sure|okay|ok)\s*[,:]\s*)?(?:"
+    r"(?:the\s+)?answer(?:\s+is)?\s*[:,]?|"
+    r"(?:according\s+to|based\s+on|from|in)\s+(?:the\s+)?(?:passages?|text|documents?|docs?)"
+    r"(?:\s*\[\d+\])?\s*[,:]?|"
+    r"(?:the|this)\s+(?:passages?|text|documents?|doc)(?:\s*\[\d+\])?\s+"
+    r"(?:says|states|mentions|explains|notes|shows|indicates)(?:\s+that)?\s*[,:]?"
+    r")\s*",
+    re.IGNORECASE,
+)
+# What is left talking about the passages themselves is not a claim about the world.
+_SELF_REFERENCE = re.compile(
+    r"\b(?:the|this|that)\s+(?:passages?|sentences?)\b|^\s*question\s*:|"
+    r"\bgenerated answer\b|\byour documents (?:say|don't say)\b",
+    re.IGNORECASE,
+)
+
+
+def clean_sentence(sentence: str) -> str:
+    """A generated sentence without its lead-in ("The answer is:", "According to the passage,"
+    ...), the first letter raised; "" when what is left only talks about the passages, echoes
+    the question or repeats ragchat's own words: such a sentence is not a claim."""
+    text = sentence.strip()
+    stripped = _LEAD_IN.sub("", text, count=1).strip()
+    if stripped != text and stripped:
+        text = stripped[0].upper() + stripped[1:]
+    if _SELF_REFERENCE.search(strip_markers(text)):
+        return ""
+    return text
+
+
 def is_filler(sentence: str) -> bool:
     """A sentence that makes no claim ('Sure!', 'The answer is:')."""
     bare = strip_markers(sentence).strip()
@@ -238,6 +270,7 @@ def check_sentences(
     """Check each answer sentence; repair its citation markers to the passage that supports it.
     An unsupported sentence's verdict follows the grounding `policy` (marked, removed or shown
     unchecked); a sentence that states nothing is 'no-claim'."""
+    sentences = [clean_sentence(s) for s in sentences]
     claims = [strip_markers(s) for s in sentences]
     vectors = evidence.embedder.embed_documents(claims) if claims else []
     n_passages = len(evidence.hits)
@@ -354,6 +387,21 @@ _ANSWER_TYPES = (
 )
 
 
+_OPEN_ENDED = re.compile(
+    r"^\s*(how\s+(do|does|can|could|should|would|to)\b|why\b|explain\b|describe\b|"
+    r"what\s+(are|were)\s+the\s+(steps|ways|differences|options|reasons)\b|list\b|"
+    r"tell\s+me\s+about\b|what\s+is\s+the\s+difference\b|compare\b)",
+    re.IGNORECASE,
+)
+MAX_FACTOID_SENTENCES = 2
+
+
+def is_factoid(question: str) -> bool:
+    """A question after one fact (how long, when, who, is it allowed, ...), answered in at most
+    MAX_FACTOID_SENTENCES sentences; not one that asks how to do something or why."""
+    return _OPEN_ENDED.search(question) is None
+
+
 def answer_type_bonus(question: str, sentence: str) -> float:
     """0.1 when the question asks for a kind of fact (a duration, a number, a date) that the
     sentence contains: a sentence that can answer beats one that only shares the topic."""
@@ -392,7 +440,7 @@ def extractive_answer(
     if chosen and len(chosen) > 1 and chosen[1][0] < chosen[0][0] - 0.15:
         chosen = chosen[:1]
     checks = []
-    for index, (score, i) in enumerate(sorted(chosen, key=lambda t: t[1])):
+    for index, (score, i) in enumerate(chosen):  # the most relevant first
         ps = evidence.sentences[i]
         text = " ".join(ps.text.split())
         checks.append(

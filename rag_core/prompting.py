@@ -40,7 +40,8 @@ def build_messages(
 ) -> list[Message]:
     """System instruction, a few earlier turns, then the passages and the question."""
     messages = [Message("system", SYSTEM_PROMPT)]
-    for turn in list(history)[-max_history_turns:] if max_history_turns else []:
+    answered = [t for t in history if t.answer.strip()]  # a refusal is no answer to learn from
+    for turn in answered[-max_history_turns:] if max_history_turns else []:
         messages.append(Message("user", turn.question))
         messages.append(Message("assistant", strip_markers(turn.answer)[:600]))
     user = f"Passages:\n{passage_block(hits)}\n\nQuestion: {question.strip()}"

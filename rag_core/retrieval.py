@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from rag_core.protocols import Embedder, KeywordIndex, VectorStore
 from rag_core.stores.tokenize import terms_with_sources
-from rag_core.text import FUNCTION_WORDS, REQUEST_VERBS
+from rag_core.text import FUNCTION_WORDS, REQUEST_VERBS, REQUEST_WORDS
 from rag_core.types import Chunk, Hit, RetrievalMode, Turn
 
 if TYPE_CHECKING:
@@ -338,11 +338,22 @@ def fuse(
     return hits
 
 
-_FOLLOW_UP = re.compile(
-    r"^\s*(and|also|what about|how about|but|then|so|or)\b|\b(it|its|it's|they|them|their|this|"
-    r"that|these|those|he|she|his|her|there|the same|one)\b",
+# A question that continues the conversation: it opens with a connective ("and", "what about")
+# or refers back with a pronoun or determiner ("its page size", "who designed it").
+_CONTINUES = re.compile(r"^\s*(and|also|what about|how about|but|then|so|or)\b", re.IGNORECASE)
+_REFERS_BACK = re.compile(
+    r"\b(it|its|it's|they|them|their|theirs|this|that|these|those|he|him|his|she|her|hers|"
+    r"the same|the latter|the former|the other one|that one|this one)\b",
     re.IGNORECASE,
 )
+# A question frame: a question word or an auxiliary first ("What is ...", "Does ...").
+_FRAME = re.compile(
+    r"^\s*(what|which|who|whom|whose|when|where|why|how|is|are|was|were|do|does|did|can|could|"
+    r"will|would|should|shall|may|might|must|has|have|had)\b",
+    re.IGNORECASE,
+)
+_ELLIPSIS_WORDS = 2  # "The price?", "In 2020?": a fragment with this few words is elliptical
+_OWN_TOPIC_WORDS = 3  # a question with a pronoun but this many own words names its own topic
 _WORD = re.compile(r"[\w][\w.\-']*", re.UNICODE)
 _STOP = FUNCTION_WORDS | REQUEST_VERBS
 
@@ -359,19 +370,29 @@ def content_words(text: str) -> list[str]:
     return out
 
 
+def depends_on_history(question: str) -> bool:
+    """Whether a question only makes sense after the earlier turns: it continues them ("and
+    ...?", "what about ...?"), refers back to them with a pronoun while naming little of its
+    own ("who designed it?"), or is elliptical ("The price?"). "What is the capital of
+    Australia?" stands alone, whatever was asked before."""
+    q = question.strip()
+    words = [w for w in content_words(q) if w.lower() not in REQUEST_WORDS]
+    if _CONTINUES.search(q) or (not _FRAME.search(q) and len(words) <= _ELLIPSIS_WORDS):
+        return True
+    return _REFERS_BACK.search(q) is not None and len(words) <= _OWN_TOPIC_WORDS
+
+
 def standalone_query(question: str, history: Sequence[Turn], max_turns: int = 2) -> str:
     """Turn a follow-up question into a self-contained search query using earlier questions.
 
-    A question that refers back ("and what about its page size?") or is very short gets the
-    content words of the previous questions that it lacks, so both retrievers see the topic.
+    Only a question that depends on the earlier turns (`depends_on_history`) is rewritten: it
+    gets the content words of the previous questions that it lacks, so both retrievers see the
+    topic. A question that stands alone is searched as asked.
     """
     q = question.strip()
-    if not history:
+    if not history or not depends_on_history(q):
         return q
-    words = content_words(q)
-    if not _FOLLOW_UP.search(q) and len(words) > 3:
-        return q
-    have = {w.lower() for w in words}
+    have = {w.lower() for w in content_words(q)}
     context: list[str] = []
     for turn in list(history)[-max_turns:][::-1]:
         for w in content_words(turn.question):

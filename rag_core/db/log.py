@@ -191,6 +191,20 @@ def _old_lead(answer: str, sentences: Sequence[SentenceCheck]) -> str:
     return answer[: -len(shown)].strip() if answer.endswith(shown) else ""
 
 
+# what quoted answers opened with before leads were logged apart (turns from before 0005)
+_OLD_LEADS = (
+    "The generated answer could not be checked against your documents; they say:",
+    "The documents may not answer this directly; the closest they say is:",
+)
+
+
+def _without_lead(answer: str, lead: str | None) -> str:
+    for known in (lead, *_OLD_LEADS) if lead else _OLD_LEADS:
+        if known and answer.startswith(known):
+            return answer[len(known) :].strip()
+    return answer
+
+
 def _timings(data: Mapping[str, Any]) -> Timings:
     """The logged timings, typed; keys this version does not know are dropped."""
     known = {f.name for f in dataclasses.fields(Timings)}
@@ -424,15 +438,22 @@ class ConversationLog:
             return _turn_record(row)
 
     def history(self, conv_id: str, user: str) -> list[Turn]:
-        """Question/answer pairs for follow-up questions (turns that ended in error are skipped)."""
+        """Question/answer pairs for follow-up questions (turns that ended in error are skipped).
+
+        An answer is what it said, without ragchat's own words: a refusal counts as no answer,
+        and a quoted answer keeps its quotes without the lead that says what they are, so the
+        generator never reads (and repeats) ragchat's boilerplate as if it were an answer."""
         stmt = (
-            sa.select(TurnRow.question, TurnRow.answer)
+            sa.select(TurnRow.question, TurnRow.answer, TurnRow.refused, TurnRow.lead)
             .where(TurnRow.conversation_id == conv_id, TurnRow.status != "error")
             .order_by(TurnRow.position)
         )
         with self.db.read_session() as s:
             self._owned(s, conv_id, user)
-            return [Turn(question=q, answer=a) for q, a in s.execute(stmt)]
+            return [
+                Turn(question=q, answer="" if refused else _without_lead(a, lead))
+                for q, a, refused, lead in s.execute(stmt)
+            ]
 
     def set_feedback(
         self, turn_id: int, user: str, rating: int, comment: str | None = None

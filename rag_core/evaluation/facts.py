@@ -144,7 +144,7 @@ def run_fact(engine: Engine, q: FactQuestion, options: AnswerOptions, strategy: 
         fact_shown=fact,
         cites_gold=gold,
         meta_talk=META_TALK.search(shown) is not None,
-        quoted_fallback=done.mode == "extractive" and bool(done.lead),
+        quoted_fallback=done.mode == "extractive" and strategy != "extractive",
         sentences=sum(1 for s in done.shown if s.claim),
         first_token_ms=first,
         total_ms=total,

@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 LOCK_FILE = "ingest.lock"
 
 
-
 def clean_name(name: str) -> str:
     """A safe display name: the last path component, no control characters, at most 200 chars.
 

@@ -63,10 +63,26 @@ def test_follow_up_question_gets_the_topic_of_the_previous_one() -> None:
 
 
 def test_self_contained_question_is_left_alone() -> None:
-    history = [Turn("What is Acme Cloud?", "A hosting service.")]
-    q = "How many regions does the Zorblax reactor network operate in?"
-    assert standalone_query(q, history) == q
+    history = [Turn("How long does the Lumen L2 battery last on a full charge?", "14 hours [1].")]
+    standalone = [
+        "How many regions does the Zorblax reactor network operate in?",
+        "What is the capital of Australia?",
+        "Who commissioned the Zorblax reactor?",
+        "Is it safe to use Python's eval function on user input?",
+        "How do I install the Quarnet turbine firmware?",
+        "What colour is the charging ring when the battery is full?",
+    ]
+    for q in standalone:
+        assert standalone_query(q, history) == q, q
     assert standalone_query("anything", []) == "anything"
+
+
+def test_questions_that_depend_on_the_conversation_are_rewritten() -> None:
+    history = [Turn("How long does the Lumen L2 battery last on a full charge?", "14 hours [1].")]
+    for q in ("And at full brightness?", "Who designed it?", "What about its warranty?",
+              "The price?", "How heavy is it?"):  # fmt: skip
+        rewritten = standalone_query(q, history)
+        assert rewritten.endswith(q) and "Lumen" in rewritten, (q, rewritten)
 
 
 def test_content_words_drop_stop_words_and_duplicates() -> None:
