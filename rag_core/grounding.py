@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from rag_core.ingest.chunking import split_sentences
 from rag_core.prompting import markers_in, strip_markers
 from rag_core.protocols import Embedder
+from rag_core.quantities import Quantity, compatible, describe, quantities
 from rag_core.retrieval import TermStat
 from rag_core.stores.tokenize import tokenize
 from rag_core.text import FUNCTION_WORDS, REQUEST_WORDS
@@ -70,6 +71,7 @@ class Evidence:
     _tokens: list[set[str]] = field(default_factory=list)
     _passage_context: list[str] = field(default_factory=list)
     _sentence_text: list[str] = field(default_factory=list)
+    _quantities: dict[int, list[Quantity]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for n, hit in enumerate(self.hits, start=1):
@@ -91,6 +93,13 @@ class Evidence:
             texts = [s.text for s in self.sentences]
             self._vectors = self.embedder.embed_documents(texts) if texts else []
         return self._vectors
+
+    def quantities_of(self, i: int) -> list[Quantity]:
+        """The quantities of passage sentence i (computed once)."""
+        cached = self._quantities.get(i)
+        if cached is None:
+            cached = self._quantities[i] = quantities(self.sentences[i].text)
+        return cached
 
     def passage_context(self, n: int) -> str:
         """Passage n's document name and heading path, normalised: where a name may come from."""
@@ -211,20 +220,21 @@ def best_support(
     terms = salient_terms(claim)
     q_norm = _norm(question)
     needed = [t for t in terms if not _present(t, q_norm)]
+    asked = {q.value for q in quantities(question)}
+    amounts = [q for q in quantities(claim) if q.value not in asked]
     per_passage: dict[int, Support] = {}
     closest: dict[int, Support] = {}  # the best-scoring window of each passage, facts or not
     vectors = evidence.vectors
     sentences = evidence.sentences
     for i, ps in enumerate(sentences):
         cos = _cos(vector, vectors[i])
-        window = set(evidence._tokens[i])
-        texts = [evidence._sentence_text[i]]
+        members = [i]
         if i > 0 and sentences[i - 1].passage == ps.passage:
-            window |= evidence._tokens[i - 1]
-            texts.append(evidence._sentence_text[i - 1])
+            members.append(i - 1)
         if i + 1 < len(sentences) and sentences[i + 1].passage == ps.passage:
-            window |= evidence._tokens[i + 1]
-            texts.append(evidence._sentence_text[i + 1])
+            members.append(i + 1)
+        window = set().union(*(evidence._tokens[j] for j in members))
+        texts = [evidence._sentence_text[j] for j in members]
         lex = len(claim_tokens & window) / len(claim_tokens) if claim_tokens else 0.0
         score = 0.5 * max(cos, 0.0) + 0.5 * lex
         if needed:
@@ -237,7 +247,14 @@ def best_support(
             )
         else:
             missing = ()
-        support = Support(score, ps, missing)
+        if amounts:  # its numbers with their units and roles, not only the digits
+            found = [q for j in members for q in evidence.quantities_of(j)]
+            missing += tuple(
+                describe(q)
+                for q in amounts
+                if q.value not in missing and not any(compatible(q, f) for f in found)
+            )
+        support = Support(score, _holder(evidence, members, needed) or ps, missing)
         current = per_passage.get(ps.passage)
         # a window with every fact beats one without; then the higher score wins
         if current is None or (not missing, score) > (not current.missing, current.score):
@@ -250,6 +267,21 @@ def best_support(
         if near is not sup and near.missing and near.score > sup.score:
             per_passage[n] = Support(sup.score, sup.sentence, sup.missing, near.missing)
     return per_passage
+
+
+def _holder(
+    evidence: Evidence, members: Sequence[int], needed: Sequence[str]
+) -> PassageSentence | None:
+    """The sentence of a window that holds the claim's facts, to show as the support: the
+    window's centre when it holds them, else the neighbour that holds the most."""
+    if not needed:
+        return None
+    held = [
+        (sum(_present(t, evidence._sentence_text[j]) for t in needed), -k, j)
+        for k, j in enumerate(members)
+    ]
+    best = max(held)
+    return evidence.sentences[best[2]] if best[0] > 0 and best[2] != members[0] else None
 
 
 UNSUPPORTED_VERDICT: dict[str, Verdict] = {
