@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
+from rag_core.ingest import chunking
 from rag_core.ingest.chunking import CountTokens, chunk_document
 from rag_core.testing import FakeEmbedder
 from rag_core.types import Chunk
@@ -145,3 +146,32 @@ def test_chunks_are_unchanged(name: str) -> None:
     assert [(c.index, c.char_start, c.char_end, c.page, c.heading_path) for c in spots] == SPOTS[
         name
     ]
+
+
+def test_small_windows_change_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tiny windows everywhere (count batches, pieces of long texts, draft windows, dropping
+    used units) give the very chunks the defaults give."""
+
+    def all_chunks() -> dict[str, list[Chunk]]:
+        return {
+            name: chunk_document(
+                parsed,
+                document_id="d",
+                document_name=name,
+                version="v" * 64,
+                count_tokens=FakeEmbedder().count_tokens,
+                chunk_size=48,
+                chunk_overlap=8,
+            )
+            for name, parsed in documents().items()
+        }
+
+    expected = all_chunks()
+    monkeypatch.setattr(chunking, "_COUNT_BATCH", 3)
+    monkeypatch.setattr(chunking, "_COUNT_CHARS", 500)
+    monkeypatch.setattr(chunking, "_DRAFT_WINDOW", 2)
+    monkeypatch.setattr(chunking, "_DROP_AT", 1)
+    # texts over 40,000 characters counted in pieces cut at whitespace (the counter is additive
+    # there): the one-line texts (~80,000), not the 30,000-character "word" of blob.txt
+    monkeypatch.setattr(chunking._pieces, "__defaults__", (40_000,))
+    assert all_chunks() == expected
