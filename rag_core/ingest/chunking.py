@@ -16,7 +16,6 @@ at whitespace first, as BERT's WordPiece does), so the tokenizer never sees a hu
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import re
 from collections import deque
@@ -24,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from rag_core.text import PARAGRAPH_BREAK, iter_sentences, strip_span
 from rag_core.types import Block, Chunk, ParsedDocument
 
 CountTokens = Callable[[Sequence[str]], list[int]]
@@ -37,100 +37,6 @@ _DRAFT_WINDOW = 512  # drafted chunks checked against the limit together
 _DROP_AT = 1024  # used units kept before they are dropped
 _WORD = re.compile(r"\S+")
 _SPACE = (" ", "\n", "\t")
-
-# --------------------------------------------------------------------------- sentences
-
-# A period after these never ends a sentence ("e.g. this", "Mr. Smith").
-_ABBREVIATIONS = frozenset(
-    {"e.g", "i.e", "eg", "ie", "cf", "mr", "mrs", "ms", "mx", "dr", "prof", "sr", "jr", "st", "mt",
-     "ft", "vs", "viz", "approx", "ca", "al", "resp", "incl", "excl", "dept", "univ", "assoc", "lt",
-     "sgt", "capt", "rev", "jan", "feb", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov",
-     "dec", "tue", "thu", "fri"}
-)  # fmt: skip
-# ...and these only when a number follows ("No. 5", "Fig. 3", "pp. 10-12").
-_NUMBER_ABBREVIATIONS = frozenset(
-    {"no", "nos", "nr", "vol", "vols", "p", "pp", "fig", "figs", "eq", "eqs", "sec", "ch", "art",
-     "ref", "tab"}
-)  # fmt: skip
-_DOTTED = re.compile(r"(?:[A-Za-z]\.)+[A-Za-z]")  # U.S, p.m, e.g
-_TERMINAL = re.compile(r"[.!?…]+[\"'”’»)\]]*(?=\s)|[。！？]+[」』”’)）]*")
-_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
-# A line that is a list item or a Markdown heading starts a new sentence even without punctuation.
-_LINE_START = re.compile(r"\n(?=[ \t]*(?:[-*+•‣◦▪]|\d{1,3}[.)])[ \t]+\S| {0,3}#{1,6}[ \t])")
-_HEADING_LINE = re.compile(r"^ {0,3}#{1,6}[ \t].*$", re.M)
-_OPENERS = "([{\"'“‘«"
-
-
-def split_sentences(text: str) -> list[tuple[int, int]]:
-    """Character spans of the sentences of `text`, each stripped of surrounding whitespace.
-
-    A simple rule-based splitter: a sentence ends at . ! ? or … followed by whitespace and a
-    character that is not a lower-case letter, unless the word before the period is an
-    abbreviation ("e.g.", "Mr.", "U.S."), an initial, or a list number at the start of a line.
-    Periods inside tokens ("3.14", "v1.2.3", "setup.py") never split. Blank lines, list items and
-    Markdown heading lines always start a new sentence.
-    """
-    return list(iter_sentences(text))
-
-
-def iter_sentences(text: str) -> Iterator[tuple[int, int]]:
-    """`split_sentences` one span at a time (the cuts of each rule are merged lazily)."""
-    terminal = (
-        m.end()
-        for m in _TERMINAL.finditer(text)
-        if m.group().startswith(("。", "！", "？")) or _ends_sentence(text, m)
-    )
-    cuts = heapq.merge(
-        terminal,
-        (m.start() for m in _PARAGRAPH_BREAK.finditer(text)),
-        (m.start() for m in _LINE_START.finditer(text)),
-        (m.end() for m in _HEADING_LINE.finditer(text)),
-    )
-    prev = 0
-    for cut in itertools.chain(cuts, (len(text),)):
-        if cut < prev:
-            continue
-        span = _strip_span(text, prev, cut)
-        if span is not None:
-            yield span
-        prev = cut
-
-
-def _ends_sentence(text: str, m: re.Match[str]) -> bool:
-    k = m.end()
-    n = len(text)
-    while k < n and text[k].isspace():
-        k += 1
-    if k < n and text[k].islower():
-        return False
-    punct = m.group()
-    if punct.rstrip("\"'”’»)]") != ".":
-        return True  # "?", "!", "...": always an end before a non-lower-case character
-    begin = m.start()
-    while begin > 0 and not text[begin - 1].isspace():
-        begin -= 1
-    token = text[begin : m.start()].lstrip(_OPENERS)
-    lower = token.lower()
-    if lower in _ABBREVIATIONS or _DOTTED.fullmatch(token):
-        return False
-    if len(token) == 1 and token.isupper():
-        return False  # an initial: "J. Smith"
-    if lower in _NUMBER_ABBREVIATIONS and k < n and text[k].isdigit():
-        return False
-    if token.isdigit() and len(token) <= 3:
-        line_start = text.rfind("\n", 0, begin) + 1
-        if not text[line_start:begin].strip():
-            return False  # "1. Install" - a numbered list item, not a sentence "1."
-    return True
-
-
-def _strip_span(text: str, start: int, end: int) -> tuple[int, int] | None:
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    return (start, end) if end > start else None
-
 
 # --------------------------------------------------------------------------- chunks
 
@@ -305,7 +211,7 @@ def _sentence_spans(text: str, blocks: Sequence[Block]) -> Iterator[tuple[int, i
     para = 0
     for b, block in enumerate(blocks):
         segment = text[block.char_start : block.char_end]
-        breaks = (m.start() for m in _PARAGRAPH_BREAK.finditer(segment))
+        breaks = (m.start() for m in PARAGRAPH_BREAK.finditer(segment))
         upcoming = next(breaks, None)
         before = 0  # paragraph breaks at or before the sentence's start
         for s, e in iter_sentences(segment):
@@ -543,7 +449,7 @@ def _shrink(text: str, draft: _Draft) -> list[_Draft]:
     unit = units[0]
     middle = (unit.start + unit.end) // 2
     cut = _nearest_space(text, unit.start, unit.end, middle)
-    halves = [_strip_span(text, unit.start, cut), _strip_span(text, cut, unit.end)]
+    halves = [strip_span(text, unit.start, cut), strip_span(text, cut, unit.end)]
     parts: list[_Draft] = [
         ([_Unit(h[0], h[1], unit.block, unit.para, unit.cost // 2)], 0)
         for h in halves

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 import pytest
 
 from rag_core.ingest import chunking
-from rag_core.ingest.chunking import CountTokens, chunk_document, iter_chunks, split_sentences
+from rag_core.ingest.chunking import CountTokens, chunk_document, iter_chunks
 from rag_core.ingest.loaders import load_document
+from rag_core.text import split_sentences
 from rag_core.types import Block, Chunk, ParsedDocument
 from tests import docmaker as dm
 

@@ -13,6 +13,7 @@ from rag_core.errors import EmptyDocumentError, IngestError
 from rag_core.ingest.detect import (
     ANSI_ESCAPE_TEXT,
 )
+from rag_core.text import CONTROL_TABLE
 from rag_core.types import Block, DocType, ParsedDocument
 
 DEFAULT_MAX_UNPACKED_MB = 200.0  # a DOCX bigger than this when unzipped is refused (setting)
@@ -41,11 +42,6 @@ _PARSER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-_CONTROL_CHARS: dict[int, str | None] = {
-    c: None for c in (*range(0x00, 0x09), 0x0B, *range(0x0E, 0x20), 0x7F)
-}
-_CONTROL_CHARS[0x0C] = "\n"  # form feed: a page break inside extracted text
-_CONTROL_CHARS[0x0B] = "\n"  # vertical tab: Word's manual line break in some exports
 _BLANK_RUN = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
 _LEADING_BLANK_LINES = re.compile(r"\A(?:[ \t]*\n)+")
 
@@ -56,7 +52,7 @@ def normalize_text(text: str) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u2028", "\n")
     if "\x1b" in text:
         text = ANSI_ESCAPE_TEXT.sub("", text)
-    text = text.translate(_CONTROL_CHARS)
+    text = text.translate(CONTROL_TABLE)
     return _BLANK_RUN.sub("\n\n", text)
 
 
