@@ -52,6 +52,8 @@ from rag_core.types import (
 )
 
 Progress = Callable[[str, float], None]  # (stage description, fraction done 0..1)
+# a file on disk, a file on disk with the name the user gave it, or (content, name)
+IngestSource = Path | tuple[Path, str] | tuple[bytes, str]
 
 log = logging.getLogger(__name__)
 LOCK_FILE = "ingest.lock"
@@ -131,6 +133,51 @@ class IngestPipeline:
 
     # -- entry points -------------------------------------------------------------------------
 
+    def ingest_sources(
+        self,
+        sources: Iterable[IngestSource],
+        progress: Progress | None = None,
+        *,
+        actor: Actor = OPERATOR,
+    ) -> list[IngestResult]:
+        """Ingest files on disk (a path, or a path and the name the user gave it) and contents
+        ((bytes, name)) through the one batched path: their chunks are embedded together, each
+        file is read only when its turn comes, and the results come in the order given."""
+        failed: dict[int, IngestResult] = {}
+        order: list[int] = []
+
+        def contents() -> Iterator[tuple[bytes, str]]:
+            for i, source in enumerate(sources):
+                if isinstance(source, tuple) and isinstance(source[0], bytes):
+                    order.append(i)
+                    yield source[0], source[1]
+                    continue
+                path, name = source if isinstance(source, tuple) else (source, None)
+                read = self._read(Path(path), clean_name(Path(path).name if name is None else name))
+                if isinstance(read, IngestResult):
+                    failed[i] = read
+                else:
+                    order.append(i)
+                    yield read
+
+        done = self.ingest_many(contents(), progress, actor=actor)
+        merged = {**failed, **dict(zip(order, done, strict=True))}
+        return [merged[i] for i in sorted(merged)]
+
+    def _read(self, path: Path, name: str) -> tuple[bytes, str] | IngestResult:
+        """A file's content, its size checked before it is read; or why it cannot be read."""
+        started = time.perf_counter()
+        try:
+            self._check_size(name, path.stat().st_size)
+            return path.read_bytes(), name
+        except IngestError as exc:
+            return IngestResult(
+                name, "error", error=str(exc), seconds=time.perf_counter() - started
+            )
+        except OSError as exc:
+            reason = exc.strerror or exc
+            return IngestResult(name, "error", error=f"{name}: cannot read file ({reason})")
+
     def ingest_path(
         self,
         path: Path,
@@ -139,23 +186,10 @@ class IngestPipeline:
         name: str | None = None,
         actor: Actor = OPERATOR,
     ) -> IngestResult:
-        """Ingest one file from disk; its size is checked before it is read. `name` is the
-        name the user gave the file (an upload stored under a generated name), else its own."""
-        name = clean_name(path.name if name is None else name)
-        started = time.perf_counter()
-        try:
-            size = path.stat().st_size
-            self._check_size(name, size)
-            data = path.read_bytes()
-        except IngestError as exc:
-            return IngestResult(
-                name, "error", error=str(exc), seconds=time.perf_counter() - started
-            )
-        except OSError as exc:
-            return IngestResult(
-                name, "error", error=f"{name}: cannot read file ({exc.strerror or exc})"
-            )
-        return self.ingest_bytes(data, name, progress, actor=actor)
+        """Ingest one file from disk (see ingest_sources); `name` is the name the user gave the
+        file (an upload stored under a generated name), else its own."""
+        source: IngestSource = path if name is None else (path, name)
+        return self.ingest_sources([source], progress, actor=actor)[0]
 
     def ingest_bytes(
         self, data: bytes, name: str, progress: Progress | None = None, *, actor: Actor = OPERATOR
