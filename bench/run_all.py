@@ -20,7 +20,7 @@ from pathlib import Path
 from bench.common import ROOT, BenchResult, Check, log, machine_info, print_result
 from bench.report import render_report, write_report
 
-BENCHMARKS = ("ingest", "peer", "latency", "generation", "concurrency")
+BENCHMARKS = ("ingest", "ingest_memory", "peer", "latency", "generation", "concurrency")
 REPORT = ROOT / "docs" / "BENCHMARKS.md"
 
 

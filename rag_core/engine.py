@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from rag_core.config import Settings
 from rag_core.db.log import ConversationLog
 from rag_core.db.registry import DocumentRegistry
 from rag_core.grounding import GateModel, gate_features
-from rag_core.ingest.pipeline import OPERATOR, IngestPipeline, Progress
+from rag_core.ingest.pipeline import OPERATOR, IngestPipeline, IngestSource, Progress
 from rag_core.protocols import Embedder, KeywordIndex, VectorStore
 from rag_core.protocols import Generator as TextGenerator
 from rag_core.retrieval import Retriever, standalone_query
@@ -77,6 +77,18 @@ class Engine:
         self.keyword_sync = keyword_sync
 
     # -- documents ----------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        sources: Iterable[IngestSource],
+        progress: Progress | None = None,
+        *,
+        actor: Actor = OPERATOR,
+    ) -> list[IngestResult]:
+        """Ingest files through one batched path (see IngestPipeline.ingest_sources): their
+        chunks are embedded together; each file succeeds or fails on its own; results in order.
+        Every entry point (the page, the API, the command line) ingests through here."""
+        return self.pipeline.ingest_sources(sources, progress, actor=actor)
 
     def ingest_path(
         self,

@@ -13,13 +13,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from rag_core.ingest.chunking import split_sentences
 from rag_core.prompting import markers_in, strip_markers
 from rag_core.protocols import Embedder
 from rag_core.quantities import Quantity, compatible, describe, quantities
 from rag_core.retrieval import TermStat
 from rag_core.stores.tokenize import tokenize
-from rag_core.text import FUNCTION_WORDS, REQUEST_WORDS
+from rag_core.text import FUNCTION_WORDS, REQUEST_WORDS, split_sentences
 from rag_core.types import (
     Citation,
     GateFeatures,

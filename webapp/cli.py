@@ -14,7 +14,7 @@ from typing import Any
 from rag_core.config import Settings
 from rag_core.errors import RagError, UserError
 from rag_core.ingest.detect import SUPPORTED_EXTENSIONS
-from rag_core.types import Done, Retrieved, Token
+from rag_core.types import Done, IngestResult, Retrieved, Token
 from webapp import serialize
 
 
@@ -56,41 +56,39 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         print("No files to ingest.", file=sys.stderr)
         return 1
     engine = _engine(settings)
-    failures = 0
-    bar = tqdm(total=len(files), unit="file", disable=args.quiet or not sys.stderr.isatty())
-    for path in files:
-        bar.set_description(shown(Path(path.name))[:30])
-        if not path.exists():
-            line = f"error      {shown(path)}: no such file"
-            failures += 1
-        else:
-            result = engine.ingest_path(path)
-            if result.status == "error":
-                failures += 1
-                line = f"error      {result.error}"
-            elif result.status == "duplicate":
-                doc = result.document
-                line = f"duplicate  {shown(path)} (same content as {doc.name}, nothing added)"
-            else:
-                doc = result.document
-                extra = (
-                    f", {result.reused_embeddings} embeddings reused"
-                    if result.reused_embeddings
-                    else ""
-                )
-                line = (
-                    f"{result.status:<10} {shown(path)} -> {doc.name} v{doc.version}: {result.chunks} chunks"
-                    f"{extra} in {result.seconds:.1f}s"
-                )
-        bar.write(line) if not args.quiet else None
-        bar.update(1)
+    bar = tqdm(total=1000, unit="‰", disable=args.quiet or not sys.stderr.isatty())
+
+    def report(stage: str, fraction: float) -> None:
+        bar.set_description(stage[:30])
+        bar.update(max(0, int(fraction * 1000) - bar.n))
+
+    # every file through one batched ingest: their chunks are embedded together
+    results = engine.ingest(files, report)
     bar.close()
+    failures = sum(r.status == "error" for r in results)
+    if not args.quiet:
+        for path, result in zip(files, results, strict=True):
+            print(_result_line(path, result))
     ok = len(files) - failures
     print(
         f"{ok} of {len(files)} files ingested or already present; {failures} failed.",
         file=sys.stderr,
     )
     return 0 if failures == 0 else 1
+
+
+def _result_line(path: Path, result: IngestResult) -> str:
+    """One line per file: what happened to it."""
+    doc = result.document
+    if result.status == "error" or doc is None:
+        return f"error      {result.error}"
+    if result.status == "duplicate":
+        return f"duplicate  {shown(path)} (same content as {doc.name}, nothing added)"
+    reused = f", {result.reused_embeddings} embeddings reused" if result.reused_embeddings else ""
+    return (
+        f"{result.status:<10} {shown(path)} -> {doc.name} v{doc.version}: {result.chunks} "
+        f"chunks{reused} in {result.seconds:.1f}s"
+    )
 
 
 # `ragchat ask --json`: webapp.serialize's fields, in the names and order this output has always

@@ -21,14 +21,18 @@ DEMO_DIR = Path(__file__).resolve().parent.parent / "assets" / "demo"
 
 def ingest_demo(engine: Engine, folder: Path = DEMO_DIR) -> list[str]:
     """Add the demo documents to an empty knowledge base, so a first run is useful at once."""
-    lines = []
     if not folder.is_dir():
         return [f"no demo documents at {folder}"]
-    for path in sorted(folder.iterdir()):
-        if path.is_file() and path.suffix.lower() in SUPPORTED_EXTENSIONS:
-            result = engine.ingest_path(path)
-            lines.append(f"demo {result.status}: {path.name} {result.error or ''}".rstrip())
-    return lines
+    paths = [
+        p
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS
+    ]
+    results = engine.ingest(paths)
+    return [
+        f"demo {r.status}: {p.name} {r.error or ''}".rstrip()
+        for p, r in zip(paths, results, strict=True)
+    ]
 
 
 def warm_up(engine: Engine) -> None:

@@ -3,114 +3,45 @@
 Chunks are packed from whole sentences (paragraphs first, then sentences, then words for a sentence
 longer than a chunk), overlap by whole trailing sentences, start afresh at a new section, and
 satisfy ``parsed.text[chunk.char_start:chunk.char_end] == chunk.text``. Token counts come from the
-embedder's own tokenizer, asked in batches: once for all sentences, then once per repair round for
-the rare chunk whose real count exceeds the estimate.
+embedder's own tokenizer, asked in batches: for the sentences as they are found, then per group of
+drafted chunks, once per repair round for the rare chunk whose real count exceeds the estimate.
+
+Everything streams (`iter_chunks`): sentences, their counts, the words of an over-long sentence and
+the drafted chunks are produced as they are needed and dropped once used, so memory does not grow
+with the document whatever its shape (a 20 MB text of one line and no sentence end included).
+A batch of texts to count is bounded in number and in characters, and a text longer than
+`_PIECE_CHARS` is counted as the sum of pieces cut at whitespace (exact for tokenizers that split
+at whitespace first, as BERT's WordPiece does), so the tokenizer never sees a huge string at once.
 """
 
 from __future__ import annotations
 
-import bisect
+import itertools
 import re
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
+from rag_core.text import PARAGRAPH_BREAK, iter_sentences, strip_span
 from rag_core.types import Block, Chunk, ParsedDocument
 
 CountTokens = Callable[[Sequence[str]], list[int]]
 
-_COUNT_BATCH = 1024
+T = TypeVar("T")
 
-# --------------------------------------------------------------------------- sentences
-
-# A period after these never ends a sentence ("e.g. this", "Mr. Smith").
-_ABBREVIATIONS = frozenset(
-    {"e.g", "i.e", "eg", "ie", "cf", "mr", "mrs", "ms", "mx", "dr", "prof", "sr", "jr", "st", "mt",
-     "ft", "vs", "viz", "approx", "ca", "al", "resp", "incl", "excl", "dept", "univ", "assoc", "lt",
-     "sgt", "capt", "rev", "jan", "feb", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov",
-     "dec", "tue", "thu", "fri"}
-)  # fmt: skip
-# ...and these only when a number follows ("No. 5", "Fig. 3", "pp. 10-12").
-_NUMBER_ABBREVIATIONS = frozenset(
-    {"no", "nos", "nr", "vol", "vols", "p", "pp", "fig", "figs", "eq", "eqs", "sec", "ch", "art",
-     "ref", "tab"}
-)  # fmt: skip
-_DOTTED = re.compile(r"(?:[A-Za-z]\.)+[A-Za-z]")  # U.S, p.m, e.g
-_TERMINAL = re.compile(r"[.!?…]+[\"'”’»)\]]*(?=\s)|[。！？]+[」』”’)）]*")
-_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
-# A line that is a list item or a Markdown heading starts a new sentence even without punctuation.
-_LINE_START = re.compile(r"\n(?=[ \t]*(?:[-*+•‣◦▪]|\d{1,3}[.)])[ \t]+\S| {0,3}#{1,6}[ \t])")
-_HEADING_LINE = re.compile(r"^ {0,3}#{1,6}[ \t].*$", re.M)
-_OPENERS = "([{\"'“‘«"
-
-
-def split_sentences(text: str) -> list[tuple[int, int]]:
-    """Character spans of the sentences of `text`, each stripped of surrounding whitespace.
-
-    A simple rule-based splitter: a sentence ends at . ! ? or … followed by whitespace and a
-    character that is not a lower-case letter, unless the word before the period is an
-    abbreviation ("e.g.", "Mr.", "U.S."), an initial, or a list number at the start of a line.
-    Periods inside tokens ("3.14", "v1.2.3", "setup.py") never split. Blank lines, list items and
-    Markdown heading lines always start a new sentence.
-    """
-    cuts: list[int] = []
-    for m in _TERMINAL.finditer(text):
-        if m.group().startswith(("。", "！", "？")) or _ends_sentence(text, m):
-            cuts.append(m.end())
-    cuts.extend(m.start() for m in _PARAGRAPH_BREAK.finditer(text))
-    cuts.extend(m.start() for m in _LINE_START.finditer(text))
-    cuts.extend(m.end() for m in _HEADING_LINE.finditer(text))
-    spans: list[tuple[int, int]] = []
-    prev = 0
-    for cut in [*sorted(set(cuts)), len(text)]:
-        if cut < prev:
-            continue
-        span = _strip_span(text, prev, cut)
-        if span is not None:
-            spans.append(span)
-        prev = cut
-    return spans
-
-
-def _ends_sentence(text: str, m: re.Match[str]) -> bool:
-    k = m.end()
-    n = len(text)
-    while k < n and text[k].isspace():
-        k += 1
-    if k < n and text[k].islower():
-        return False
-    punct = m.group()
-    if punct.rstrip("\"'”’»)]") != ".":
-        return True  # "?", "!", "...": always an end before a non-lower-case character
-    begin = m.start()
-    while begin > 0 and not text[begin - 1].isspace():
-        begin -= 1
-    token = text[begin : m.start()].lstrip(_OPENERS)
-    lower = token.lower()
-    if lower in _ABBREVIATIONS or _DOTTED.fullmatch(token):
-        return False
-    if len(token) == 1 and token.isupper():
-        return False  # an initial: "J. Smith"
-    if lower in _NUMBER_ABBREVIATIONS and k < n and text[k].isdigit():
-        return False
-    if token.isdigit() and len(token) <= 3:
-        line_start = text.rfind("\n", 0, begin) + 1
-        if not text[line_start:begin].strip():
-            return False  # "1. Install" - a numbered list item, not a sentence "1."
-    return True
-
-
-def _strip_span(text: str, start: int, end: int) -> tuple[int, int] | None:
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    return (start, end) if end > start else None
-
+_COUNT_BATCH = 1024  # texts per count_tokens call at most...
+_COUNT_CHARS = 1 << 18  # ...and characters (a fast tokenizer holds ~100 bytes per character)
+_PIECE_CHARS = 1 << 16  # a longer text is counted piece by piece (sentences are far shorter)
+_DRAFT_WINDOW = 512  # drafted chunks checked against the limit together
+_DROP_AT = 1024  # used units kept before they are dropped
+_WORD = re.compile(r"\S+")
+_SPACE = (" ", "\n", "\t")
 
 # --------------------------------------------------------------------------- chunks
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Unit:
     """The smallest piece a chunk is made of: a sentence, or part of one that was too long."""
 
@@ -137,126 +68,202 @@ def chunk_document(
     chunk starts at a new heading once it has some content, and always at a new PDF page, so a
     citation's page is exact (page_end stays for loaders whose blocks span pages).
     """
+    return list(
+        iter_chunks(
+            parsed,
+            document_id=document_id,
+            document_name=document_name,
+            version=version,
+            count_tokens=count_tokens,
+            chunk_size=chunk_size,
+            chunk_overlap=chunk_overlap,
+        )
+    )
+
+
+def iter_chunks(
+    parsed: ParsedDocument,
+    *,
+    document_id: str,
+    document_name: str,
+    version: str,
+    count_tokens: CountTokens,
+    chunk_size: int,
+    chunk_overlap: int,
+) -> Iterator[Chunk]:
+    """`chunk_document` one chunk at a time, in order, in memory bounded by a few chunks' worth
+    of sentences whatever the size and shape of the document (the arguments are checked at
+    once, before the first chunk is asked for)."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     if not 0 <= chunk_overlap < chunk_size:
         raise ValueError(
             f"chunk_overlap must be in [0, chunk_size={chunk_size}), got {chunk_overlap}"
         )
+    return _chunks(
+        parsed, document_id, document_name, version, _Counter(count_tokens), chunk_size,
+        chunk_overlap,
+    )  # fmt: skip
+
+
+def _chunks(
+    parsed: ParsedDocument,
+    document_id: str,
+    document_name: str,
+    version: str,
+    counter: _Counter,
+    chunk_size: int,
+    chunk_overlap: int,
+) -> Iterator[Chunk]:
     text = parsed.text
     blocks = parsed.blocks or (Block(0, len(text)),)
-    counter = _Counter(count_tokens)
     spans = _sentence_spans(text, blocks)
-    if not spans:
-        return []
-    counts = counter(["", *(text[s:e] for s, e, _, _ in spans)])
-    overhead, counts = counts[0], counts[1:]
+    first = next(spans, None)
+    if first is None:
+        return  # nothing to count: the tokenizer is not even asked for its overhead
+    overhead = counter([""])[0]
     budget = max(1, chunk_size - overhead)
-    units = [
-        _Unit(s, e, b, p, max(0, c - overhead))
-        for (s, e, b, p), c in zip(spans, counts, strict=True)
-    ]
-    units = _split_long_units(text, units, budget, overhead, counter)
+    counted = counter.counted(itertools.chain((first,), spans), lambda sp: text[sp[0] : sp[1]])
+    units = _units(text, counted, budget, overhead, counter)
     drafts = _pack(units, blocks, budget, chunk_overlap)
-    drafts = _enforce_limit(text, drafts, chunk_size, counter)
-
-    chunks: list[Chunk] = []
-    for draft_units, _ in drafts:
+    index = 0
+    for draft_units, _ in _enforce_limit(text, drafts, chunk_size, counter):
         start, end = draft_units[0].start, draft_units[-1].end
         if not text[start:end].strip():
             continue
-        first, last = blocks[draft_units[0].block], blocks[draft_units[-1].block]
-        index = len(chunks)
-        chunks.append(
-            Chunk(
-                id=f"{document_id}:{version[:12]}:{index:05d}",
-                document_id=document_id,
-                document_name=document_name,
-                version=version,
-                index=index,
-                text=text[start:end],
-                char_start=start,
-                char_end=end,
-                page=first.page,
-                page_end=last.page if first.page is not None else None,
-                heading_path=first.heading_path,
-            )
+        head, last = blocks[draft_units[0].block], blocks[draft_units[-1].block]
+        yield Chunk(
+            id=f"{document_id}:{version[:12]}:{index:05d}",
+            document_id=document_id,
+            document_name=document_name,
+            version=version,
+            index=index,
+            text=text[start:end],
+            char_start=start,
+            char_end=end,
+            page=head.page,
+            page_end=last.page if head.page is not None else None,
+            heading_path=head.heading_path,
         )
-    return chunks
+        index += 1
 
 
 class _Counter:
-    """count_tokens called in batches of bounded size, checked to answer one count per text."""
+    """count_tokens called in batches bounded in texts and characters, checked to answer one
+    count per text; a text longer than _PIECE_CHARS is counted as the sum of its pieces."""
 
     def __init__(self, count_tokens: CountTokens) -> None:
         self._count = count_tokens
 
     def __call__(self, texts: Sequence[str]) -> list[int]:
-        out: list[int] = []
-        for i in range(0, len(texts), _COUNT_BATCH):
-            batch = list(texts[i : i + _COUNT_BATCH])
-            counts = list(self._count(batch))
-            if len(counts) != len(batch):
-                raise ValueError(
-                    f"count_tokens returned {len(counts)} counts for {len(batch)} texts"
-                )
-            out.extend(int(c) for c in counts)
-        return out
+        return [n for _, n in self.counted(texts, str)]
+
+    def counted(self, items: Iterable[T], text_of: Callable[[T], str]) -> Iterator[tuple[T, int]]:
+        """(item, token count of text_of(item)) for each item, in order; items are read ahead
+        only as far as the batch being counted."""
+        waiting: deque[tuple[T, int]] = deque()  # (item, number of pieces), not yet answered
+        piece_counts: deque[int] = deque()
+        batch: list[str] = []
+        chars = 0
+        for item in items:
+            pieces = 0
+            for piece in _pieces(text_of(item)):
+                batch.append(piece)
+                chars += len(piece)
+                pieces += 1
+                if len(batch) >= _COUNT_BATCH or chars >= _COUNT_CHARS:
+                    piece_counts.extend(self._batch(batch))
+                    batch, chars = [], 0
+            waiting.append((item, pieces))
+            while waiting and len(piece_counts) >= waiting[0][1]:
+                done, k = waiting.popleft()
+                yield done, sum(piece_counts.popleft() for _ in range(k))
+        if batch:
+            piece_counts.extend(self._batch(batch))
+        while waiting:
+            done, k = waiting.popleft()
+            yield done, sum(piece_counts.popleft() for _ in range(k))
+
+    def _batch(self, batch: list[str]) -> list[int]:
+        counts = list(self._count(batch))
+        if len(counts) != len(batch):
+            raise ValueError(f"count_tokens returned {len(counts)} counts for {len(batch)} texts")
+        return [int(c) for c in counts]
 
 
-def _sentence_spans(text: str, blocks: Sequence[Block]) -> list[tuple[int, int, int, int]]:
+def _pieces(text: str, limit: int = _PIECE_CHARS) -> Iterator[str]:
+    """`text` itself, or when longer than `limit` consecutive pieces of at most `limit`
+    characters, each cut before the last space, tab or newline of its second half (else hard)."""
+    if len(text) <= limit:
+        yield text
+        return
+    pos, n = 0, len(text)
+    while n - pos > limit:
+        cut = max(text.rfind(sp, pos + limit // 2, pos + limit) for sp in _SPACE)
+        cut = cut if cut > pos else pos + limit
+        yield text[pos:cut]
+        pos = cut
+    yield text[pos:]
+
+
+def _sentence_spans(text: str, blocks: Sequence[Block]) -> Iterator[tuple[int, int, int, int]]:
     """(start, end, block index, paragraph number) of every sentence, block by block."""
-    spans: list[tuple[int, int, int, int]] = []
     para = 0
     for b, block in enumerate(blocks):
         segment = text[block.char_start : block.char_end]
-        breaks = [m.start() for m in _PARAGRAPH_BREAK.finditer(segment)]
-        for s, e in split_sentences(segment):
-            spans.append(
-                (block.char_start + s, block.char_start + e, b, para + bisect.bisect(breaks, s))
-            )
-        para += len(breaks) + 1
-    return spans
+        breaks = (m.start() for m in PARAGRAPH_BREAK.finditer(segment))
+        upcoming = next(breaks, None)
+        before = 0  # paragraph breaks at or before the sentence's start
+        for s, e in iter_sentences(segment):
+            while upcoming is not None and upcoming <= s:
+                before += 1
+                upcoming = next(breaks, None)
+            yield block.char_start + s, block.char_start + e, b, para + before
+        if upcoming is not None:
+            before += 1 + sum(1 for _ in breaks)
+        para += before + 1
 
 
-def _split_long_units(
-    text: str, units: list[_Unit], budget: int, overhead: int, counter: _Counter
-) -> list[_Unit]:
-    """Sentences over the budget become word-boundary pieces that fit (words counted in a batch)."""
-    long_ids = [i for i, u in enumerate(units) if u.cost > budget]
-    if not long_ids:
-        return units
-    words: dict[int, list[tuple[int, int]]] = {
-        i: [m.span() for m in re.finditer(r"\S+", text[units[i].start : units[i].end])]
-        for i in long_ids
-    }
-    flat = [text[units[i].start + s : units[i].start + e] for i in long_ids for s, e in words[i]]
-    costs = iter(counter(flat))
-    out: list[_Unit] = []
-    for i, unit in enumerate(units):
-        if i not in words:
-            out.append(unit)
-            continue
-        piece_start: int | None = None
-        piece_end, piece_cost = 0, 0
-        for s, e in words[i]:
-            s, e = unit.start + s, unit.start + e
-            cost = max(1, next(costs) - overhead)
-            if cost > budget:  # one "word" longer than a chunk (a URL, base64...): cut by chars
-                if piece_start is not None:
-                    out.append(_Unit(piece_start, piece_end, unit.block, unit.para, piece_cost))
-                    piece_start, piece_cost = None, 0
-                out.extend(_split_chars(s, e, cost, budget, unit))
-                continue
-            if piece_start is not None and piece_cost + cost > budget:
-                out.append(_Unit(piece_start, piece_end, unit.block, unit.para, piece_cost))
+def _units(
+    text: str,
+    counted: Iterable[tuple[tuple[int, int, int, int], int]],
+    budget: int,
+    overhead: int,
+    counter: _Counter,
+) -> Iterator[_Unit]:
+    """A unit per counted sentence; one over the budget becomes word-boundary pieces that fit."""
+    for (s, e, b, p), count in counted:
+        unit = _Unit(s, e, b, p, max(0, count - overhead))
+        if unit.cost > budget:
+            yield from _split_long_unit(text, unit, budget, overhead, counter)
+        else:
+            yield unit
+
+
+def _split_long_unit(
+    text: str, unit: _Unit, budget: int, overhead: int, counter: _Counter
+) -> Iterator[_Unit]:
+    """Pieces of a sentence over the budget: greedy runs of whole words (counted in batches as
+    they are read) that fit, an over-long word cut by characters."""
+    words = (m.span() for m in _WORD.finditer(text, unit.start, unit.end))
+    piece_start: int | None = None
+    piece_end, piece_cost = 0, 0
+    for (s, e), count in counter.counted(words, lambda span: text[span[0] : span[1]]):
+        cost = max(1, count - overhead)
+        if cost > budget:  # one "word" longer than a chunk (a URL, base64...): cut by chars
+            if piece_start is not None:
+                yield _Unit(piece_start, piece_end, unit.block, unit.para, piece_cost)
                 piece_start, piece_cost = None, 0
-            if piece_start is None:
-                piece_start = s
-            piece_end, piece_cost = e, piece_cost + cost
-        if piece_start is not None:
-            out.append(_Unit(piece_start, piece_end, unit.block, unit.para, piece_cost))
-    return out
+            yield from _split_chars(s, e, cost, budget, unit)
+            continue
+        if piece_start is not None and piece_cost + cost > budget:
+            yield _Unit(piece_start, piece_end, unit.block, unit.para, piece_cost)
+            piece_start, piece_cost = None, 0
+        if piece_start is None:
+            piece_start = s
+        piece_end, piece_cost = e, piece_cost + cost
+    if piece_start is not None:
+        yield _Unit(piece_start, piece_end, unit.block, unit.para, piece_cost)
 
 
 def _split_chars(start: int, end: int, cost: int, budget: int, unit: _Unit) -> list[_Unit]:
@@ -278,11 +285,44 @@ def _split_chars(start: int, end: int, cost: int, budget: int, unit: _Unit) -> l
 _Draft = tuple[list[_Unit], int]  # (units, how many leading units are overlap)
 
 
-def _pack(units: list[_Unit], blocks: Sequence[Block], budget: int, overlap: int) -> list[_Draft]:
+class _Lookahead:
+    """Units by absolute position, read from a stream as far as asked; the ones before a
+    position the caller no longer needs are dropped."""
+
+    def __init__(self, units: Iterator[_Unit]) -> None:
+        self._source = units
+        self._buffer: list[_Unit] = []
+        self._base = 0  # absolute position of _buffer[0]
+
+    def get(self, k: int) -> _Unit | None:
+        """The unit at position k, None past the end."""
+        while k - self._base >= len(self._buffer):
+            unit = next(self._source, None)
+            if unit is None:
+                return None
+            self._buffer.append(unit)
+        return self._buffer[k - self._base]
+
+    def __getitem__(self, k: int) -> _Unit:
+        unit = self.get(k)
+        assert unit is not None
+        return unit
+
+    def slice(self, start: int, stop: int) -> list[_Unit]:
+        self.get(stop - 1)
+        return self._buffer[start - self._base : stop - self._base]
+
+    def drop_before(self, k: int) -> None:
+        if k - self._base > max(_DROP_AT, len(self._buffer) // 2):  # amortised: O(1) per unit
+            del self._buffer[: k - self._base]
+            self._base = k
+
+
+def _pack(
+    stream: Iterator[_Unit], blocks: Sequence[Block], budget: int, overlap: int
+) -> Iterator[_Draft]:
     """Greedy packing of units into drafts, preferring breaks at sections and paragraphs."""
-    para_cost: dict[int, int] = {}
-    for u in units:
-        para_cost[u.para] = para_cost.get(u.para, 0) + u.cost
+    units = _Lookahead(stream)
     min_content = max(1, budget // 8)
 
     def section(k: int) -> tuple[str, ...]:
@@ -291,41 +331,53 @@ def _pack(units: list[_Unit], blocks: Sequence[Block], budget: int, overlap: int
     def page(k: int) -> int | None:
         return blocks[units[k].block].page
 
-    drafts: list[_Draft] = []
+    def paragraph_over(j: int, room: int) -> bool:
+        """Whether the paragraph starting at unit j costs more than `room` tokens (read ahead
+        only until it does)."""
+        para, total, k = units[j].para, 0, j
+        while (unit := units.get(k)) is not None and unit.para == para:
+            total += unit.cost
+            if total > room:
+                return True
+            k += 1
+        return False
+
+    first = True
     prev_new = 0  # first non-overlap unit of the previous draft
-    i, n = 0, len(units)
-    while i < n:
+    i = 0
+    while units.get(i) is not None:
         start = i
-        if drafts and overlap > 0 and section(i - 1) == section(i) and page(i - 1) == page(i):
+        if not first and overlap > 0 and section(i - 1) == section(i) and page(i - 1) == page(i):
             start = _overlap_start(units, prev_new, i, overlap, section)
-        total = sum(u.cost for u in units[start:i])
+        total = sum(u.cost for u in units.slice(start, i))
         while start < i and total + units[i].cost > budget:
             total -= units[start].cost
             start += 1
         j, new = i, 0
-        while j < n:
-            cost = units[j].cost
+        while (unit := units.get(j)) is not None:
+            cost = unit.cost
             if j > i:
                 if total + cost > budget or page(j) != page(j - 1):
                     break
                 if section(j) != section(j - 1) and new >= min_content:
                     break
                 if (
-                    units[j].para != units[j - 1].para
+                    unit.para != units[j - 1].para
                     and total >= budget // 2
-                    and total + para_cost[units[j].para] > budget
+                    and paragraph_over(j, budget - total)
                 ):
                     break
             total += cost
             new += cost
             j += 1
-        drafts.append((units[start:j], i - start))
+        yield units.slice(start, j), i - start
+        first = False
         prev_new, i = i, j
-    return drafts
+        units.drop_before(prev_new)
 
 
 def _overlap_start(
-    units: list[_Unit],
+    units: _Lookahead,
     prev_new: int,
     i: int,
     overlap: int,
@@ -349,12 +401,26 @@ def _overlap_start(
 
 
 def _enforce_limit(
+    text: str, drafts: Iterable[_Draft], chunk_size: int, counter: _Counter
+) -> Iterator[_Draft]:
+    """Count every draft for real and repair any over `chunk_size` until all fit, a window of
+    drafts (bounded in number and characters) at a time: each draft is repaired on its own."""
+    window: list[_Draft] = []
+    chars = 0
+    for draft in drafts:
+        window.append(draft)
+        chars += draft[0][-1].end - draft[0][0].start
+        if len(window) >= _DRAFT_WINDOW or chars >= _COUNT_CHARS:
+            yield from _enforce_window(text, window, chunk_size, counter)
+            window, chars = [], 0
+    yield from _enforce_window(text, window, chunk_size, counter)
+
+
+def _enforce_window(
     text: str, drafts: list[_Draft], chunk_size: int, counter: _Counter
 ) -> list[_Draft]:
-    """Count every draft for real and repair any over `chunk_size` until all fit.
-
-    A draft over the limit first loses its overlap; one without overlap is halved (by units, or
-    at the whitespace nearest the middle of a single unit). Each round is one batched count.
+    """A draft over the limit first loses its overlap; one without overlap is halved (by units,
+    or at the whitespace nearest the middle of a single unit). Each round is one batched count.
     """
     todo = list(drafts)
     checked = [False] * len(todo)
@@ -383,7 +449,7 @@ def _shrink(text: str, draft: _Draft) -> list[_Draft]:
     unit = units[0]
     middle = (unit.start + unit.end) // 2
     cut = _nearest_space(text, unit.start, unit.end, middle)
-    halves = [_strip_span(text, unit.start, cut), _strip_span(text, cut, unit.end)]
+    halves = [strip_span(text, unit.start, cut), strip_span(text, cut, unit.end)]
     parts: list[_Draft] = [
         ([_Unit(h[0], h[1], unit.block, unit.para, unit.cost // 2)], 0)
         for h in halves

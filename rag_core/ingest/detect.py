@@ -16,6 +16,7 @@ import zipfile
 from pathlib import PurePath
 
 from rag_core.errors import EmptyDocumentError, IngestError, UnsupportedFormatError
+from rag_core.text import CONTROL_CODES
 from rag_core.types import DocType
 
 SUPPORTED = "PDF, Word (.docx), HTML, Markdown and plain text"
@@ -61,7 +62,7 @@ _UTF8_SEQUENCE = re.compile(
     rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}"
 )
 # C0 controls that never appear in text (everything below 0x20 except \t \n \f \r, plus DEL).
-_CONTROL_BYTES = bytes([*range(0x00, 0x09), 0x0B, *range(0x0E, 0x20), 0x7F])
+_CONTROL_BYTES = bytes(CONTROL_CODES)
 _CP1252_OK_SYMBOLS = set("€‚„…†‡ˆ‰‹›‘’“”•–—˜™«»¡¿£¥¢§¶©®°±²³µ·¹º¼½¾×÷¬¦¯´¸¨ª\xa0\xad")
 _SNIFF = 65536
 # Western text rarely has 4 accented letters in a row; Cyrillic or Greek read as cp1252 does.

@@ -2,11 +2,16 @@
 
 Order of writes, so that a crash at any point leaves nothing retrievable that should not be:
 1. the registry row is created with status 'ingesting' (retrieval ignores such documents);
-2. chunks go to the vector store and the keyword index;
+2. chunks go to the vector store and the keyword index, a batch at a time;
 3. one transaction marks it 'ready' and the version it replaces 'deleting';
 4. the old version's chunks are removed from both indexes, then its row.
 `recover()` finishes or rolls back whatever a crash interrupted; `check()` compares the three
 stores chunk by chunk and `repair()` fixes what `check()` finds.
+
+Memory stays bounded whatever the size and shape of a file: chunks stream out of the chunker into
+batches of `IngestPipeline.batch_chunks`, each embedded, written to both indexes and dropped before
+the next is made (the embeddings of a whole document are never held). An error in any batch
+removes every chunk already written of the documents not yet committed, and their rows.
 
 Writers in several processes sharing one RAGCHAT_HOME (the server, `ragchat ingest`, `ragchat
 doctor`) take a lock file there (`ingest.lock`, flock) besides this process's lock, so they never
@@ -26,20 +31,29 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from rag_core.config import Settings
 from rag_core.db.registry import DocumentRegistry
 from rag_core.errors import IngestError, PermissionDeniedError, UserError
-from rag_core.ingest.chunking import chunk_document
+from rag_core.ingest.chunking import iter_chunks
 from rag_core.ingest.loaders import load_document
 from rag_core.protocols import Embedder, KeywordIndex, VectorStore
 from rag_core.stores import text_hash
-from rag_core.types import Actor, Chunk, DocumentRecord, IngestResult, IngestStatus
+from rag_core.types import (
+    Actor,
+    Chunk,
+    DocumentRecord,
+    IngestResult,
+    IngestStatus,
+    ParsedDocument,
+)
 
 Progress = Callable[[str, float], None]  # (stage description, fraction done 0..1)
+# a file on disk, a file on disk with the name the user gave it, or (content, name)
+IngestSource = Path | tuple[Path, str] | tuple[bytes, str]
 
 log = logging.getLogger(__name__)
 LOCK_FILE = "ingest.lock"
@@ -83,11 +97,16 @@ class _Problem:
 
 @dataclass
 class _Prepared:
+    """A file parsed and registered ('ingesting'); its chunks are written as they are made."""
+
     record: DocumentRecord
-    chunks: list[Chunk]
+    parsed: ParsedDocument | None  # dropped once all its chunks are made
     previous: DocumentRecord | None
     started: float
     slot: int = -1
+    chunks: int = 0  # chunks made so far
+    reused: int = 0  # ...whose embedding was found in the vector store
+    fresh: set[str] = field(default_factory=set)  # text hashes embedded for this document
 
 
 class IngestPipeline:
@@ -108,7 +127,56 @@ class IngestPipeline:
         self.registry = registry
         self._lock = threading.Lock()  # one writer at a time: duplicate checks stay exact
 
+    # Chunks embedded and written together: large enough for few store calls and for the
+    # encoder's length-sorted batches, small enough that a batch costs a few MB.
+    batch_chunks = 512
+
     # -- entry points -------------------------------------------------------------------------
+
+    def ingest_sources(
+        self,
+        sources: Iterable[IngestSource],
+        progress: Progress | None = None,
+        *,
+        actor: Actor = OPERATOR,
+    ) -> list[IngestResult]:
+        """Ingest files on disk (a path, or a path and the name the user gave it) and contents
+        ((bytes, name)) through the one batched path: their chunks are embedded together, each
+        file is read only when its turn comes, and the results come in the order given."""
+        failed: dict[int, IngestResult] = {}
+        order: list[int] = []
+
+        def contents() -> Iterator[tuple[bytes, str]]:
+            for i, source in enumerate(sources):
+                if isinstance(source, tuple) and isinstance(source[0], bytes):
+                    order.append(i)
+                    yield source[0], source[1]
+                    continue
+                path, name = source if isinstance(source, tuple) else (source, None)
+                read = self._read(Path(path), clean_name(Path(path).name if name is None else name))
+                if isinstance(read, IngestResult):
+                    failed[i] = read
+                else:
+                    order.append(i)
+                    yield read
+
+        done = self.ingest_many(contents(), progress, actor=actor)
+        merged = {**failed, **dict(zip(order, done, strict=True))}
+        return [merged[i] for i in sorted(merged)]
+
+    def _read(self, path: Path, name: str) -> tuple[bytes, str] | IngestResult:
+        """A file's content, its size checked before it is read; or why it cannot be read."""
+        started = time.perf_counter()
+        try:
+            self._check_size(name, path.stat().st_size)
+            return path.read_bytes(), name
+        except IngestError as exc:
+            return IngestResult(
+                name, "error", error=str(exc), seconds=time.perf_counter() - started
+            )
+        except OSError as exc:
+            reason = exc.strerror or exc
+            return IngestResult(name, "error", error=f"{name}: cannot read file ({reason})")
 
     def ingest_path(
         self,
@@ -118,23 +186,10 @@ class IngestPipeline:
         name: str | None = None,
         actor: Actor = OPERATOR,
     ) -> IngestResult:
-        """Ingest one file from disk; its size is checked before it is read. `name` is the
-        name the user gave the file (an upload stored under a generated name), else its own."""
-        name = clean_name(path.name if name is None else name)
-        started = time.perf_counter()
-        try:
-            size = path.stat().st_size
-            self._check_size(name, size)
-            data = path.read_bytes()
-        except IngestError as exc:
-            return IngestResult(
-                name, "error", error=str(exc), seconds=time.perf_counter() - started
-            )
-        except OSError as exc:
-            return IngestResult(
-                name, "error", error=f"{name}: cannot read file ({exc.strerror or exc})"
-            )
-        return self.ingest_bytes(data, name, progress, actor=actor)
+        """Ingest one file from disk (see ingest_sources); `name` is the name the user gave the
+        file (an upload stored under a generated name), else its own."""
+        source: IngestSource = path if name is None else (path, name)
+        return self.ingest_sources([source], progress, actor=actor)[0]
 
     def ingest_bytes(
         self, data: bytes, name: str, progress: Progress | None = None, *, actor: Actor = OPERATOR
@@ -152,36 +207,36 @@ class IngestPipeline:
         """Ingest several files, embedding their chunks in shared batches (fast for small files).
 
         Each file succeeds or fails on its own; one bad file never affects the others. `actor`
-        becomes the owner of new documents and may replace only documents it may change.
+        becomes the owner of new documents and may replace only documents it may change. An
+        error while embedding or writing (not the file's fault) removes what was written of every
+        file not yet committed and is raised.
         """
         report = progress or (lambda stage, fraction: None)
         results: list[IngestResult] = []
         with self._exclusive():
-            batch: list[_Prepared] = []
-            batch_chunks = 0
-            seen: dict[str, _Prepared] = {}
-            for data, raw_name in files:
-                prepared = self._prepare(data, clean_name(raw_name), seen, actor)
-                if isinstance(prepared, IngestResult):
-                    results.append(prepared)
-                    continue
-                seen[prepared.record.content_hash] = prepared
-                results.append(IngestResult(prepared.record.name, "added"))  # placeholder
-                prepared.slot = len(results) - 1
-                batch.append(prepared)
-                batch_chunks += len(prepared.chunks)
-                if batch_chunks >= 512:
-                    self._finish(batch, results, report)
-                    batch, batch_chunks = [], 0
-            if batch:
-                self._finish(batch, results, report)
+            writer = _Writer(self, results, report)
+            seen: dict[str, DocumentRecord] = {}  # content hash -> registered in this call
+            try:
+                for data, raw_name in files:
+                    prepared = self._prepare(data, clean_name(raw_name), seen, actor)
+                    if isinstance(prepared, IngestResult):
+                        results.append(prepared)
+                        continue
+                    seen[prepared.record.content_hash] = prepared.record
+                    results.append(IngestResult(prepared.record.name, "added"))  # placeholder
+                    prepared.slot = len(results) - 1
+                    writer.write(prepared)
+                writer.flush()
+            except BaseException:
+                writer.abort()
+                raise
         report("done", 1.0)
         return results
 
     def _prepare(
-        self, data: bytes, name: str, seen: dict[str, _Prepared], actor: Actor
+        self, data: bytes, name: str, seen: dict[str, DocumentRecord], actor: Actor
     ) -> _Prepared | IngestResult:
-        """Check, parse and chunk one file and open its registry row ('ingesting')."""
+        """Check and parse one file and open its registry row ('ingesting')."""
         started = time.perf_counter()
         try:
             self._check_size(name, len(data))
@@ -195,7 +250,7 @@ class IngestPipeline:
                     time.perf_counter() - started,
                 )  # fmt: skip
             if content_hash in seen:
-                return IngestResult(name, "duplicate", seen[content_hash].record)
+                return IngestResult(name, "duplicate", seen[content_hash])
             parsed = load_document(
                 data,
                 name,
@@ -206,7 +261,7 @@ class IngestPipeline:
             previous = self.registry.by_name(name)
             if previous is not None and not actor.may_change(previous):
                 raise IngestError(name, not_yours(previous, "replace"))
-            if any(p.record.name == name for p in seen.values()):
+            if any(r.name == name for r in seen.values()):
                 raise IngestError(name, "another file with this name is in the same upload")
             record = self.registry.begin(
                 name,
@@ -221,48 +276,7 @@ class IngestPipeline:
             return IngestResult(
                 name, "error", error=str(exc), seconds=time.perf_counter() - started
             )
-        try:
-            chunks = chunk_document(
-                parsed,
-                document_id=record.id,
-                document_name=name,
-                version=content_hash,
-                count_tokens=self.embedder.count_tokens,
-                chunk_size=self.settings.chunk_size,
-                chunk_overlap=self.settings.chunk_overlap,
-            )
-            if not chunks:
-                raise IngestError(name, "no text could be extracted")
-        except UserError as exc:
-            self.registry.remove(record.id)
-            return IngestResult(
-                name, "error", error=str(exc), seconds=time.perf_counter() - started
-            )
-        except BaseException:
-            self.registry.remove(record.id)
-            raise
-        return _Prepared(record, chunks, previous, started)
-
-    def _finish(
-        self, batch: list[_Prepared], results: list[IngestResult], report: Progress
-    ) -> None:
-        """Embed and index a batch of prepared files, then commit each one and drop old versions."""
-        chunks = [c for p in batch for c in p.chunks]
-        try:
-            reused = self._index(chunks, report)
-        except BaseException:
-            for p in batch:
-                self._purge(p.record.id)
-            raise
-        for p in batch:
-            record = self.registry.commit(p.record.id, len(p.chunks))
-            if p.previous is not None:
-                self._purge(p.previous.id)
-            status: IngestStatus = "replaced" if p.previous is not None else "added"
-            results[p.slot] = IngestResult(
-                record.name, status, record, len(p.chunks), reused.get(p.record.id, 0), None,
-                time.perf_counter() - p.started,
-            )  # fmt: skip
+        return _Prepared(record, parsed, previous, started)
 
     def delete(self, id_or_name: str, *, actor: Actor = OPERATOR) -> DocumentRecord:
         """Remove a document from the registry and both indexes; it is never retrieved again."""
@@ -460,8 +474,11 @@ class IngestPipeline:
                 f"{self.settings.max_file_mb:g} MB (setting RAGCHAT_MAX_FILE_MB)",
             )
 
-    def _index(self, chunks: Sequence[Chunk], report: Progress) -> dict[str, int]:
-        """Embed (reusing stored embeddings of unchanged chunk texts) and write both indexes."""
+    def _index(
+        self, chunks: Sequence[Chunk], docs: dict[str, _Prepared], touch: Callable[[], None]
+    ) -> None:
+        """Embed one batch of chunks (reusing stored embeddings of the same texts) and write it
+        to both indexes; counts per document the embeddings taken from the store."""
         texts = [c.embedding_text for c in chunks]
         hashes = [text_hash(t) for t in texts]
         known = self.store.embeddings_by_text_hash(sorted(set(hashes)))
@@ -473,27 +490,110 @@ class IngestPipeline:
         # similar lengths share a batch: less padding through the encoder (order is irrelevant)
         pending = sorted(todo.items(), key=lambda item: len(item[1]))
         batch = max(self.settings.embed_batch_size, 1)
-        doc_ids = {c.document_id for c in chunks}
-        touched = time.monotonic()
         for start in range(0, len(pending), batch):
-            if time.monotonic() - touched > self.settings.shared_lease_s / 4:
-                self.registry.touch(doc_ids)  # still alive: other replicas leave these rows be
-                touched = time.monotonic()
+            touch()
             part = pending[start : start + batch]
             embedded = self.embedder.embed_documents([t for _, t in part])
             for (h, _), vec in zip(part, embedded, strict=True):
                 vectors[h] = vec
-            report("embedding", 0.05 + 0.85 * min(1.0, (start + len(part)) / max(len(pending), 1)))
-        report("indexing", 0.92)
         self.store.add(chunks, [vectors[h] for h in hashes])
         self.keyword.add(chunks)
-        reused: dict[str, int] = {}
         for h, c in zip(hashes, chunks, strict=True):
-            if h in known:
-                reused[c.document_id] = reused.get(c.document_id, 0) + 1
-        return reused
+            doc = docs[c.document_id]
+            if h in todo:
+                doc.fresh.add(h)
+            elif h not in doc.fresh:  # in the store before this document's ingest began
+                doc.reused += 1
 
     def _purge(self, document_id: str) -> None:
         self.store.delete_document(document_id)
         self.keyword.delete_document(document_id)
         self.registry.remove(document_id)
+
+
+class _Writer:
+    """Streams the chunks of the files of one `ingest_many` call into batches: each batch is
+    embedded and written to both indexes, then dropped; a file is committed (made 'ready') once
+    the batch holding its last chunk is written. `abort()` removes every file not committed."""
+
+    def __init__(
+        self, pipeline: IngestPipeline, results: list[IngestResult], report: Progress
+    ) -> None:
+        self.pipeline = pipeline
+        self.results = results
+        self.report = report
+        self.open: dict[str, _Prepared] = {}  # registered in this call, not committed yet
+        self.done: list[_Prepared] = []  # every chunk made, some perhaps not written yet
+        self.batch: list[Chunk] = []
+        self.fraction = 0.0  # of the text of the file being chunked, up to its last chunk
+        self.touched = time.monotonic()
+
+    def write(self, doc: _Prepared) -> None:
+        """Chunk one registered file into the batches; a file without chunks is an error."""
+        pipeline = self.pipeline
+        settings = pipeline.settings
+        parsed = doc.parsed
+        assert parsed is not None
+        self.open[doc.record.id] = doc
+        length = max(len(parsed.text), 1)
+        for chunk in iter_chunks(
+            parsed,
+            document_id=doc.record.id,
+            document_name=doc.record.name,
+            version=doc.record.content_hash,
+            count_tokens=pipeline.embedder.count_tokens,
+            chunk_size=settings.chunk_size,
+            chunk_overlap=settings.chunk_overlap,
+        ):
+            self.batch.append(chunk)
+            doc.chunks += 1
+            self.fraction = min(1.0, chunk.char_end / length)
+            if len(self.batch) >= max(pipeline.batch_chunks, 1):
+                self.flush()
+        doc.parsed = None
+        if doc.chunks == 0:
+            del self.open[doc.record.id]
+            pipeline.registry.remove(doc.record.id)
+            error = IngestError(doc.record.name, "no text could be extracted")
+            self.results[doc.slot] = IngestResult(
+                doc.record.name, "error", error=str(error),
+                seconds=time.perf_counter() - doc.started,
+            )  # fmt: skip
+            return
+        self.done.append(doc)
+
+    def flush(self) -> None:
+        """Write the batch, then commit the files whose chunks are now all written."""
+        if self.batch:
+            self.pipeline._index(self.batch, self.open, self.touch)
+            self.batch = []
+            self.report("embedding", 0.05 + 0.85 * self.fraction)
+        for doc in self.done:
+            self.commit(doc)
+        self.done = []
+
+    def commit(self, doc: _Prepared) -> None:
+        pipeline = self.pipeline
+        record = pipeline.registry.commit(doc.record.id, doc.chunks)
+        del self.open[doc.record.id]
+        if doc.previous is not None:
+            pipeline._purge(doc.previous.id)
+        status: IngestStatus = "replaced" if doc.previous is not None else "added"
+        self.results[doc.slot] = IngestResult(
+            record.name, status, record, doc.chunks, doc.reused, None,
+            time.perf_counter() - doc.started,
+        )  # fmt: skip
+
+    def touch(self) -> None:
+        """Now and then, mark the open rows alive: other replicas leave them be."""
+        if time.monotonic() - self.touched > self.pipeline.settings.shared_lease_s / 4:
+            self.pipeline.registry.touch(set(self.open))
+            self.touched = time.monotonic()
+
+    def abort(self) -> None:
+        """Remove the chunks written so far and the rows of the files not committed."""
+        self.batch = []
+        self.done = []
+        for doc_id in list(self.open):
+            self.pipeline._purge(doc_id)
+            del self.open[doc_id]

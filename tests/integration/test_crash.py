@@ -9,7 +9,8 @@ loaded and no thread started before the fork). A kill lands at a random moment: 
 kills the process after a random delay, or the process kills itself (SIGKILL, never a clean exit)
 a random few milliseconds into, or right after, a chosen step of the write path: registering,
 embedding, writing Chroma, writing the keyword index, committing, purging a replaced version's
-chunks and rows, and deleting. The seed is printed; RAGCHAT_CRASH_SEED reruns a sequence.
+chunks and rows, and deleting. Chunks are written 16 at a time, so a long document takes several
+batches. The seed is printed; RAGCHAT_CRASH_SEED reruns a sequence.
 """
 
 from __future__ import annotations
@@ -65,7 +66,11 @@ ZYGOTE = r"""
 import importlib, json, os, signal, sys, threading
 import torch, transformers, sentence_transformers, chromadb, sqlalchemy, alembic  # imported once
 import webapp.cli, rag_core.factory, rag_core.engine, rag_core.stores.chroma
-import rag_core.stores.keyword, rag_core.embedders.sentence_transformers
+import rag_core.stores.keyword, rag_core.embedders.sentence_transformers, rag_core.ingest.pipeline
+
+# small write batches: the long manual (~100 chunks) is written in several, so kills land between
+# and inside the batches of one document as well as between documents
+rag_core.ingest.pipeline.IngestPipeline.batch_chunks = 16
 
 def install(kill):
     module, cls, attr = kill["target"]

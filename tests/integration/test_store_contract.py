@@ -315,6 +315,53 @@ def test_document_vectors_are_saved_and_computed_for_older_stores(
     assert docs.get(ids=["code"], include=[])["ids"] == ["code"]
 
 
+def test_document_vectors_of_documents_added_in_batches(chroma_factory: StoreFactory) -> None:
+    """A document written a batch at a time (as ingestion streams it) gets the mean of all its
+    chunks, without its earlier chunks being read again; re-adding a stored chunk, or a store
+    whose saved vector lacks the chunk sum's norm, falls back to recomputing from the chunks."""
+    store = chroma_factory()
+    rng = random.Random(5)
+    words = [f"w{i}" for i in range(12)]
+    big = [make_chunk("big", i, " ".join(rng.choices(words, k=8))) for i in range(40)]
+    reads: list[Any] = []
+    original_get = store._collection.get
+
+    def counting_get(*args: Any, **kwargs: Any) -> Any:
+        reads.append(kwargs.get("include"))
+        return original_get(*args, **kwargs)
+
+    store._collection.get = counting_get  # type: ignore[method-assign]
+    for start in range(0, len(big), 7):
+        add(store, big[start : start + 7] + ([CORPUS[start // 7]] if start < 28 else []))
+    assert all("embeddings" not in (inc or []) for inc in reads)  # no chunk was read back
+    del store._collection.get
+    found = store.document_vectors(["big", "fruit", "space"])
+    assert found["big"] == pytest.approx(_mean_vector(big), abs=1e-6)
+    assert found["fruit"] == pytest.approx(_mean_vector(CORPUS[:3]), abs=1e-6)
+    assert found["space"] == pytest.approx(_mean_vector(CORPUS[3:4]), abs=1e-6)
+    # a stored chunk replaced with another text: the vector follows the stored chunks
+    changed = replace(big[0], text="omega omega omega")
+    add(store, [changed])
+    assert store.document_vectors(["big"])["big"] == pytest.approx(
+        _mean_vector([changed, *big[1:]]), abs=1e-6
+    )
+    # a saved vector without the norm (written by an older version): recomputed on the next add
+    docs = store._documents
+    saved = docs.get(ids=["space"], include=["embeddings"])
+    docs.upsert(ids=["space"], embeddings=saved["embeddings"], metadatas=[{"document_id": "space"}])
+    add(store, [CORPUS[4]])
+    assert store.document_vectors(["space"])["space"] == pytest.approx(
+        _mean_vector(CORPUS[3:5]), abs=1e-6
+    )
+    # ...and so is a document whose vector is missing although it has chunks
+    docs.delete(ids=["fruit"])
+    extra = make_chunk("fruit", 3, "cherries are small red stone fruit")
+    add(store, [extra])
+    assert store.document_vectors(["fruit"])["fruit"] == pytest.approx(
+        _mean_vector([*CORPUS[:3], extra]), abs=1e-6
+    )
+
+
 def test_ef_search_is_set_on_new_and_existing_collections(chroma_factory: StoreFactory) -> None:
     from rag_core.errors import ConfigError
     from rag_core.stores.chroma import DEFAULT_EF_SEARCH

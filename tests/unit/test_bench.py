@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from bench.common import BenchResult, Check, alternate, corpus_slice, fmt, median, p, write_corpus
+from bench.ingest_memory import make_one_line, make_short_lines, peak_rss
 from bench.report import render_report, write_report
 from bench.run_all import result_from_json
 from rag_core.evaluation import BeirDataset, BeirDocument
@@ -88,3 +89,21 @@ def test_report_and_json_round_trip(tmp_path: Path) -> None:
         }
     )
     assert back.checks[0].passed and back.rows == (("speed", "12"),)
+
+
+def test_ingest_memory_inputs_have_their_shape(tmp_path: Path) -> None:
+    one = make_one_line(tmp_path / "one.txt", 0.05).read_text()
+    assert 49_990 < len(one) <= 50_000 and "\n" not in one and "." not in one
+    assert one == make_one_line(tmp_path / "again.txt", 0.05).read_text()  # seeded
+    lines = make_short_lines(tmp_path / "lines.txt", 0.05).read_text().splitlines()
+    assert len(lines) > 600 and max(map(len, lines)) <= 80 and "." not in "".join(lines)
+
+
+def test_peak_rss_is_the_childs(tmp_path: Path) -> None:
+    import os
+    import sys
+
+    grow = "x = bytearray(300 * 2**20); x[::4096] = b'1' * len(x[::4096]); print('ok')"
+    peak, code, out = peak_rss([sys.executable, "-c", grow], env=dict(os.environ), cwd=tmp_path)
+    assert code == 0 and out.strip() == "ok"
+    assert 300 < peak < 600

@@ -7,8 +7,10 @@ from collections.abc import Sequence
 
 import pytest
 
-from rag_core.ingest.chunking import CountTokens, chunk_document, split_sentences
+from rag_core.ingest import chunking
+from rag_core.ingest.chunking import CountTokens, chunk_document, iter_chunks
 from rag_core.ingest.loaders import load_document
+from rag_core.text import split_sentences
 from rag_core.types import Block, Chunk, ParsedDocument
 from tests import docmaker as dm
 
@@ -255,9 +257,39 @@ def test_large_document_is_fast_and_batched() -> None:
     assert counter.calls <= 20  # batched: not one call per sentence
 
 
+def test_one_line_text_is_counted_in_bounded_batches_and_streamed() -> None:
+    """A text with no sentence boundary (one line of 150,000 words): the tokenizer never gets a
+    text longer than _PIECE_CHARS nor a batch much over _COUNT_CHARS, and the first chunk comes
+    before the later words have been counted."""
+    text = " ".join(f"word{i % 50}" for i in range(150_000))
+    calls: list[tuple[int, int, int]] = []  # (texts, longest, characters) per call
+
+    def count(texts: Sequence[str]) -> list[int]:
+        calls.append((len(texts), max(map(len, texts)), sum(map(len, texts))))
+        return words(texts)
+
+    parsed = ParsedDocument(text, (Block(0, len(text)),), "text")
+    stream = iter_chunks(
+        parsed, document_id="doc1", document_name="test", version="0123456789abcdef",
+        count_tokens=count, chunk_size=64, chunk_overlap=8,
+    )  # fmt: skip
+    first = next(stream)
+    before_first = len(calls)
+    chunks = [first, *stream]
+    assert before_first < len(calls) / 2
+    assert all(n <= 1024 for n, _, _ in calls)
+    assert max(longest for _, longest, _ in calls) <= chunking._PIECE_CHARS
+    assert max(total for _, _, total in calls) < chunking._COUNT_CHARS + chunking._PIECE_CHARS
+    check_invariants(parsed, chunks, 64)
+    assert chunks == chunk(parsed, size=64, overlap=8)
+
+
 def test_bad_arguments() -> None:
     parsed = ParsedDocument("x", (Block(0, 1),), "text")
     with pytest.raises(ValueError, match="chunk_overlap"):
         chunk(parsed, size=10, overlap=10)
     with pytest.raises(ValueError, match="chunk_size"):
         chunk(parsed, size=0, overlap=0)
+    with pytest.raises(ValueError, match="chunk_overlap"):  # at the call, not the first chunk
+        iter_chunks(parsed, document_id="d", document_name="n", version="v", count_tokens=words,
+                    chunk_size=10, chunk_overlap=10)  # fmt: skip

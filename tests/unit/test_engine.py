@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,39 @@ def test_repeated_sentence_ends_the_answer(tmp_path: Path) -> None:
     assert done.status == "complete"
     assert len(done.sentences) == 1 and done.answer.count("30 days") == 1
     assert sum(isinstance(e, Token) for e in events) < 20 * 11  # generation was cut short
+
+
+def test_every_entry_point_ingests_through_one_batched_path(tmp_path: Path) -> None:
+    from rag_core.testing import FakeEmbedder
+
+    class Counting(FakeEmbedder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[int] = []
+
+        def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+            self.calls.append(len(texts))
+            return super().embed_documents(texts)
+
+    embedder = Counting()
+    engine = fake_engine(Settings(home=tmp_path / "home", max_file_mb=0.001), embedder=embedder)
+    small = tmp_path / "a.md"
+    small.write_text("# A\n\nThe Vexel pump moves 40 litres per minute.\n")
+    staged = tmp_path / "f3a9.txt"  # an upload stored under a generated name
+    staged.write_text("The Quarnet turbine spins at 7200 rpm.")
+    big = tmp_path / "big.txt"
+    big.write_text("word " * 1000)
+    results = engine.ingest(
+        [
+            small,
+            tmp_path / "missing.md",
+            (staged, "turbine notes.txt"),
+            big,
+            (b"The Lorn office opens at 9.", "office.txt"),
+        ]
+    )
+    assert [r.status for r in results] == ["added", "error", "added", "error", "added"]
+    assert results[2].document is not None and results[2].document.name == "turbine notes.txt"
+    assert "cannot read file" in (results[1].error or "")
+    assert "RAGCHAT_MAX_FILE_MB" in (results[3].error or "")
+    assert embedder.calls == [3]  # the three files' chunks embedded in one batch

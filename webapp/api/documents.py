@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable, Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, File, HTTPException, UploadFile
@@ -73,30 +74,43 @@ def upload_documents(
             422, f"{len(files)} files in one request; the limit is {MAX_FILES_PER_UPLOAD}"
         )
     limit = int(settings.max_file_mb * 1024 * 1024)
-    results = []
-    for upload in files:
-        name = upload.filename or "upload"
-        if upload.size is not None and upload.size > limit:
-            too_big = (
-                f"{name}: the file is {upload.size / 1024 / 1024:.1f} MB; the limit is "
-                f"{settings.max_file_mb:g} MB (setting RAGCHAT_MAX_FILE_MB)"
-            )
-            results.append(IngestResult(name, "error", error=too_big))
-        else:
-            data = upload.file.read(limit + 1)
-            results.append(_ingest(engine, data, name, actor, lock))
+    too_big = {
+        i: _too_big(u.filename or "upload", u.size, settings.max_file_mb)
+        for i, u in enumerate(files)
+        if u.size is not None and u.size > limit
+    }
+    rest = [(i, u) for i, u in enumerate(files) if i not in too_big]
+    # one batched ingest; each upload is read only when its turn comes
+    contents = ((u.file.read(limit + 1), u.filename or "upload") for _, u in rest)
+    done = _ingest(engine, contents, [u.filename or "upload" for _, u in rest], actor, lock)
+    by_index = {**too_big, **dict(zip((i for i, _ in rest), done, strict=True))}
+    results = [by_index[i] for i in range(len(files))]
     return UploadResponse(results=[UploadResult.of(r) for r in results])
 
 
+def _too_big(name: str, size: int, max_mb: float) -> IngestResult:
+    return IngestResult(
+        name,
+        "error",
+        error=f"{name}: the file is {size / 1024 / 1024:.1f} MB; the limit is {max_mb:g} MB "
+        "(setting RAGCHAT_MAX_FILE_MB)",
+    )
+
+
 def _ingest(
-    engine: Engine, data: bytes, name: str, actor: Actor, lock: threading.Lock
-) -> IngestResult:
-    """One file into the knowledge base; any failure becomes that file's error result."""
+    engine: Engine,
+    contents: Iterable[tuple[bytes, str]],
+    names: Sequence[str],
+    actor: Actor,
+    lock: threading.Lock,
+) -> list[IngestResult]:
+    """The files into the knowledge base in one batched ingest; an unexpected failure becomes
+    every file's error result (the pipeline has removed what was written)."""
     try:
         with lock:
-            return engine.ingest_bytes(data, name, actor=actor)
+            return engine.ingest(contents, actor=actor)
     except RagError as exc:
-        return IngestResult(name, "error", error=str(exc))
+        return [IngestResult(n, "error", error=f"{n}: {exc}") for n in names]
     except Exception as exc:
-        log.exception("ingesting %r failed", name)
-        return IngestResult(name, "error", error=f"{name}: {exc}")
+        log.exception("ingesting %d uploaded files failed", len(names))
+        return [IngestResult(n, "error", error=f"{n}: {exc}") for n in names]

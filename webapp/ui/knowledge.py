@@ -26,7 +26,7 @@ from rag_core.config import Settings
 from rag_core.engine import Engine
 from rag_core.errors import DocumentNotFoundError, UserError
 from rag_core.ingest.detect import SUPPORTED_EXTENSIONS
-from rag_core.ingest.pipeline import clean_name
+from rag_core.ingest.pipeline import IngestSource, clean_name
 from rag_core.types import DocumentRecord, IngestResult
 from webapp import render
 from webapp.ui.common import actor_of, user_of, warn
@@ -178,27 +178,30 @@ class KnowledgeController:
     def upload(
         self, payload: Any, request: gr.Request, progress: gr.Progress = PROGRESS
     ) -> tuple[Any, ...]:
-        """Ingest uploaded files one by one with a progress bar; one result row per file."""
+        """Ingest the uploaded files in one batch, with a progress bar; one result row each."""
         files = uploaded_files(payload)
         if not files:
             return (*self._outputs(gr.skip()), gr.skip())
-        results: list[IngestResult] = []
-        total = len(files)
+        results: dict[int, IngestResult] = {}
+        staged: dict[int, tuple[str, Path, str]] = {}  # slot -> (cache path, staged, name)
         for i, (path, name) in enumerate(files):
+            outcome = self._accept(path, name, request)
+            if isinstance(outcome, IngestResult):
+                results[i] = outcome
+            else:
+                staged[i] = (path, outcome, name)
 
-            def report(stage: str, fraction: float, i: int = i, label: str = _short(name)) -> None:
-                done = min(max(fraction, 0.0), 1.0)
-                progress((i + done) / total, desc=f"{label}: {stage} ({i + 1}/{total})")
+        def report(stage: str, fraction: float) -> None:
+            progress(min(max(fraction, 0.0), 1.0), desc=f"{stage} ({len(files)} files)")
 
-            report("reading", 0.0)
-            results.append(self._upload_one(path, name, report, request))
+        report("reading", 0.0)
+        results.update(self._ingest(staged, report, request))
         progress(1.0, desc="done")
-        return (*self._outputs(render.render_ingest_results(results)), None)
+        rows = [results[i] for i in range(len(files))]
+        return (*self._outputs(render.render_ingest_results(rows)), None)
 
-    def _upload_one(
-        self, path: str, name: str, report: Callable[[str, float], None], request: gr.Request
-    ) -> IngestResult:
-        """One uploaded file: its twin's outcome, a refusal, or what ingesting it gave."""
+    def _accept(self, path: str, name: str, request: gr.Request) -> Path | IngestResult:
+        """An uploaded file staged for ingestion; or its twin's outcome, or a refusal."""
         earlier = self.consumed.get(path) if not Path(path).exists() else None
         if earlier is not None:
             if earlier.document is not None:
@@ -211,22 +214,34 @@ class KnowledgeController:
             discard_copy(Path(path), self.upload_cache)
             return _failed(name, "not an uploaded file")
         try:
-            staged = stage_upload(Path(path), self.settings, name)
+            return stage_upload(Path(path), self.settings, name)
         except OSError as exc:
             return _failed(name, f"cannot read the upload ({exc})")
+
+    def _ingest(
+        self,
+        staged: dict[int, tuple[str, Path, str]],
+        report: Callable[[str, float], None],
+        request: gr.Request,
+    ) -> dict[int, IngestResult]:
+        """The staged files through the engine's one batched ingest; staged copies removed."""
+        slots = list(staged)
+        sources: list[IngestSource] = [(staged[i][1], staged[i][2]) for i in slots]
         try:
-            result = self.engine.ingest_path(
-                staged, report, name=name, actor=actor_of(self.settings, request)
-            )
+            done = self.engine.ingest(sources, report, actor=actor_of(self.settings, request))
         except Exception as exc:
-            log.exception("ingesting %r failed", name)
-            result = IngestResult(name, "error", error=f"{name}: {exc}")
+            log.exception("ingesting %d uploaded files failed", len(slots))
+            done = [
+                IngestResult(staged[i][2], "error", error=f"{staged[i][2]}: {exc}") for i in slots
+            ]
         finally:
-            staged.unlink(missing_ok=True)
-        self.consumed[path] = result
+            for _, copy, _ in staged.values():
+                copy.unlink(missing_ok=True)
+        for i, result in zip(slots, done, strict=True):
+            self.consumed[staged[i][0]] = result
         while len(self.consumed) > CONSUMED_KEPT:
             self.consumed.popitem(last=False)
-        return result
+        return dict(zip(slots, done, strict=True))
 
     def show_chunks(self, doc_id: str | None) -> str:
         """The chunks of the picked document."""

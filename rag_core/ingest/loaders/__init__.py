@@ -1,0 +1,65 @@
+"""Format loaders: bytes of a PDF, DOCX, HTML, Markdown or text file -> ParsedDocument.
+
+Every loader returns normalised text (no NUL or stray control characters, \\n line ends, at most
+one blank line in a row) and blocks that tile that text exactly: block i covers
+``text[block.char_start:block.char_end]``, the blocks are contiguous from 0 to ``len(text)``, and
+each carries its PDF page (1-based) and heading path. Failures raise IngestError subclasses whose
+message names the file and says what is wrong; no third-party exception type escapes.
+"""
+
+from __future__ import annotations
+
+from rag_core.ingest.detect import detect_type
+from rag_core.ingest.loaders.common import DEFAULT_MAX_UNPACKED_MB, LoaderFn, normalize_text
+from rag_core.ingest.loaders.docx import check_zip_bomb, load_docx
+from rag_core.ingest.loaders.html import load_html
+from rag_core.ingest.loaders.markdown import load_markdown
+from rag_core.ingest.loaders.pdf import load_pdf
+from rag_core.ingest.loaders.text import load_text
+from rag_core.types import DocType, ParsedDocument
+
+__all__ = [
+    "DEFAULT_MAX_UNPACKED_MB",
+    "LOADERS",
+    "LoaderFn",
+    "check_zip_bomb",
+    "load_document",
+    "load_docx",
+    "load_html",
+    "load_markdown",
+    "load_pdf",
+    "load_text",
+    "normalize_text",
+]
+
+
+def load_document(
+    data: bytes,
+    name: str,
+    *,
+    max_pages: int,
+    max_text_chars: int,
+    max_unpacked_mb: float = DEFAULT_MAX_UNPACKED_MB,
+) -> ParsedDocument:
+    """Detect the format of `data` and parse it; the single entry point of this module.
+
+    The limits (RAGCHAT_MAX_PAGES, _MAX_TEXT_CHARS, _MAX_UNPACKED_MB) bound the work and memory
+    one file can cost; each error that enforces one names the setting and its value.
+    """
+    doc_type = detect_type(data, name)
+    return LOADERS[doc_type](
+        data,
+        name,
+        max_pages=max_pages,
+        max_text_chars=max_text_chars,
+        max_unpacked_mb=max_unpacked_mb,
+    )
+
+
+LOADERS: dict[DocType, LoaderFn] = {
+    "pdf": load_pdf,
+    "docx": load_docx,
+    "html": load_html,
+    "markdown": load_markdown,
+    "text": load_text,
+}

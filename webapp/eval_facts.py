@@ -1,0 +1,138 @@
+"""`ragchat eval facts DIR`: the short-answer facts benchmark (bench/data/facts) through the
+real engine, its documents indexed once in a cached engine home of their own."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rag_core.config import Settings
+from rag_core.embedders.sentence_transformers import resolve_precision
+from rag_core.errors import UserError
+from rag_core.evaluation import spread
+from webapp import eval_cli
+from webapp.eval_cli import (
+    INDEX_FORMAT,
+    MARKER,
+    STAMP,
+    STRATEGIES,
+    _clear,
+    _close,
+    _code_fingerprint,
+    _fmt,
+    _progress,
+    _round,
+    _status,
+)
+
+if TYPE_CHECKING:
+    from rag_core.engine import Engine
+
+
+def files_key(files: Sequence[Path], settings: Settings) -> str:
+    """Identifies an index of files: their names and bytes, the embedder, chunking, the code."""
+    h = hashlib.sha256()
+    for path in files:
+        h.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    parts = {
+        "format": INDEX_FORMAT,
+        "files": h.hexdigest(),
+        "embedder": settings.embedder,
+        "embed_precision": resolve_precision(settings.embed_precision),
+        "chunk_size": settings.chunk_size,
+        "chunk_overlap": settings.chunk_overlap,
+        "code": _code_fingerprint(),
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def open_files_index(
+    args: argparse.Namespace, settings: Settings, name: str, files: Sequence[Path]
+) -> Engine:
+    """An engine over `files` in a home of its own, cached while the files are unchanged."""
+    key = files_key(files, settings)
+    folder = Path.home() / ".cache" / "ragchat" / "eval" / f"{name}-{key[:16]}"
+    marker = folder / MARKER
+    fresh = args.reindex or not marker.is_file()
+    if fresh:
+        _clear(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / STAMP).write_text(key + "\n", encoding="utf-8")
+    home = settings.model_copy(update={"home": folder, "database_url": None, "chroma_url": None})
+    engine = eval_cli._build_engine(home)
+    if fresh:
+        _status(f"index: building {folder} from {len(files)} files")
+        for path in files:
+            result = engine.ingest_path(path)
+            if result.status not in ("added", "replaced", "duplicate"):
+                raise UserError(f"{path.name} could not be indexed: {result.error}")
+        marker.write_text(json.dumps({"key": key, "files": [p.name for p in files]}), "utf-8")
+    else:
+        _status(f"index: reusing {folder}")
+    return engine
+
+
+_FACT_ROWS = (
+    ("right", "right (fact shown and gold document cited)"),
+    ("fact_shown", "fact shown"),
+    ("cites_gold", "gold document cited"),
+    ("refusal_precision", "refusal precision"),
+    ("refusal_recall", "refusal recall"),
+    ("answerable_refused", "answerable questions refused"),
+    ("meta_talk", "meta-talk rate"),
+    ("quoted_fallback", "quoted-fallback rate"),
+    ("sentences_per_answer", "sentences per answer"),
+    ("first_token_p50_ms", "first token p50 (ms)"),
+    ("total_p50_ms", "total p50 (ms)"),
+)
+
+
+def cmd_facts(args: argparse.Namespace, settings: Settings) -> int:
+    from rag_core.evaluation.facts import evaluate_facts, load_facts, summarize_facts
+
+    facts = load_facts(args.dir)
+    names = list(STRATEGIES) if args.strategy == "all" else [args.strategy or "concat"]
+    unknown = [n for n in names if n not in STRATEGIES]
+    if unknown:
+        raise UserError(f"unknown strategy {unknown[0]!r}: choose {', '.join(STRATEGIES)} or all")
+    questions = spread(list(facts.questions), args.limit)
+    engine = open_files_index(args, settings, f"facts-{facts.root.name}", facts.documents)
+    try:
+        chosen = [(n, _strategy_options(engine, n)) for n in names]
+        records = evaluate_facts(engine, questions, chosen, _progress("answers"))
+    finally:
+        _close(engine)
+    scores = [summarize_facts(records, n) for n in names]
+    if args.json:
+        from rag_core.evaluation.facts import facts_as_json
+
+        out = {
+            "set": str(facts.root),
+            "questions": len(questions),
+            "settings": settings.snapshot(),
+            "strategies": {sc.strategy: _round(asdict(sc)) for sc in scores},
+            "answers": facts_as_json(records),
+        }
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+        return 0
+    n_ans = sum(q.answerable for q in questions)
+    print(
+        f"{facts.root} : {n_ans} answerable and {len(questions) - n_ans} unanswerable questions "
+        f"over {len(facts.documents)} documents, generator {settings.generator}"
+    )
+    width = 44
+    print(f"{'strategy':<{width}}" + "".join(f"{sc.strategy:>12}" for sc in scores))
+    for key, label in _FACT_ROWS:
+        digits = 0 if key.endswith("_ms") else 2 if key == "sentences_per_answer" else 3
+        cells = "".join(f"{_fmt(getattr(sc, key), digits):>12}" for sc in scores)
+        print(f"{label:<{width}}{cells}")
+    return 0
+
+
+def _strategy_options(engine: Engine, strategy: str) -> Any:
+    return engine.options(answer_mode="extractive" if strategy == "extractive" else "generate")
