@@ -2,7 +2,7 @@
 
 Each case is `python -m webapp.cli ingest FILE` in a fresh subprocess with its own empty
 RAGCHAT_HOME and default settings (real default embedder, Chroma, BM25, SQLite); its peak
-resident set size is the child's `ru_maxrss` as `os.wait4` reports it, so it includes the
+resident set size is the child's own `ru_maxrss` (see `peak_rss`), so it includes the
 interpreter, torch and the loaded embedder. The cases:
 
 - one-line: words separated by single spaces, no newline and no sentence punctuation (a text
@@ -168,15 +168,34 @@ def child_env(
     return env
 
 
+# Linux copies the high-water mark of the spawning process into the child's `ru_maxrss` at exec
+# (fork and vfork alike), so a child started straight from a big process (a test session with the
+# models loaded) would report that process's peak. A small Python process spawns the command
+# instead and reports the command's own `ru_maxrss` from its `os.wait4`.
+_SPAWN = """
+import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+with open(sys.argv[1], "w") as out:
+    out.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def peak_rss(argv: Sequence[str], *, env: dict[str, str], cwd: Path) -> tuple[float, int, str]:
     """Run `argv` to its end; (its peak RSS in MiB, exit status, its stdout and stderr)."""
-    with tempfile.TemporaryFile(mode="w+") as out:
-        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+    with (
+        tempfile.TemporaryFile(mode="w+") as out,
+        tempfile.NamedTemporaryFile(mode="r", suffix=".maxrss") as report,
+    ):
+        wrapped = [sys.executable, "-c", _SPAWN, report.name, *argv]
+        code = subprocess.run(wrapped, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
         out.seek(0)
         text = out.read()
-    return usage.ru_maxrss / 1024, proc.returncode, text  # ru_maxrss: KiB on Linux
+        maxrss = report.read().strip()
+    if not maxrss:
+        raise RuntimeError(f"the command's peak memory was not reported: {text[-500:]}")
+    return int(maxrss) / 1024, code, text  # ru_maxrss: KiB on Linux
 
 
 def measure(

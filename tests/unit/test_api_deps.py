@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -18,6 +20,13 @@ from webapp.api.deps import ApiState, api_state, current_actor, current_user
 from webapp.auth import LOCAL_USER
 
 
+def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Await `coroutine` on a loop of its own: a browser test earlier in the session may hold a
+    running loop on this thread, where `asyncio.run` refuses to start."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def bearer(key: str) -> HTTPAuthorizationCredentials:
     return HTTPAuthorizationCredentials(scheme="Bearer", credentials=key)
 
@@ -28,9 +37,9 @@ def test_without_accounts_everyone_is_the_local_user_and_the_operator(tmp_path: 
     assert not state.accounts
     assert current_user(state, None) == LOCAL_USER
     assert current_user(state, bearer("rck_anything")) == LOCAL_USER
-    assert asyncio.run(current_actor(state, LOCAL_USER)) == OPERATOR
+    assert run(current_actor(state, LOCAL_USER)) == OPERATOR
     request: Any = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(ragchat=state)))
-    assert asyncio.run(api_state(request)) is state  # what create_app put on app.state
+    assert run(api_state(request)) is state  # what create_app put on app.state
 
 
 def test_with_accounts_the_key_names_the_user(tmp_path: Path) -> None:
@@ -46,5 +55,5 @@ def test_with_accounts_the_key_names_the_user(tmp_path: Path) -> None:
         assert refused.value.status_code == 401
         assert refused.value.headers == {"WWW-Authenticate": "Bearer"}
         assert "apikey create" in str(refused.value.detail)
-    assert asyncio.run(current_actor(state, "alice")) == Actor("alice", admin=False)
-    assert asyncio.run(current_actor(state, "carol")) == Actor("carol", admin=True)
+    assert run(current_actor(state, "alice")) == Actor("alice", admin=False)
+    assert run(current_actor(state, "carol")) == Actor("carol", admin=True)
