@@ -3,12 +3,10 @@ each answer cited and retrieved. Another user's ids answer 404, like ids that do
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Response
-from fastapi.responses import JSONResponse
 
 from rag_core.db.log import ConversationLog, cursor_of
 from rag_core.db.records import TurnRecord
@@ -25,6 +23,7 @@ from webapp.api.schemas import (
     RenameRequest,
     TurnOut,
 )
+from webapp.export import MEDIA_TYPES, ExportFormat, export_for
 
 DEFAULT_PAGE = 100  # conversations per page of /api/conversations
 MAX_PAGE = 500
@@ -111,17 +110,34 @@ def delete_conversation(conversation_id: str, user: User, engine: EngineDep) -> 
     return Response(status_code=204)
 
 
-@router.get("/api/conversations/{conversation_id}/export", response_model=ConversationExport)
-def export_conversation(conversation_id: str, user: User, engine: EngineDep) -> JSONResponse:
-    """The conversation as a JSON file to download (every turn, citation and passage)."""
-    export = ConversationExport(
-        exported_at=datetime.now(UTC),
-        conversation=_detail(engine.log, conversation_id, user),
-    )
-    filename = f"conversation-{conversation_id}.json"
-    return JSONResponse(
-        export.model_dump(mode="json"),
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+_EXPORTS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "the file: JSON (this schema), Markdown or PDF",
+        "content": {MEDIA_TYPES["md"]: {}, MEDIA_TYPES["pdf"]: {}},
+    }
+}
+
+
+@router.get(
+    "/api/conversations/{conversation_id}/export",
+    response_model=ConversationExport,
+    responses=_EXPORTS,
+)
+def export_conversation(
+    conversation_id: str,
+    user: User,
+    engine: EngineDep,
+    format: Annotated[ExportFormat, Query(description="md, json or pdf")] = "json",
+) -> Response:
+    """The conversation as a file to download: every question and answer, each citation's
+    passage with its document, version, page and headings, the settings and timestamps."""
+    try:
+        file = export_for(engine, conversation_id, user, format)
+    except ConversationNotFoundError as exc:
+        raise not_found(exc) from exc
+    disposition = f'attachment; filename="{file.filename}"'
+    return Response(
+        file.content, media_type=file.media_type, headers={"Content-Disposition": disposition}
     )
 
 

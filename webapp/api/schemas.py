@@ -107,6 +107,7 @@ class _Source(BaseModel):
 
     document: str
     document_id: str
+    version: str = Field("", description="the content hash of the document version quoted")
     page: int | None
     page_end: int | None
     heading_path: list[str]
@@ -192,13 +193,44 @@ class ConversationDetail(ConversationOut):
     turns: list[TurnOut]
 
 
+class _Exported(BaseModel):
+    char_start: int = Field(description="where the passage starts in its document's text")
+    char_end: int
+    document_available: bool | None = Field(
+        description="false: the document was deleted since (the log keeps the passage)"
+    )
+
+
+class PassageExport(_Exported, PassageOut):
+    """A retrieved passage as exported."""
+
+
+class CitationExport(_Exported, CitationOut):
+    """A citation as exported: the exact passage text and where it comes from."""
+
+
+class TurnExport(TurnOut):
+    """A turn as exported."""
+
+    lead: str = Field(description="what the answer says before its sentences (a refusal, ...)")
+    citations: list[CitationExport]  # type: ignore[assignment]
+    passages: list[PassageExport]  # type: ignore[assignment]
+
+
+class ConversationExportDetail(ConversationOut):
+    """The exported conversation: whose it is and every turn."""
+
+    user: str
+    turns: list[TurnExport]
+
+
 class ConversationExport(BaseModel):
-    """A conversation as a self-contained JSON file."""
+    """A conversation as a self-contained JSON file (`format=json` of the export endpoint)."""
 
     format: Literal["ragchat-conversation"] = "ragchat-conversation"
-    format_version: int = 1
+    format_version: int = 2
     exported_at: datetime
-    conversation: ConversationDetail
+    conversation: ConversationExportDetail
 
 
 class RenameRequest(BaseModel):
