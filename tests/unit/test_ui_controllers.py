@@ -258,6 +258,24 @@ def test_open_rename_and_delete_a_conversation(ui: UI) -> None:
         assert ui.history.open_conversation(conv, Request())[3] == fresh_state()
 
 
+def test_export_writes_the_open_conversation_for_its_user_only(ui: UI) -> None:
+    *_, (_, _, _, _, state, _) = ask(ui)
+    for fmt, start in (("md", b"# "), ("json", b"{"), ("pdf", b"%PDF-")):
+        shown = ui.history.export_conversation(fmt, state, Request())
+        path = Path(shown["value"])
+        assert shown["visible"] and path.suffix == f".{fmt}" and path.read_bytes().startswith(start)
+        assert path.name.endswith(f"-{state['conv'][:8]}.{fmt}")
+    md = Path(ui.history.export_conversation("md", state, Request())["value"]).read_text()
+    assert QUESTION in md and "2 GB per file" in md
+    with pytest.warns(UserWarning, match="not found"):  # another user's conversation
+        hidden = ui.history.export_conversation("md", state, Request(username="mallory"))
+    assert hidden == gr.update(value=None, visible=False)
+    with pytest.warns(UserWarning, match="Open or start"):
+        ui.history.export_conversation("md", fresh_state(), Request())
+    with pytest.warns(UserWarning, match="Unknown export format .*docx.*md, json, pdf"):
+        ui.history.export_conversation("docx", state, Request())
+
+
 def test_page_load_restores_the_open_conversation_and_lists_documents(ui: UI) -> None:
     *_, (_, _, _, _, state, _) = ask(ui)
     loaded = ui.history.on_load(state["conv"], Request())

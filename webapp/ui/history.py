@@ -4,7 +4,11 @@ through it (`views`, `transcript`, `listing`), so each conversation-log read has
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -15,6 +19,7 @@ from rag_core.engine import Engine
 from rag_core.errors import ConversationNotFoundError, UserError
 from webapp import render
 from webapp.auth import LOCAL_USER
+from webapp.export import export_for
 from webapp.render import TurnView
 from webapp.ui.common import State, fresh_state, notify, session_of, skips, user_of, warn
 from webapp.ui.knowledge import KnowledgeController
@@ -23,6 +28,7 @@ from webapp.ui.sessions import HISTORY_PAGE, Sessions
 # new_conversation, open_conversation and the like return these 7 outputs:
 # transcript, sources, history, state, title box, saved conversation, feedback box
 CONVERSATION_OUTPUTS = 7
+EXPORTS_KEPT_S = 600  # export files wait this long for their download (Gradio serves a copy)
 
 
 @dataclass(eq=False)
@@ -155,6 +161,33 @@ class HistoryController:
             except ConversationNotFoundError:
                 pass
         return self.new_conversation(request)
+
+    def export_conversation(self, fmt: str, state: State, request: gr.Request) -> dict[str, Any]:
+        """The open conversation as a file (Markdown, JSON or PDF) for the download box."""
+        conv = (state or {}).get("conv")
+        if not conv:
+            warn("Open or start a conversation first.")
+            return gr.update(value=None, visible=False)
+        try:
+            file = export_for(self.engine, conv, user_of(request), fmt or "md")
+        except UserError as exc:  # another user's or a deleted conversation; a bad format
+            warn(str(exc))
+            return gr.update(value=None, visible=False)
+        folder = self._export_folder()
+        path = folder / file.filename
+        path.write_bytes(file.content)
+        return gr.update(value=str(path), visible=True)
+
+    @staticmethod
+    def _export_folder() -> Path:
+        """A fresh private folder in the system's temp folder (one of the places Gradio serves
+        a result file from); export folders older than EXPORTS_KEPT_S are removed."""
+        root = Path(tempfile.gettempdir()) / "ragchat-exports"
+        root.mkdir(mode=0o700, exist_ok=True)
+        for old in root.iterdir():
+            if old.is_dir() and time.time() - old.stat().st_mtime > EXPORTS_KEPT_S:
+                shutil.rmtree(old, ignore_errors=True)
+        return Path(tempfile.mkdtemp(dir=root))
 
     def on_load(self, saved: str | None, request: gr.Request) -> tuple[Any, ...]:
         """Page load: the history list, and the conversation this browser had open, if any."""

@@ -26,6 +26,7 @@ from webapp.ui.theme import CLICK_JS, SOURCES_JS, TRANSCRIPT_JS, logo_svg
 
 MODES = [("Hybrid (keyword + dense)", "hybrid"), ("Dense (meaning)", "dense"), ("Keyword", "bm25")]
 STYLES = [("Generated, checked", "generate"), ("Quoted passages only", "extractive")]
+EXPORTS = [("Markdown", "md"), ("JSON", "json"), ("PDF", "pdf")]
 
 KB_INTRO = (
     '<div class="rc-kb-intro">Drop PDF, Word, HTML, Markdown or text files. A file '
@@ -80,6 +81,9 @@ class Page:
     title_box: gr.Textbox
     rename_btn: gr.Button
     delete_btn: gr.Button
+    export_format: gr.Radio
+    export_btn: gr.Button
+    export_file: gr.File
     mode: gr.Radio
     top_k: gr.Slider
     length: gr.Radio
@@ -218,6 +222,13 @@ def _sidebar(page: Page, settings: Settings) -> None:
             page.delete_btn = gr.Button(
                 "Delete", size="sm", variant="stop", elem_id="rc-delete-conv"
             )
+        page.export_format = gr.Radio(
+            EXPORTS, value="md", label="Export as", elem_id="rc-export-format"
+        )
+        page.export_btn = gr.Button("Export", size="sm", elem_id="rc-export")
+        page.export_file = gr.File(
+            label="Download", interactive=False, visible=False, elem_id="rc-export-file"
+        )
     with gr.Accordion("Answer settings", open=False, elem_id="rc-settings"):
         page.mode = gr.Radio(MODES, value=settings.retrieval_mode, label="Retrieval")
         page.top_k = gr.Slider(
@@ -346,6 +357,8 @@ def _wire_chat(page: Page, chat: ChatController, history: HistoryController) -> 
     page.title_box.submit(rename, rename_in, rename_out, **PRIVATE)
     delete = history.delete_conversation
     page.delete_btn.click(delete, [page.state], conv_out, **_endpoint("delete_conversation"))
+    export_in = [page.export_format, page.state]
+    page.export_btn.click(history.export_conversation, export_in, [page.export_file], **PRIVATE)
 
 
 def _wire_knowledge(page: Page, knowledge: KnowledgeController) -> None:
