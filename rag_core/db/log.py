@@ -365,6 +365,9 @@ class ConversationLog:
                 status=done.status,
                 error=done.error,
                 timings=_jsonable(dataclasses.asdict(done.timings)),
+                first_token_ms=done.timings.first_token_ms,
+                total_ms=done.timings.total_ms,
+                quoted_fallback=done.mode == "extractive" and bool(done.raw_answer),
                 config=_jsonable(done.config),
                 created_at=now,
             )

@@ -128,6 +128,22 @@ class TurnRow(Base):
         sa.UniqueConstraint("conversation_id", "position"),
         sa.CheckConstraint(_in("status", TURN_STATUSES), name="status"),
         sa.CheckConstraint("feedback_rating IN (-1, 1)", name="feedback_rating"),
+        # for the insights (rag_core/db/insights.py): a window of days read from the index alone
+        sa.Index(
+            "ix_turns_insights",
+            "created_at",
+            "refused",
+            "quoted_fallback",
+            "feedback_rating",
+            "first_token_ms",
+            "total_ms",
+        ),
+        sa.Index(
+            "ix_turns_refused",
+            "created_at",
+            sqlite_where=sa.text("refused = 1"),
+            postgresql_where=sa.text("refused"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
@@ -145,6 +161,12 @@ class TurnRow(Base):
     status: Mapped[str] = mapped_column(sa.String(16))
     error: Mapped[str | None] = mapped_column(sa.Text)
     timings: Mapped[dict[str, Any]]
+    first_token_ms: Mapped[float | None] = mapped_column(sa.Float)  # also in timings
+    total_ms: Mapped[float | None] = mapped_column(sa.Float)  # also in timings
+    # the answer quotes passages because the generated one failed its checks
+    quoted_fallback: Mapped[bool] = mapped_column(
+        sa.Boolean, default=False, server_default=sa.false()
+    )
     config: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     feedback_rating: Mapped[int | None] = mapped_column(sa.Integer)
@@ -168,6 +190,15 @@ class TurnPassageRow(Base):
     """A passage retrieved for a turn, with its full text so it outlives the document."""
 
     __tablename__ = "turn_passages"
+    __table_args__ = (
+        sa.Index(  # for the insights: which documents answers cite
+            "ix_turn_passages_cited",
+            "document_name",
+            "turn_id",
+            sqlite_where=sa.text("cited = 1"),
+            postgresql_where=sa.text("cited"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
     turn_id: Mapped[int] = mapped_column(
