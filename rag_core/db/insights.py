@@ -231,12 +231,9 @@ class LogInsights:
             .limit(top)
         )
         rows = s.execute(stmt).all()
-        last_ids = [last for _, _, last in rows]
-        when = dict(
-            s.execute(sa.select(TurnRow.id, TurnRow.created_at).where(TurnRow.id.in_(last_ids)))
-            .tuples()
-            .all()
-        )
+        last_ids = [last for _, _, last in rows]  # when each was last cited: ten look-ups
+        times = sa.select(TurnRow.id, TurnRow.created_at).where(TurnRow.id.in_(last_ids))
+        when = {turn_id: at for turn_id, at in s.execute(times)}
         return tuple(CitedDocument(name, int(n), when[last]) for name, n, last in rows)
 
     def never_cited(
@@ -281,14 +278,14 @@ def _in_window(since: datetime, until: datetime) -> sa.ColumnElement[bool]:
 
 
 def _id_range(s: Session, since: datetime, until: datetime) -> tuple[int, int] | None:
-    """The first and last turn id of the window: ids grow with time (a turn gets both when it
-    is logged), so the window's passages are found by turn id alone, without a join. Two
-    index look-ups; None when the window has no turn."""
-    order = (TurnRow.created_at, TurnRow.id)
-    window_ids = sa.select(TurnRow.id).where(_in_window(since, until)).limit(1)
-    first = s.scalar(window_ids.order_by(*order))
-    last = s.scalar(window_ids.order_by(*(c.desc() for c in order)))
-    return None if first is None or last is None else (min(first, last), max(first, last))
+    """The smallest and largest turn id of the window (None when it has no turn): turn ids grow
+    with time (a turn gets both when it is logged), so the window's passages are found by
+    turn id alone, without joining every passage to its turn."""
+    stmt = sa.select(sa.func.min(TurnRow.id), sa.func.max(TurnRow.id)).where(
+        _in_window(since, until)
+    )
+    first, last = s.execute(stmt).one()
+    return None if first is None else (int(first), int(last))
 
 
 def _day(s: Session) -> sa.ColumnElement[Any]:
