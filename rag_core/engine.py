@@ -17,8 +17,10 @@ from typing import Any
 
 from rag_core.answering import Answerer, refusal_text
 from rag_core.config import Settings
+from rag_core.db.insights import DEFAULT_DAYS, Insights, LogInsights
 from rag_core.db.log import ConversationLog
 from rag_core.db.registry import DocumentRegistry
+from rag_core.errors import PermissionDeniedError
 from rag_core.grounding import GateModel, gate_features
 from rag_core.ingest.pipeline import OPERATOR, IngestPipeline, IngestSource, Progress
 from rag_core.protocols import Embedder, KeywordIndex, VectorStore
@@ -111,6 +113,15 @@ class Engine:
 
     def documents(self) -> list[DocumentRecord]:
         return self.registry.list()
+
+    def insights(self, days: int = DEFAULT_DAYS, *, actor: Actor = OPERATOR) -> Insights:
+        """What the log says over the last `days` days, across every user: for the operator or
+        an admin only (PermissionDeniedError otherwise)."""
+        if actor.name is not None and not actor.admin:
+            raise PermissionDeniedError(
+                "Insights cover every user's questions: only an admin (RAGCHAT_ADMINS) sees them"
+            )
+        return LogInsights(self.log.db).report(days)
 
     def document(self, id_or_name: str) -> DocumentRecord:
         """A document by id, unique id prefix or name (DocumentNotFoundError otherwise)."""

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
+from rag_core.db.insights import Insights
 from rag_core.db.records import TurnRecord
 from rag_core.types import Chunk, Citation, Done, Hit, SentenceCheck, Timings
 
@@ -108,3 +109,48 @@ def pick(data: Mapping[str, Any], names: str | Iterable[str], **sources: str) ->
     `pick(c, "n text", n="number")` -> {"n": c["number"], "text": c["text"]}."""
     wanted = names.split() if isinstance(names, str) else names
     return {name: data[sources.get(name, name)] for name in wanted}
+
+
+def insights(report: Insights) -> dict[str, Any]:
+    """The log's insights as JSON (GET /api/insights and the Insights tab read the same)."""
+    return {
+        "since": report.since.isoformat(),
+        "until": report.until.isoformat(),
+        "questions": report.questions,
+        "days": [
+            {
+                "day": d.day.isoformat(),
+                "questions": d.questions,
+                "refused": d.refused,
+                "quoted": d.quoted,
+                "rated": d.rated,
+                "thumbs_down": d.thumbs_down,
+                "refusal_rate": d.refusal_rate,
+                "quoted_rate": d.quoted_rate,
+                "thumbs_down_rate": d.thumbs_down_rate,
+            }
+            for d in report.days
+        ],
+        "times": [
+            {
+                "day": t.day.isoformat(),
+                "metric": t.metric,
+                "count": t.count,
+                "p50_ms": t.p50_ms,
+                "p95_ms": t.p95_ms,
+            }
+            for t in report.times
+        ],
+        "most_cited": [
+            {"document": c.document, "answers": c.answers, "last_cited": c.last_cited.isoformat()}
+            for c in report.most_cited
+        ],
+        "never_cited": [
+            {"document": u.document, "version": u.version, "added_at": u.added_at.isoformat()}
+            for u in report.never_cited
+        ],
+        "refused": [
+            {"question": r.question, "count": r.count, "last_asked": r.last_asked.isoformat()}
+            for r in report.refused
+        ],
+    }

@@ -1,5 +1,6 @@
-"""GET /api/conversations/{id}/export on SQLite and PostgreSQL, with accounts: each format holds
-the cited passages even after their document is deleted, and only the owner can export."""
+"""GET /api/conversations/{id}/export and GET /api/insights on SQLite and PostgreSQL, with
+accounts: each export format holds the cited passages even after their document is deleted and
+only the owner can export; only an admin reads the insights."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ QUESTION = "When does the Ostrava night shift start?"
 
 @pytest.fixture
 def engine(db_url: str, tmp_path: Path) -> Iterator[Engine]:
-    settings = Settings(home=tmp_path, database_url=db_url, refusal_threshold=0.0)
+    settings = Settings(home=tmp_path, database_url=db_url, refusal_threshold=0.0, admins="alice")
     built = fake_engine(settings, reply="The night shift starts at 22 o'clock [1].")
     yield built
     built.log.db.dispose()
@@ -95,3 +96,24 @@ def test_export_formats_keep_deleted_passages_and_stay_private(
     bad = client.get(path, params={"format": "docx"}, headers=h["alice"])
     assert bad.status_code == 422 and "format" in bad.json()["detail"]
     assert client.get(path).status_code == 401
+
+
+def test_insights_are_for_admins_only(
+    clients: tuple[TestClient, dict[str, dict[str, str]]], engine: Engine
+) -> None:
+    client, h = clients
+    client.post("/api/documents", files=[("files", ("rota.md", NOTE.encode()))], headers=h["alice"])
+    client.post("/api/ask", json={"question": QUESTION}, headers=h["bob"])
+    client.post("/api/ask", json={"question": "Who painted the moon?"}, headers=h["alice"])
+    assert client.get("/api/insights").status_code == 401
+    denied = client.get("/api/insights", headers=h["bob"])
+    assert denied.status_code == 403 and "admin" in denied.json()["detail"]
+    data = client.get("/api/insights", params={"days": 7}, headers=h["alice"]).json()
+    assert data["questions"] == 2 and len(data["days"]) == 1  # both users' questions, today
+    day = data["days"][0]
+    assert day["questions"] == 2 and day["refusal_rate"] == day["refused"] / 2
+    assert {t["metric"] for t in data["times"]} >= {"total"}
+    assert [c["document"] for c in data["most_cited"]] == ["rota.md"]
+    assert data["never_cited"] == []
+    bad = client.get("/api/insights", params={"days": 0}, headers=h["alice"])
+    assert bad.status_code == 422 and "days" in bad.json()["detail"]

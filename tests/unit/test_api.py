@@ -74,7 +74,7 @@ def test_health_openapi_and_offline_docs(client: TestClient) -> None:
         "/api/documents", "/api/documents/{document}", "/api/ask", "/api/ask/stream",
         "/api/conversations", "/api/conversations/{conversation_id}",
         "/api/conversations/{conversation_id}/export", "/api/turns/{turn_id}",
-        "/api/turns/{turn_id}/citations", "/api/turns/{turn_id}/passages",
+        "/api/turns/{turn_id}/citations", "/api/turns/{turn_id}/passages", "/api/insights",
         "/v1/chat/completions", "/v1/models", "/healthz",
     ]:  # fmt: skip
         assert path in spec["paths"], path

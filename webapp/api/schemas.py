@@ -3,7 +3,7 @@ OpenAPI schema). Answers and turns are validated from webapp/serialize.py's dict
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -375,3 +375,54 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+class InsightDay(BaseModel):
+    day: date
+    questions: int
+    refused: int
+    quoted: int = Field(description="answers quoting passages after the generated one failed")
+    rated: int
+    thumbs_down: int
+    refusal_rate: float
+    quoted_rate: float
+    thumbs_down_rate: float = Field(description="thumbs down among all the day's answers")
+
+
+class InsightTimes(BaseModel):
+    day: date
+    metric: Literal["first_token", "total"]
+    count: int = Field(description="answers with this timing that day")
+    p50_ms: float
+    p95_ms: float
+
+
+class CitedDocumentOut(BaseModel):
+    document: str
+    answers: int = Field(description="answers that cited it (any version)")
+    last_cited: datetime
+
+
+class UncitedDocumentOut(BaseModel):
+    document: str
+    version: int
+    added_at: datetime
+
+
+class RefusedQuestionOut(BaseModel):
+    question: str
+    count: int = Field(description="times refused (the same question in any letter case)")
+    last_asked: datetime
+
+
+class InsightsOut(BaseModel):
+    """What the log says over [since, until): every user's questions."""
+
+    since: datetime
+    until: datetime
+    questions: int
+    days: list[InsightDay]
+    times: list[InsightTimes]
+    most_cited: list[CitedDocumentOut]
+    never_cited: list[UncitedDocumentOut]
+    refused: list[RefusedQuestionOut]
