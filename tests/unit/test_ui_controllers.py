@@ -26,6 +26,7 @@ from webapp.security import UploadLedger
 from webapp.ui.chat import ChatController
 from webapp.ui.common import fresh_state
 from webapp.ui.history import HistoryController
+from webapp.ui.insights import InsightsController
 from webapp.ui.knowledge import KnowledgeController
 from webapp.ui.sessions import HISTORY_PAGE, Sessions
 
@@ -389,6 +390,46 @@ def test_with_accounts_only_the_owner_or_an_admin_deletes_a_document(
     assert "Deleted acme.md" in ui.knowledge.delete_document(alices.id, Request("alice"))[0]
     assert "Deleted bob.md" in ui.knowledge.delete_document(bobs.id, Request("carol"))[0]
     assert engine.documents() == []
+
+
+def test_insights_tab_shows_the_log_to_admins_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    engine = make_engine(tmp_path)
+    engine.ingest_bytes(ACME.encode(), "acme.md")
+    engine.ingest_bytes(b"# Other\n\nNothing anyone asks about.\n", "other.md")
+    ui = build_ui(engine)
+    ask(ui)
+    ask(ui, "What is the refund window?")
+    assert InsightsController(engine, engine.settings).on_load(Request()) == gr.update(visible=True)
+    summary, questions, rates, times, cited, docs, refused = InsightsController(
+        engine, engine.settings
+    ).refresh(30, Request())
+    assert "2 questions" in summary and questions["questions"].tolist() == [2]
+    assert set(rates["series"]) == {"refused", "quoted fallback", "thumbs down"}
+    assert set(times["series"]) >= {"total p50", "total p95"} and (times["seconds"] >= 0).all()
+    assert cited["document"].tolist() == ["acme.md"]
+    assert "Never cited" in docs and "other.md" in docs
+    assert "No question was refused" in refused  # the gate is off (threshold 0)
+
+    settings = engine.settings.model_copy(update={"auth": "alice:x,carol:z", "admins": "carol"})
+    insights = InsightsController(engine, settings)
+    assert insights.on_load(Request("alice")) == gr.update(visible=False)
+    assert insights.on_load(Request("carol")) == gr.update(visible=True)
+    with pytest.warns(UserWarning, match="only an admin"):
+        assert insights.refresh(30, Request("alice")) == (SKIP,) * 7
+    assert "2 questions" in insights.refresh("7", Request("carol"))[0]
+
+
+def test_refused_questions_carry_the_add_documents_hint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    ui = build_ui(make_engine(tmp_path))  # nothing to retrieve: every question is refused
+    ask(ui, "Where is the <b>boiler</b> manual?")
+    refused = InsightsController(ui.engine, ui.engine.settings).refresh(30, Request())[6]
+    assert "&lt;b&gt;boiler&lt;/b&gt;" in refused and "Add documents about this" in refused
 
 
 def test_pop_ups_escape_what_they_show(ui: UI) -> None:

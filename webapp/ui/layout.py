@@ -20,6 +20,7 @@ from webapp import render
 from webapp.ui.chat import LENGTHS, ChatController
 from webapp.ui.common import fresh_state
 from webapp.ui.history import HistoryController
+from webapp.ui.insights import PERIODS, InsightsController
 from webapp.ui.knowledge import KnowledgeController
 from webapp.ui.sessions import Sessions
 from webapp.ui.theme import CLICK_JS, SOURCES_JS, TRANSCRIPT_JS, logo_svg
@@ -110,6 +111,17 @@ class Page:
     del_doc_btn: gr.Button
     refresh_btn: gr.Button
     chunks_view: gr.HTML
+    # insights tab
+    insights_tab: gr.Tab
+    insights_days: gr.Radio
+    insights_btn: gr.Button
+    insights_summary: gr.HTML
+    questions_plot: gr.BarPlot
+    rates_plot: gr.LinePlot
+    times_plot: gr.LinePlot
+    cited_plot: gr.BarPlot
+    insights_docs: gr.HTML
+    insights_refused: gr.HTML
     # API-only inputs (hidden): programs call these endpoints with explicit values
     api_conv: gr.Textbox
     api_turn_in: gr.Number
@@ -143,6 +155,11 @@ class Page:
 
     def kb_outputs(self) -> list[Any]:
         return [self.results, self.docs_table, self.doc_pick]
+
+    def insight_outputs(self) -> list[Any]:
+        """What refreshing the insights updates (insights.INSIGHT_OUTPUTS)."""
+        plots = [self.questions_plot, self.rates_plot, self.times_plot, self.cited_plot]
+        return [self.insights_summary, *plots, self.insights_docs, self.insights_refused]
 
 
 def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) -> gr.Blocks:
@@ -183,10 +200,16 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
                         )
             with gr.Tab("Knowledge base", id="kb", elem_id="rc-kb-tab"):
                 _knowledge_tab(page)
+            # with accounts on, shown to admins only (on page load)
+            with gr.Tab(
+                "Insights", id="insights", elem_id="rc-insights-tab", visible=not settings.auth
+            ) as page.insights_tab:
+                _insights_tab(page)
         with gr.Group(visible=False):
             _api_inputs(page)
         _wire_chat(page, chat, history)
         _wire_knowledge(page, knowledge)
+        _wire_insights(app, page, InsightsController(engine, settings))
         _wire_programs(app, page, chat, history)
     knowledge.blocks = app  # webapp.api sets its upload ledger on the Blocks
     blocks: gr.Blocks = app
@@ -315,6 +338,41 @@ def _knowledge_tab(page: Page) -> None:
     page.chunks_view = gr.HTML(render.render_chunks(None, []), label="Chunks", elem_id="rc-chunks")
 
 
+def _insights_tab(page: Page) -> None:
+    """The period, the plots drawn from the log, and the lists of documents and refusals."""
+    with gr.Row(equal_height=True):
+        page.insights_days = gr.Radio(
+            PERIODS, value=30, label="Period", scale=4, elem_id="rc-insights-days"
+        )
+        page.insights_btn = gr.Button("Refresh", scale=1, elem_id="rc-insights-refresh")
+    page.insights_summary = gr.HTML("", elem_id="rc-insights-summary", elem_classes="rc-plain")
+    with gr.Row():
+        page.questions_plot = gr.BarPlot(
+            x="day", y="questions", title="Questions per day", elem_id="rc-plot-questions"
+        )
+        page.rates_plot = gr.LinePlot(
+            x="day",
+            y="rate",
+            color="series",
+            title="Refused, quoted fallback and thumbs down (% of answers)",
+            elem_id="rc-plot-rates",
+        )
+    with gr.Row():
+        page.times_plot = gr.LinePlot(
+            x="day",
+            y="seconds",
+            color="series",
+            title="First token and total time (s), p50 and p95",
+            elem_id="rc-plot-times",
+        )
+        page.cited_plot = gr.BarPlot(
+            x="document", y="answers", title="Most cited documents", elem_id="rc-plot-cited"
+        )
+    with gr.Row():
+        page.insights_docs = gr.HTML("", label="Documents", elem_id="rc-insights-docs")
+        page.insights_refused = gr.HTML("", label="Refused", elem_id="rc-insights-refused")
+
+
 def _api_inputs(page: Page) -> None:
     page.api_conv = gr.Textbox(label="conversation_id")
     page.api_turn_in = gr.Number(label="turn_id", precision=0)
@@ -385,6 +443,15 @@ def _wire_knowledge(page: Page, knowledge: KnowledgeController) -> None:
     )
     catalog = [page.docs_table, page.doc_pick]
     page.refresh_btn.click(knowledge.refresh_documents, picked, catalog, **_endpoint("documents"))
+
+
+def _wire_insights(app: gr.Blocks, page: Page, insights: InsightsController) -> None:
+    """The figures load when the tab is opened, on Refresh or a new period; the tab shows only
+    to those who may read them."""
+    days, out = [page.insights_days], page.insight_outputs()
+    refresh = [page.insights_tab.select, page.insights_btn.click, page.insights_days.change]
+    gr.on(refresh, insights.refresh, days, out, api_name="insights", concurrency_limit=None)
+    app.load(insights.on_load, None, [page.insights_tab], **QUIET)
 
 
 def _wire_programs(
