@@ -195,6 +195,7 @@ class TurnPassageRow(Base):
             "ix_turn_passages_cited",
             "document_name",
             "turn_id",
+            "cited",  # not needed by PostgreSQL; lets SQLite read the index alone
             sqlite_where=sa.text("cited = 1"),
             postgresql_where=sa.text("cited"),
         ),

@@ -59,7 +59,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_turn_passages_cited",
         "turn_passages",
-        ["document_name", "turn_id"],
+        ["document_name", "turn_id", "cited"],
         sqlite_where=sa.text("cited = 1"),
         postgresql_where=sa.text("cited"),
     )
