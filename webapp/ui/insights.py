@@ -27,6 +27,10 @@ INSIGHT_OUTPUTS = 7
 HINT = "Add documents about this"
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _days(value: Any) -> int:
     try:
         return int(value)
@@ -79,16 +83,15 @@ def render_summary(report: Insights) -> str:
     refused = sum(d.refused for d in report.days)
     rate = f"{100 * refused / report.questions:.1f}%" if report.questions else "-"
     return (
-        f'<div class="rc-insights-summary">{report.questions} questions from {since} to before '
-        f"{until} · {refused} refused ({rate})</div>"
+        f'<div class="rc-insights-summary">{_plural(report.questions, "question")} from {since} '
+        f"to before {until} · {refused} refused ({rate})</div>"
     )
 
 
 def render_documents(report: Insights) -> str:
     """The most cited documents and those no answer cited in the period."""
     cited = "".join(
-        f"<li>{esc(c.document)} — {c.answers} answer{'s' if c.answers != 1 else ''}</li>"
-        for c in report.most_cited
+        f"<li>{esc(c.document)} — {_plural(c.answers, 'answer')}</li>" for c in report.most_cited
     )
     never = "".join(
         f"<li>{esc(u.document)} <span class='rc-muted'>(version {u.version}, added "
@@ -99,7 +102,7 @@ def render_documents(report: Insights) -> str:
         '<div class="rc-insights-docs"><h4>Most cited documents</h4>'
         f"<ol>{cited or '<li>No answer cited a document in this period.</li>'}</ol>"
         "<h4>Never cited in this period</h4>"
-        f"<ul>{never or '<li>Every document was cited.</li>'}</ul></div>"
+        f"<ul>{never or '<li>None.</li>'}</ul></div>"
     )
 
 
