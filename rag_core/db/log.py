@@ -504,6 +504,18 @@ class ConversationLog:
         with self.db.read_session() as s:
             return [(turn_id, owner) for turn_id, owner in s.execute(stmt)]
 
+    def turn_owner(self, turn_id: int) -> str:
+        """Whose turn this is (for the operator's tools, which act for the turn's owner)."""
+        turn_id = _turn_id(turn_id)
+        stmt = (
+            sa.select(ConversationRow.user).join(TurnRow.conversation).where(TurnRow.id == turn_id)
+        )
+        with self.db.read_session() as s:
+            owner = s.scalar(stmt)
+        if owner is None:
+            raise ConversationNotFoundError(f"Turn {turn_id!r} not found")
+        return owner
+
     def set_feedback(
         self,
         turn_id: int,

@@ -175,3 +175,33 @@ def test_sentences_are_aligned_by_text() -> None:
     ]
     assert pairs == [("A.", "A."), ("B.", None), ("C.", "C."), (None, "D.")]
     assert [p.changed for p in diff_sentences(before, after)] == [False, True, True, True]
+
+
+def test_the_command_line_replays_one_turn_or_every_turn_since_a_date(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from webapp import cli
+
+    engine = make_engine(tmp_path)
+    engine.ingest_bytes(ACME.encode(), "acme.md")
+    turn_id = ask(engine, user="alice")  # the operator replays anyone's turn
+    monkeypatch.setattr(cli, "_engine", lambda settings: engine)
+    engine.delete_document("acme.md")
+    assert cli.main(["replay", str(turn_id), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["turn_id"] == turn_id and data["changed"]["refusal_appeared"] is True
+    assert data["documents"][0]["status"] == "deleted"
+    assert cli.main(["replay", str(turn_id)]) == 0
+    text = capsys.readouterr().out
+    assert "refusal appeared" in text and "acme.md: deleted since" in text and "out " in text
+    assert cli.main(["replay", "--since", "2000-01-01", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["turns"] == 1 and summary["refusals_appeared"] == [turn_id]
+    assert cli.main(["replay", "--since", "2000-01-01"]) == 0
+    assert f"Refusals appeared: 1 (turns {turn_id})" in capsys.readouterr().out
+    assert cli.main(["replay", "--since", "yesterday"]) == 1
+    assert "not a date" in capsys.readouterr().err
+    assert cli.main(["replay"]) == 1 and cli.main(["replay", "999999"]) == 1
+    assert "Turn 999999 not found" in capsys.readouterr().err

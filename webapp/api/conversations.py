@@ -7,14 +7,16 @@ from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query, Response
+import anyio
+from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
 
 from rag_core.db.log import ConversationLog, cursor_of
 from rag_core.db.records import TurnRecord
-from rag_core.errors import ConversationNotFoundError, UserError
+from rag_core.errors import ConversationNotFoundError, RagError, UserError
+from rag_core.replay import replay_turn
 from webapp import serialize
-from webapp.api.deps import EngineDep, User
+from webapp.api.deps import AnswerLimiter, EngineDep, User
 from webapp.api.errors import ERRORS, not_found, unprocessable
 from webapp.api.schemas import (
     CitationOut,
@@ -23,6 +25,7 @@ from webapp.api.schemas import (
     ConversationOut,
     PassageOut,
     RenameRequest,
+    ReplayOut,
     TurnOut,
 )
 
@@ -143,3 +146,20 @@ def turn_passages(turn_id: int, user: User, engine: EngineDep) -> list[PassageOu
     """Every passage retrieved for a logged answer, cited or not, in rank order."""
     record = _turn(engine.log, turn_id, user)
     return [PassageOut.model_validate(p) for p in serialize.passages(record.hits, record.citations)]
+
+
+@router.post("/api/turns/{turn_id}/replay", response_model=ReplayOut)
+async def replay(turn_id: int, user: User, engine: EngineDep, limiter: AnswerLimiter) -> ReplayOut:
+    """Answer a logged turn again with the settings it was answered with, on today's knowledge
+    base, and compare: answer, citations, passages (in, out, rank changes), gate score, each
+    sentence's verdict, documents deleted or replaced since. Nothing is logged. Only the turn's
+    owner may replay it; it waits for a free answer slot like /api/ask."""
+    try:
+        result = await anyio.to_thread.run_sync(replay_turn, engine, turn_id, user, limiter=limiter)
+    except ConversationNotFoundError as exc:
+        raise not_found(exc) from exc
+    except UserError as exc:
+        raise unprocessable(exc) from exc
+    except RagError as exc:
+        raise HTTPException(500, f"The replay could not be produced: {exc}") from exc
+    return ReplayOut.model_validate(serialize.replay(result))

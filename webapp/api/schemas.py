@@ -343,3 +343,78 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+class ReplaySide(BaseModel):
+    """One side of a replay: the logged answer (`before`) or today's (`after`)."""
+
+    answer: str
+    refused: bool
+    mode: str
+    status: str
+    gate_score: float | None = Field(description="the refusal gate's score; null: not logged")
+    citations: list[CitationOut]
+    config: dict[str, Any] = Field(description="the settings it ran with")
+
+
+class ReplayPassage(BaseModel):
+    """A passage retrieved then, today, or both (matched by document and text)."""
+
+    document_name: str
+    location: str
+    text: str
+    rank_before: int | None
+    rank_after: int | None
+    cited_before: bool
+    cited_after: bool
+    change: Literal["same", "moved", "in", "out"]
+
+
+class ReplaySentenceSide(BaseModel):
+    text: str
+    verdict: str
+    citation: int | None
+
+
+class ReplaySentence(BaseModel):
+    """A sentence of the logged answer beside its counterpart today (null: none)."""
+
+    before: ReplaySentenceSide | None
+    after: ReplaySentenceSide | None
+    changed: bool
+
+
+class ReplayDocument(BaseModel):
+    """A document the logged turn retrieved that was deleted or replaced since."""
+
+    document_id: str
+    name: str
+    status: Literal["deleted", "replaced"]
+    current_id: str | None = Field(description="the version that replaced it")
+    current_version: int | None
+
+
+class ReplayChanges(BaseModel):
+    answer: bool
+    citations: bool = Field(description="the answer cites other passages than it did")
+    refusal_appeared: bool
+    refusal_vanished: bool
+
+
+class ReplayOut(BaseModel):
+    """A logged turn answered again with its settings snapshot on today's knowledge base."""
+
+    turn_id: int
+    conversation_id: str
+    question: str
+    logged_at: datetime
+    models_differ: bool = Field(
+        description="the turn was answered by another generator or embedder than today's"
+    )
+    notes: list[str] = Field(description="what the replay could not reproduce, in words")
+    changed: ReplayChanges
+    before: ReplaySide
+    after: ReplaySide
+    passages: list[ReplayPassage]
+    sentences: list[ReplaySentence]
+    documents: list[ReplayDocument]
