@@ -177,6 +177,30 @@ def test_a_citation_click_opens_the_passage_in_the_sources_panel(ui: UI) -> None
     assert ui.chat.show_source(None, 1, state, Request())[0].startswith('<div class="rc-sources rc')
 
 
+def test_the_replay_button_shows_the_logged_answer_beside_todays(ui: UI) -> None:
+    *_, (_, _, sources, _, state, _) = ask(ui)
+    turn = state["turn"]
+    assert f'data-action="replay" data-turn="{turn}"' in sources  # the button is in the panel
+    click = Click({"action": "replay", "turn": str(turn)})
+    pending, final = list(ui.chat.replay_click(click, state, Request()))
+    assert "Answering again" in pending[0]
+    html, new_state = final
+    assert 'class="rc-sources rc-replay"' in html and "Same answer, same citations." in html
+    assert html.count('class="rc-replay-side') == 2 and "gate score 0." in html
+    assert new_state["turn"] == turn and 'data-action="sources"' in html  # the way back
+    ui.engine.delete_document("acme.md")
+    *_, (html, _) = ui.chat.replay_click(click, state, Request())
+    assert "refusal appeared" in html and "acme.md was deleted since." in html
+    assert "rc-replay-out" in html and "<script>" not in html
+    # other clicks in the panel, a missing turn and another user's turn change nothing
+    assert list(ui.chat.replay_click(Click({"action": "cite"}), state, Request())) == [
+        (SKIP, state)
+    ]
+    with pytest.warns(UserWarning, match="not found"):
+        *_, last = ui.chat.replay_click(click, state, Request("bob"))
+    assert last[0] == SKIP
+
+
 def test_feedback_stores_the_rating_and_the_comment(ui: UI) -> None:
     *_, (_, _, _, _, state, _) = ask(ui)
     turn = state["turn"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rag_core.types import Citation, Hit
+from webapp.render.replay import replay_button
 from webapp.render.text import esc, highlight, question_terms
 from webapp.render.turns import TurnView
 
@@ -188,8 +189,9 @@ def render_sources(view: TurnView | None, focus: int | None = None) -> str:
     )
     chart = _score_chart(view.hits, cited, focus_id) if view.hits else ""
     turn = "" if view.turn_id is None else f' data-turn="{view.turn_id}"'
+    replay = replay_button(view.turn_id) if view.turn_id is not None and view.finished else ""
     return (
         f'<div class="rc-sources"{turn}><div class="rc-panel-title">Sources</div>'
-        f"{_summary(view, cited)}{_head_note(view)}{card}{chart}"
+        f"{_summary(view, cited)}{replay}{_head_note(view)}{card}{chart}"
         f'<div class="rc-passages">{_passages(view, cited, focus_id)}</div></div>'
     )

@@ -15,6 +15,7 @@ from rag_core.config import Settings
 from rag_core.db.records import TurnRecord
 from rag_core.engine import Engine, clean_question
 from rag_core.errors import ConversationNotFoundError, RagError, UserError
+from rag_core.replay import replay_turn
 from rag_core.types import Done, Event, Logged, Retrieved, SentenceChecked, Token
 from webapp import render
 from webapp.render import TurnView
@@ -283,6 +284,40 @@ class ChatController:
             )
             return transcript, gr.skip(), new_state, box, label, comment
         return (gr.skip(), gr.skip(), state, gr.skip(), gr.skip(), gr.skip())
+
+    def replay_click(
+        self, evt: gr.EventData, state: State, request: gr.Request
+    ) -> Iterator[tuple[Any, ...]]:
+        """The sources panel's Replay button: answer the turn again with its logged settings on
+        today's documents, and show the two side by side (other clicks: nothing here)."""
+        data = getattr(evt, "_data", None) or {}
+        if data.get("action") != "replay":
+            yield gr.skip(), state
+            return
+        yield from self.replay(data.get("turn"), state, request)
+
+    def replay(self, turn: Any, state: State, request: gr.Request) -> Iterator[tuple[Any, ...]]:
+        """Replay one of the user's answers into the sources panel (sources, state)."""
+        turn_id = as_int(turn)
+        state = dict(state or fresh_state())
+        if turn_id is None:
+            warn("Replay needs an answer: open one's sources first.")
+            yield gr.skip(), state
+            return
+        yield render.render_replay_pending(turn_id), state
+        try:
+            result = replay_turn(self.engine, turn_id, user_of(request))
+        except UserError as exc:
+            warn(str(exc))
+            yield gr.skip(), state
+            return
+        except RagError as exc:
+            log.exception("replaying turn %s failed", turn_id)
+            warn(f"The replay failed: {exc}")
+            yield gr.skip(), state
+            return
+        state.update(turn=turn_id, focus=None)
+        yield render.render_replay(result), state
 
     # -- JSON for programs (the UI itself uses the events above) ---------------------------------
 

@@ -395,3 +395,7 @@ def _wire_programs(
         api_visibility="private",
         concurrency_limit=None,
     )
+    # the Replay button answers again: it waits its turn behind answers (registered last, so
+    # the events above keep their fn_index)
+    replay_opts = {**GENERATE, "api_visibility": "private"}
+    page.sources.click(chat.replay_click, [page.state], [page.sources, page.state], **replay_opts)
