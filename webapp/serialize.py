@@ -92,6 +92,7 @@ def answer(done: Done | TurnRecord) -> dict[str, Any]:
 
 def turn(record: TurnRecord) -> dict[str, Any]:
     """A logged turn: where it sits, its feedback, then the same fields as `answer`."""
+    fb = record.feedback
     return {
         "id": record.id,
         "conversation_id": record.conversation_id,
@@ -99,6 +100,10 @@ def turn(record: TurnRecord) -> dict[str, Any]:
         "created_at": record.created_at.isoformat(),
         "feedback_rating": record.feedback_rating,
         "feedback_comment": record.feedback_comment,
+        "feedback_reason": fb.reason if fb else None,
+        "feedback_passage": fb.passage if fb else None,
+        "feedback_no_passage": fb.no_passage if fb else False,
+        "gate_score": record.gate_score,
         **answer(record),
     }
 

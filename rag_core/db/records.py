@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from rag_core.errors import UserError
 from rag_core.types import Citation, FeedbackReason, Hit, SentenceCheck, Timings
 
 
@@ -62,3 +63,16 @@ class TurnRecord:
     def shown(self) -> tuple[SentenceCheck, ...]:
         """The sentences the answer showed, with their verdicts and citations."""
         return tuple(s for s in self.sentences if s.shown)
+
+
+def passage_id(record: TurnRecord, number: int) -> str:
+    """The chunk id of passage `number` (1-based, in rank order) of a logged turn."""
+    if (
+        isinstance(number, bool)
+        or not isinstance(number, int)
+        or not 1 <= number <= len(record.hits)
+    ):
+        raise UserError(
+            f"Passage {number!r} is not one of this answer's {len(record.hits)} passages"
+        )
+    return record.hits[number - 1].chunk.id

@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
 
 from rag_core.db.log import ConversationLog, cursor_of
-from rag_core.db.records import TurnRecord
+from rag_core.db.records import Feedback, TurnRecord, passage_id
 from rag_core.errors import ConversationNotFoundError, RagError, UserError
 from rag_core.replay import replay_turn
 from webapp import serialize
@@ -23,6 +23,7 @@ from webapp.api.schemas import (
     ConversationDetail,
     ConversationExport,
     ConversationOut,
+    FeedbackRequest,
     PassageOut,
     RenameRequest,
     ReplayOut,
@@ -163,3 +164,20 @@ async def replay(turn_id: int, user: User, engine: EngineDep, limiter: AnswerLim
     except RagError as exc:
         raise HTTPException(500, f"The replay could not be produced: {exc}") from exc
     return ReplayOut.model_validate(serialize.replay(result))
+
+
+@router.put("/api/turns/{turn_id}/feedback", response_model=TurnOut)
+def give_feedback(turn_id: int, body: FeedbackRequest, user: User, engine: EngineDep) -> TurnOut:
+    """Rate a logged answer: thumbs up (1) or down (-1) with an optional comment; with a thumbs
+    down, what was wrong (`reason`) and the passage that should have been used (`passage`, its
+    number in /passages) or `none_of_these`. A new rating replaces the previous one."""
+    record = _turn(engine.log, turn_id, user)
+    try:
+        marked = passage_id(record, body.passage) if body.passage is not None else None
+        feedback = Feedback(body.reason, marked, body.none_of_these)
+        engine.log.set_feedback(turn_id, user, body.rating, body.comment, feedback)
+    except ConversationNotFoundError as exc:
+        raise not_found(exc) from exc
+    except UserError as exc:
+        raise unprocessable(exc) from exc
+    return TurnOut.model_validate(serialize.turn(_turn(engine.log, turn_id, user)))

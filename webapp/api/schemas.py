@@ -13,6 +13,7 @@ from rag_core.types import IngestResult, Timings
 MODEL_ID = "ragchat"
 RetrievalModeName = Literal["hybrid", "dense", "bm25"]
 AnswerModeName = Literal["generate", "extractive"]
+FeedbackReasonName = Literal["wrong_fact", "wrong_citation", "should_answer", "should_refuse"]
 
 
 class DocumentOut(BaseModel):
@@ -167,6 +168,18 @@ class TurnOut(BaseModel):
     created_at: datetime
     feedback_rating: int | None
     feedback_comment: str | None
+    feedback_reason: FeedbackReasonName | None = Field(
+        None, description="with a thumbs down: what was wrong"
+    )
+    feedback_passage: str | None = Field(
+        None, description="with a thumbs down: chunk_id of the passage that should have been used"
+    )
+    feedback_no_passage: bool = Field(
+        False, description="with a thumbs down: none of the retrieved passages answers"
+    )
+    gate_score: float | None = Field(
+        None, description="the refusal gate's score; null: logged before it was kept"
+    )
     citations: list[CitationOut]
     passages: list[PassageOut]
     sentences: list[SentenceOut]
@@ -418,3 +431,21 @@ class ReplayOut(BaseModel):
     passages: list[ReplayPassage]
     sentences: list[ReplaySentence]
     documents: list[ReplayDocument]
+
+
+class FeedbackRequest(BaseModel):
+    """A thumbs up or down on a logged answer; with a thumbs down, what was wrong and which
+    passage should have been used (its `number` in /api/turns/{id}/passages), or that none of
+    them answers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rating: Literal[1, -1]
+    comment: str | None = Field(None, max_length=4000)
+    reason: FeedbackReasonName | None = Field(
+        None,
+        description="wrong_fact, wrong_citation (wrong or missing), should_answer (refused, but "
+        "the documents answer), should_refuse (answered, but the documents don't)",
+    )
+    passage: int | None = Field(None, ge=1, description="the passage that should have been used")
+    none_of_these: bool = Field(False, description="none of the retrieved passages answers")
