@@ -75,7 +75,7 @@ def test_health_openapi_and_offline_docs(client: TestClient) -> None:
         "/api/conversations", "/api/conversations/{conversation_id}",
         "/api/conversations/{conversation_id}/export", "/api/turns/{turn_id}",
         "/api/turns/{turn_id}/citations", "/api/turns/{turn_id}/passages",
-        "/api/turns/{turn_id}/replay",
+        "/api/turns/{turn_id}/replay", "/api/turns/{turn_id}/feedback",
         "/v1/chat/completions", "/v1/models", "/healthz",
     ]:  # fmt: skip
         assert path in spec["paths"], path
@@ -353,6 +353,7 @@ def test_users_cannot_reach_each_others_conversations(
         ("GET", f"/api/turns/{turn}/citations", None),
         ("GET", f"/api/turns/{turn}/passages", None),
         ("POST", f"/api/turns/{turn}/replay", None),
+        ("PUT", f"/api/turns/{turn}/feedback", {"rating": -1}),
         ("POST", "/api/ask", {"question": QUESTION, "conversation_id": conv}),
         ("POST", "/api/ask/stream", {"question": QUESTION, "conversation_id": conv}),
     ]
@@ -407,6 +408,53 @@ def test_a_turn_is_replayed_by_its_owner_only(
     # a replay logs nothing: alice still has one turn
     conv = client.get(f"/api/turns/{turn}", headers=a).json()["conversation_id"]
     assert len(client.get(f"/api/conversations/{conv}", headers=a).json()["turns"]) == 1
+
+
+def test_feedback_says_what_was_wrong_and_marks_a_passage(
+    accounts: tuple[TestClient, dict[str, str]],
+) -> None:
+    client, tokens = accounts
+    a, b = auth(tokens["alice"]), auth(tokens["bob"])
+    upload(client, ("acme.md", ACME.encode()), headers=a)
+    turn = client.post("/api/ask", json={"question": QUESTION}, headers=a).json()["turn_id"]
+    passages = client.get(f"/api/turns/{turn}/passages", headers=a).json()
+    body = {"rating": -1, "reason": "wrong_citation", "passage": 1, "comment": "see the limits"}
+    r = client.put(f"/api/turns/{turn}/feedback", json=body, headers=a)
+    assert r.status_code == 200, r.text
+    rated = r.json()
+    assert (rated["feedback_rating"], rated["feedback_reason"]) == (-1, "wrong_citation")
+    assert rated["feedback_passage"] == passages[0]["chunk_id"] and not rated["feedback_no_passage"]
+    assert rated["feedback_comment"] == "see the limits" and rated["gate_score"] is not None
+    bad = [
+        {"rating": -1, "reason": "boring"},
+        {"rating": -1, "passage": len(passages) + 1},
+        {"rating": -1, "passage": 1, "none_of_these": True},
+        {"rating": 1, "reason": "wrong_fact"},
+        {"rating": 0},
+        {"rating": -1, "unknown": 1},
+    ]
+    for payload in bad:
+        r = client.put(f"/api/turns/{turn}/feedback", json=payload, headers=a)
+        assert r.status_code == 422, (payload, r.text)
+    assert (
+        client.get(f"/api/turns/{turn}", headers=a).json()["feedback_passage"]
+        == (passages[0]["chunk_id"])
+    )  # a refused rating changed nothing
+    r = client.put(
+        f"/api/turns/{turn}/feedback",
+        json={"rating": -1, "reason": "should_refuse", "none_of_these": True},
+        headers=a,
+    )
+    assert r.json()["feedback_no_passage"] and r.json()["feedback_passage"] is None
+    assert (
+        client.put(f"/api/turns/{turn}/feedback", json={"rating": -1}, headers=b).status_code == 404
+    )
+    up = client.put(f"/api/turns/{turn}/feedback", json={"rating": 1}, headers=a).json()
+    assert (up["feedback_rating"], up["feedback_reason"], up["feedback_no_passage"]) == (
+        1,
+        None,
+        False,
+    )
 
 
 def test_open_host_needs_accounts_or_consent(tmp_path: Path) -> None:
