@@ -428,6 +428,9 @@ def turn_json(rec: TurnRecord) -> dict[str, Any]:
         "refused": rec.refused,
         "feedback_rating": rec.feedback_rating,
         "feedback_comment": rec.feedback_comment,
+        "feedback_reason": rec.feedback.reason if rec.feedback else None,
+        "feedback_passage": rec.feedback.passage if rec.feedback else None,
+        "feedback_no_passage": bool(rec.feedback and rec.feedback.no_passage),
         "citations": citations,
         "hits": hits,
     }
