@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from rag_core.db.records import TurnRecord
 from rag_core.replay import PassageChange, Replay, SentenceChange
-from rag_core.types import Citation, Done
+from rag_core.types import Citation, Done, SentenceCheck
 from webapp.render.text import esc, fmt_time
 
 CHANGE_LABEL = {"same": "same", "moved": "moved", "in": "new", "out": "gone"}
@@ -103,18 +103,18 @@ def _passage_row(p: PassageChange) -> str:
     )
 
 
-def _sentence_row(s: SentenceChange) -> str:
-    def cell(side: str, check: object) -> str:
-        if check is None:
-            return '<td class="rc-muted">–</td>'
-        text, verdict = getattr(check, "text", ""), getattr(check, "verdict", "")
-        return (
-            f'<td class="rc-replay-{side}"><span class="rc-badge rc-verdict-{esc(verdict)}">'
-            f"{esc(verdict)}</span> {esc(text)}</td>"
-        )
+def _sentence_cell(side: str, check: SentenceCheck | None) -> str:
+    if check is None:
+        return '<td class="rc-muted">–</td>'
+    return (
+        f'<td class="rc-replay-{side}"><span class="rc-badge rc-verdict-{esc(check.verdict)}">'
+        f"{esc(check.verdict)}</span> {esc(check.text)}</td>"
+    )
 
+
+def _sentence_row(s: SentenceChange) -> str:
     cls = ' class="is-changed"' if s.changed else ""
-    return f"<tr{cls}>{cell('before', s.before)}{cell('after', s.after)}</tr>"
+    return f"<tr{cls}>{_sentence_cell('before', s.before)}{_sentence_cell('after', s.after)}</tr>"
 
 
 def render_replay(replay: Replay) -> str:

@@ -343,7 +343,7 @@ class ChatController:
                 data.get("turn"), data.get("rating"), None, state, request
             )
             sources = gr.skip()
-            if new_state.get("fb") == as_int(data.get("turn")) and feedback[0] != gr.skip():
+            if new_state.get("fb") == as_int(data.get("turn")):  # rated: show what to mark
                 sources, new_state = self.show_source(new_state["fb"], 0, new_state, request)
             return (transcript, sources, new_state, *feedback)
         return (gr.skip(), gr.skip(), state, *rest)
