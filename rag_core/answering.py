@@ -115,7 +115,7 @@ class Answerer:
         base: dict[str, Any] = {
             "question": r.question, "query": r.query, "hits": r.hits, "config": self.config,
             "raw_answer": "", "citations": (), "sentences": (), "refused": False,
-            "status": "complete", "lead": "",
+            "status": "complete", "lead": "", "gate_score": r.gate_score if r.hits else None,
             "timings": Timings(retrieval_ms=r.retrieval_ms, total_ms=total),
         }  # fmt: skip
         base.update(fields)

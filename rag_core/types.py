@@ -15,6 +15,9 @@ Role = Literal["system", "user", "assistant"]
 # What became of an answer sentence: shown as supported fact, shown marked as not in the
 # documents, removed, shown unchecked (grounding off), replaced by quotes, or not a claim.
 Verdict = Literal["supported", "marked", "removed", "unchecked", "replaced", "no-claim"]
+# what a thumbs down says was wrong: a fact, a citation (wrong or missing), a refusal although the
+# documents answer, an answer although they don't
+FeedbackReason = Literal["wrong_fact", "wrong_citation", "should_answer", "should_refuse"]
 SHOWN_VERDICTS: frozenset[str] = frozenset({"supported", "marked", "unchecked"})
 
 
@@ -235,6 +238,7 @@ class Done:
     config: Mapping[str, Any] = field(default_factory=dict)
     error: str | None = None
     lead: str = ""  # text before the sentences: a refusal, or what a quoted answer is
+    gate_score: float | None = None  # the refusal gate's score (None: nothing was retrieved)
 
     @property
     def shown(self) -> tuple[SentenceCheck, ...]:

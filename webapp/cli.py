@@ -1,4 +1,4 @@
-"""The `ragchat` command line: ingest, ask, docs, doctor, serve, eval."""
+"""The `ragchat` command line: ingest, ask, docs, doctor, serve, apikey, eval, replay."""
 
 from __future__ import annotations
 
@@ -317,8 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
     keys.set_defaults(func=cmd_apikey)
 
     from webapp.eval_cli import add_eval_commands
+    from webapp.replay_cli import add_replay_command
 
     add_eval_commands(sub)
+    add_replay_command(sub)
     return p
 
 

@@ -1,4 +1,4 @@
-"""`ragchat eval retrieval|answers|calibrate`: measure the engine on a BEIR-format dataset.
+"""`ragchat eval retrieval|answers|calibrate` (and `facts`, `feedback`): measure the engine on a BEIR-format dataset.
 
 The corpus is indexed through the real ingestion path into an engine home of its own (never the
 user's data), kept in a cache folder keyed by the corpus file, the embedder, the chunking settings
@@ -135,6 +135,9 @@ def add_eval_commands(sub: Any) -> None:
     c.add_argument("--unanswerable", default=None, metavar="FILE", help="one question a line")
     c.add_argument("--folds", type=int, default=10, help="cross-validation folds (default 10)")
     c.set_defaults(func=cmd_calibrate)
+    from webapp.eval_feedback import add_feedback_command
+
+    add_feedback_command(esub)
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Any
 
 from rag_core.db.insights import Insights
 from rag_core.db.records import TurnRecord
+from rag_core.replay import Replay, ReplaySummary
 from rag_core.types import Chunk, Citation, Done, Hit, SentenceCheck, Timings
 
 
@@ -92,6 +93,7 @@ def answer(done: Done | TurnRecord) -> dict[str, Any]:
 
 def turn(record: TurnRecord) -> dict[str, Any]:
     """A logged turn: where it sits, its feedback, then the same fields as `answer`."""
+    fb = record.feedback
     return {
         "id": record.id,
         "conversation_id": record.conversation_id,
@@ -99,6 +101,10 @@ def turn(record: TurnRecord) -> dict[str, Any]:
         "created_at": record.created_at.isoformat(),
         "feedback_rating": record.feedback_rating,
         "feedback_comment": record.feedback_comment,
+        "feedback_reason": fb.reason if fb else None,
+        "feedback_passage": fb.passage if fb else None,
+        "feedback_no_passage": fb.no_passage if fb else False,
+        "gate_score": record.gate_score,
         **answer(record),
     }
 
@@ -109,6 +115,90 @@ def pick(data: Mapping[str, Any], names: str | Iterable[str], **sources: str) ->
     `pick(c, "n text", n="number")` -> {"n": c["number"], "text": c["text"]}."""
     wanted = names.split() if isinstance(names, str) else names
     return {name: data[sources.get(name, name)] for name in wanted}
+
+
+def _replay_side(a: Done | TurnRecord) -> dict[str, Any]:
+    """One side of a replay: what the answer said and cited, and its gate score."""
+    return {
+        "answer": a.answer,
+        "refused": a.refused,
+        "mode": a.mode,
+        "status": a.status,
+        "gate_score": a.gate_score,
+        "citations": [citation(c) for c in a.citations],
+        "config": dict(a.config),
+    }
+
+
+def _replay_sentence(s: SentenceCheck | None) -> dict[str, Any] | None:
+    return None if s is None else {"text": s.text, "verdict": s.verdict, "citation": s.citation}
+
+
+def replay(r: Replay) -> dict[str, Any]:
+    """A logged turn beside its replay on today's knowledge base, and what changed."""
+    return {
+        "turn_id": r.before.id,
+        "conversation_id": r.before.conversation_id,
+        "question": r.before.question,
+        "logged_at": r.before.created_at.isoformat(),
+        "models_differ": r.models_differ,
+        "notes": list(r.notes),
+        "changed": {
+            "answer": r.answer_changed,
+            "citations": r.citations_moved,
+            "refusal_appeared": r.refusal_appeared,
+            "refusal_vanished": r.refusal_vanished,
+        },
+        "before": _replay_side(r.before),
+        "after": _replay_side(r.after),
+        "passages": [{**asdict(p), "change": p.change} for p in r.passages],
+        "sentences": [
+            {
+                "before": _replay_sentence(s.before),
+                "after": _replay_sentence(s.after),
+                "changed": s.changed,
+            }
+            for s in r.sentences
+        ],
+        "documents": [
+            {
+                "document_id": d.document_id,
+                "name": d.name,
+                "status": d.status,
+                "current_id": d.current.id if d.current else None,
+                "current_version": d.current.version if d.current else None,
+            }
+            for d in r.documents
+        ],
+    }
+
+
+def replay_summary(summary: ReplaySummary) -> dict[str, Any]:
+    """Many replays: the turn ids in each kind of change, and one line of facts per turn."""
+    return {
+        "turns": len(summary.replays),
+        "answers_changed": list(summary.answers_changed),
+        "citations_moved": list(summary.citations_moved),
+        "refusals_appeared": list(summary.refusals_appeared),
+        "refusals_vanished": list(summary.refusals_vanished),
+        "models_differ": list(summary.models_differ),
+        "failures": [asdict(f) for f in summary.failures],
+        "replays": [
+            {
+                "turn_id": r.before.id,
+                "question": r.before.question,
+                "answer_changed": r.answer_changed,
+                "citations_moved": r.citations_moved,
+                "refusal_appeared": r.refusal_appeared,
+                "refusal_vanished": r.refusal_vanished,
+                "gate_before": r.gate_before,
+                "gate_after": r.gate_after,
+                "documents": [f"{d.name} ({d.status})" for d in r.documents],
+                "notes": list(r.notes),
+            }
+            for r in summary.replays
+        ],
+    }
 
 
 def insights(report: Insights) -> dict[str, Any]:

@@ -26,11 +26,21 @@ from rag_core.db.models import (
     TurnSentenceRow,
     utcnow,
 )
-from rag_core.db.records import ConversationRecord, TurnRecord
+from rag_core.db.records import ConversationRecord, Feedback, TurnRecord
 from rag_core.errors import ConversationNotFoundError, UserError
 from rag_core.grounding import render_answer
 from rag_core.text import storable
-from rag_core.types import Chunk, Citation, Done, Hit, SentenceCheck, Timings, Turn, Verdict
+from rag_core.types import (
+    Chunk,
+    Citation,
+    Done,
+    FeedbackReason,
+    Hit,
+    SentenceCheck,
+    Timings,
+    Turn,
+    Verdict,
+)
 
 MAX_TITLE = 200
 AUTO_TITLE = 80  # titles taken from a first question are cut shorter, for the sidebar
@@ -162,6 +172,17 @@ def _turn_record(row: TurnRow) -> TurnRecord:
         citations=tuple(citations),
         sentences=sentences,
         lead=row.lead if row.lead is not None else _old_lead(row.answer, sentences),
+        gate_score=row.gate_score,
+        feedback=_feedback(row),
+    )
+
+
+def _feedback(row: TurnRow) -> Feedback | None:
+    if row.feedback_reason is None and row.feedback_passage is None and not row.feedback_no_passage:
+        return None
+    reason = row.feedback_reason if row.feedback_reason in get_args(FeedbackReason) else None
+    return Feedback(
+        cast(FeedbackReason | None, reason), row.feedback_passage, bool(row.feedback_no_passage)
     )
 
 
@@ -370,6 +391,7 @@ class ConversationLog:
                 quoted_fallback=done.mode == "extractive" and bool(done.raw_answer),
                 config=_jsonable(done.config),
                 created_at=now,
+                gate_score=done.gate_score,
             )
             turn.passages = [
                 TurnPassageRow(
@@ -440,8 +462,9 @@ class ConversationLog:
                 raise ConversationNotFoundError(f"Turn {turn_id!r} not found")
             return _turn_record(row)
 
-    def history(self, conv_id: str, user: str) -> list[Turn]:
-        """Question/answer pairs for follow-up questions (turns that ended in error are skipped).
+    def history(self, conv_id: str, user: str, *, before: int | None = None) -> list[Turn]:
+        """Question/answer pairs for follow-up questions (turns that ended in error are skipped);
+        with `before`, only the turns before that position (what a replayed turn followed).
 
         An answer is what it said, without ragchat's own words: a refusal counts as no answer,
         and a quoted answer keeps its quotes without the lead that says what they are, so the
@@ -451,6 +474,8 @@ class ConversationLog:
             .where(TurnRow.conversation_id == conv_id, TurnRow.status != "error")
             .order_by(TurnRow.position)
         )
+        if before is not None:
+            stmt = stmt.where(TurnRow.position < before)
         with self.db.read_session() as s:
             self._owned(s, conv_id, user)
             return [
@@ -458,12 +483,56 @@ class ConversationLog:
                 for q, a, refused, lead in s.execute(stmt)
             ]
 
+    def turn_ids(
+        self,
+        *,
+        user: str | None = None,
+        since: datetime | None = None,
+        rated: bool = False,
+        limit: int | None = None,
+    ) -> list[tuple[int, str]]:
+        """(turn id, its user) of logged turns, oldest first: of one user or (None) everyone,
+        logged at or after `since`, only those with a thumbs up or down when `rated`. For tools
+        that read the log back (replay, the feedback evaluation set)."""
+        stmt = sa.select(TurnRow.id, ConversationRow.user).join(TurnRow.conversation)
+        if user is not None:
+            stmt = stmt.where(ConversationRow.user == user)
+        if since is not None:
+            stmt = stmt.where(TurnRow.created_at >= since)
+        if rated:
+            stmt = stmt.where(TurnRow.feedback_rating.is_not(None))
+        stmt = stmt.order_by(TurnRow.created_at, TurnRow.id)
+        if limit is not None:
+            stmt = stmt.limit(max(0, limit))
+        with self.db.read_session() as s:
+            return [(turn_id, owner) for turn_id, owner in s.execute(stmt)]
+
+    def turn_owner(self, turn_id: int) -> str:
+        """Whose turn this is (for the operator's tools, which act for the turn's owner)."""
+        turn_id = _turn_id(turn_id)
+        stmt = (
+            sa.select(ConversationRow.user).join(TurnRow.conversation).where(TurnRow.id == turn_id)
+        )
+        with self.db.read_session() as s:
+            owner = s.scalar(stmt)
+        if owner is None:
+            raise ConversationNotFoundError(f"Turn {turn_id!r} not found")
+        return owner
+
     def set_feedback(
-        self, turn_id: int, user: str, rating: int, comment: str | None = None
+        self,
+        turn_id: int,
+        user: str,
+        rating: int,
+        comment: str | None = None,
+        feedback: Feedback | None = None,
     ) -> None:
-        """Record a thumbs up (+1) or down (-1) on a turn, with an optional comment."""
+        """Record a thumbs up (+1) or down (-1) on a turn, with an optional comment and, for a
+        thumbs down, what was wrong (`feedback`: its passage must be one the turn retrieved).
+        A thumbs up clears what a thumbs down said."""
         if isinstance(rating, bool) or rating not in (1, -1):
             raise UserError(f"Feedback rating must be +1 or -1, not {rating!r}")
+        _check_feedback(rating, feedback)
         turn_id = _turn_id(turn_id)
         stmt = (
             sa.select(TurnRow)
@@ -474,6 +543,30 @@ class ConversationLog:
             row = s.scalars(stmt).first()
             if row is None:
                 raise ConversationNotFoundError(f"Turn {turn_id!r} not found")
+            if feedback is not None and feedback.passage is not None:
+                chunk_ids = {p.chunk_id for p in row.passages}
+                if feedback.passage not in chunk_ids:
+                    raise UserError(
+                        f"Passage {feedback.passage[:80]!r} is not one this answer retrieved"
+                    )
             row.feedback_rating = rating
             row.feedback_comment = _storable(comment or "").strip() or None
             row.feedback_at = utcnow()
+            if feedback is not None or rating == 1:
+                kept = feedback or Feedback()
+                row.feedback_reason = kept.reason
+                row.feedback_passage = kept.passage
+                row.feedback_no_passage = kept.no_passage or None
+
+
+def _check_feedback(rating: int, feedback: Feedback | None) -> None:
+    """What a thumbs down may say: a known reason, one passage or "none of these", not both."""
+    if feedback is None:
+        return
+    if rating != -1 and feedback != Feedback():
+        raise UserError("A reason or a marked passage goes with a thumbs down (-1) only")
+    if feedback.reason is not None and feedback.reason not in get_args(FeedbackReason):
+        choices = ", ".join(get_args(FeedbackReason))
+        raise UserError(f"Unknown feedback reason {feedback.reason!r}: choose {choices}")
+    if feedback.passage is not None and feedback.no_passage:
+        raise UserError("Mark one passage or 'none of these', not both")

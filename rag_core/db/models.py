@@ -19,6 +19,7 @@ DEFAULT_TITLE = "New conversation"
 
 DOCUMENT_STATUSES = ("ingesting", "ready", "deleting")
 TURN_STATUSES = ("complete", "stopped", "error")
+FEEDBACK_REASONS = ("wrong_fact", "wrong_citation", "should_answer", "should_refuse")
 
 # Deterministic constraint names, so migrations can name what they create and later drop.
 NAMING_CONVENTION = {
@@ -128,6 +129,7 @@ class TurnRow(Base):
         sa.UniqueConstraint("conversation_id", "position"),
         sa.CheckConstraint(_in("status", TURN_STATUSES), name="status"),
         sa.CheckConstraint("feedback_rating IN (-1, 1)", name="feedback_rating"),
+        sa.CheckConstraint(_in("feedback_reason", FEEDBACK_REASONS), name="feedback_reason"),
         # for the insights (rag_core/db/insights.py): a window of days read from the index alone
         sa.Index(
             "ix_turns_insights",
@@ -172,6 +174,12 @@ class TurnRow(Base):
     feedback_rating: Mapped[int | None] = mapped_column(sa.Integer)
     feedback_comment: Mapped[str | None] = mapped_column(sa.Text)
     feedback_at: Mapped[datetime | None]
+    gate_score: Mapped[float | None] = mapped_column(sa.Float)  # NULL: logged before 0006
+    # with a thumbs down: what was wrong, and the passage that should have been used (its chunk
+    # id) or that none of the retrieved passages answers
+    feedback_reason: Mapped[str | None] = mapped_column(sa.String(32))
+    feedback_passage: Mapped[str | None] = mapped_column(sa.String(255))
+    feedback_no_passage: Mapped[bool | None] = mapped_column(sa.Boolean)
 
     conversation: Mapped[ConversationRow] = relationship(back_populates="turns")
     passages: Mapped[list[TurnPassageRow]] = relationship(

@@ -6,7 +6,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from rag_core.types import Citation, Hit, SentenceCheck, Timings
+from rag_core.errors import UserError
+from rag_core.types import Citation, FeedbackReason, Hit, SentenceCheck, Timings
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """What a thumbs down says was wrong, and which passage should have been used: `passage` is
+    the chunk id of one of the turn's passages; `no_passage` says none of them answers."""
+
+    reason: FeedbackReason | None = None
+    passage: str | None = None
+    no_passage: bool = False
 
 
 @dataclass(frozen=True)
@@ -45,8 +56,23 @@ class TurnRecord:
     citations: tuple[Citation, ...]
     sentences: tuple[SentenceCheck, ...]  # each with its verdict
     lead: str = ""  # the text shown before the sentences (a refusal, what a quote is)
+    gate_score: float | None = None  # the refusal gate's score (None: logged before it was kept)
+    feedback: Feedback | None = None  # what a thumbs down said was wrong, if it said
 
     @property
     def shown(self) -> tuple[SentenceCheck, ...]:
         """The sentences the answer showed, with their verdicts and citations."""
         return tuple(s for s in self.sentences if s.shown)
+
+
+def passage_id(record: TurnRecord, number: int) -> str:
+    """The chunk id of passage `number` (1-based, in rank order) of a logged turn."""
+    if (
+        isinstance(number, bool)
+        or not isinstance(number, int)
+        or not 1 <= number <= len(record.hits)
+    ):
+        raise UserError(
+            f"Passage {number!r} is not one of this answer's {len(record.hits)} passages"
+        )
+    return record.hits[number - 1].chunk.id

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import UTC
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,8 @@ from alembic.script import ScriptDirectory
 
 from rag_core.db import ConversationLog, Database, DocumentRegistry
 from rag_core.db.database import alembic_config
-from rag_core.db.models import DEFAULT_TITLE, Base
+from rag_core.db.models import DEFAULT_TITLE, Base, TurnRow
+from rag_core.db.records import Feedback
 from rag_core.errors import ConversationNotFoundError, DocumentNotFoundError, UserError
 from rag_core.types import Chunk, Citation, Done, Hit, SentenceCheck, Timings, Turn
 
@@ -416,6 +418,58 @@ def test_feedback(db: Database) -> None:
     log.set_feedback(turn_id, "alice", 1)
     turn = log.get_turn(turn_id, "alice")
     assert (turn.feedback_rating, turn.feedback_comment) == (1, None)
+
+
+def test_thumbs_down_reason_marked_passage_and_gate_score(db: Database) -> None:
+    log = ConversationLog(db)
+    conv = log.create_conversation("alice", "T")
+    turn_id = log.record_turn(conv.id, "alice", replace(_done(), gate_score=0.4321))
+    turn = log.get_turn(turn_id, "alice")
+    assert turn.gate_score == pytest.approx(0.4321) and turn.feedback is None
+    marked = Feedback("wrong_citation", turn.hits[1].chunk.id)
+    log.set_feedback(turn_id, "alice", -1, "cites the wrong page", marked)
+    assert log.get_turn(turn_id, "alice").feedback == marked
+    log.set_feedback(turn_id, "alice", -1, "still wrong")  # a thumb alone keeps what was said
+    assert log.get_turn(turn_id, "alice").feedback == marked
+    none = Feedback("should_refuse", None, no_passage=True)
+    log.set_feedback(turn_id, "alice", -1, None, none)
+    assert log.get_turn(turn_id, "alice").feedback == none
+    bad = [
+        (-1, Feedback("nonsense")),  # type: ignore[arg-type]
+        (-1, Feedback(None, "not-a-passage-of-this-turn")),
+        (-1, Feedback(None, turn.hits[0].chunk.id, no_passage=True)),
+        (1, Feedback("wrong_fact")),
+    ]
+    for rating, feedback in bad:
+        with pytest.raises(UserError):
+            log.set_feedback(turn_id, "alice", rating, None, feedback)
+    assert log.get_turn(turn_id, "alice").feedback == none  # nothing changed
+    with pytest.raises(ConversationNotFoundError):
+        log.set_feedback(turn_id, "bob", -1, None, Feedback("wrong_fact"))
+    log.set_feedback(turn_id, "alice", 1)  # a thumbs up clears what a thumbs down said
+    assert log.get_turn(turn_id, "alice").feedback is None
+    with db.session() as s:  # the database itself refuses an unknown reason
+        row = s.get(TurnRow, turn_id)
+        assert row is not None
+        row.feedback_reason = "nonsense"
+        with pytest.raises(sa.exc.IntegrityError):
+            s.flush()
+
+
+def test_turn_ids_and_history_before_a_turn(db: Database) -> None:
+    log = ConversationLog(db)
+    conv = log.create_conversation("alice", "T")
+    first = log.record_turn(conv.id, "alice", _done("First?"))
+    second = log.record_turn(conv.id, "alice", _done("Second?"))
+    other = log.create_conversation("bob", "T")
+    bobs = log.record_turn(other.id, "bob", _done("Bob's?"))
+    assert log.turn_ids() == [(first, "alice"), (second, "alice"), (bobs, "bob")]
+    assert log.turn_ids(user="bob") == [(bobs, "bob")]
+    assert log.turn_ids(since=datetime.now(UTC) + timedelta(hours=1)) == []
+    log.set_feedback(second, "alice", 1)
+    assert log.turn_ids(rated=True) == [(second, "alice")] and log.turn_owner(bobs) == "bob"
+    assert [t.question for t in log.history(conv.id, "alice", before=1)] == ["First?"]
+    assert len(log.history(conv.id, "alice")) == 2
 
 
 def test_unstorable_user_text_is_replaced(db: Database) -> None:

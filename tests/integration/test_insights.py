@@ -151,11 +151,11 @@ def test_an_empty_log_and_a_bad_window(db: Database) -> None:
 
 def test_migration_0007_fills_its_columns_for_logged_turns(db: Database) -> None:
     with db.engine.begin() as conn:
-        command.downgrade(alembic_config(conn), "0005")
-    assert db.revision() == "0005"
+        command.downgrade(alembic_config(conn), "0006")
+    assert db.revision() == "0006"
     log = ConversationLog(db)
     conv = log.create_conversation("alice")
-    with db.session() as s:  # turns as 0005 wrote them: timings only in the JSON
+    with db.session() as s:  # turns as 0006 wrote them: timings only in the JSON
         for i, (mode, raw) in enumerate([("extractive", "generated text"), ("extractive", ""),
                                          ("generated", "text")]):  # fmt: skip
             s.execute(

@@ -223,11 +223,11 @@ def test_retry_asks_the_last_question_again(client: Client, docs: dict[str, Any]
 def test_feedback_is_stored_with_the_turn(client: Client, docs: dict[str, Any]) -> None:
     final = ask(client, "How fast does the Quarnet turbine spin?")[-1]
     turn = turn_ids(final[1])[-1]
-    transcript, label, comment = client.predict(
+    transcript, label, comment, reason = client.predict(
         turn, -1, "should mention the unit", api_name="/feedback"
     )
     assert "rc-fb is-active" in transcript and "saved" in text_of(label)
-    assert comment == "should mention the unit"
+    assert comment == "should mention the unit" and reason["visible"] is True  # asks why
     logged = client.predict(turn, api_name="/turn")
     assert logged["feedback_rating"] == -1
     assert logged["feedback_comment"] == "should mention the unit"

@@ -74,7 +74,9 @@ def test_health_openapi_and_offline_docs(client: TestClient) -> None:
         "/api/documents", "/api/documents/{document}", "/api/ask", "/api/ask/stream",
         "/api/conversations", "/api/conversations/{conversation_id}",
         "/api/conversations/{conversation_id}/export", "/api/turns/{turn_id}",
-        "/api/turns/{turn_id}/citations", "/api/turns/{turn_id}/passages", "/api/insights",
+        "/api/turns/{turn_id}/citations", "/api/turns/{turn_id}/passages",
+        "/api/turns/{turn_id}/replay", "/api/turns/{turn_id}/feedback",
+        "/api/insights",
         "/v1/chat/completions", "/v1/models", "/healthz",
     ]:  # fmt: skip
         assert path in spec["paths"], path
@@ -351,6 +353,8 @@ def test_users_cannot_reach_each_others_conversations(
         ("GET", f"/api/turns/{turn}", None),
         ("GET", f"/api/turns/{turn}/citations", None),
         ("GET", f"/api/turns/{turn}/passages", None),
+        ("POST", f"/api/turns/{turn}/replay", None),
+        ("PUT", f"/api/turns/{turn}/feedback", {"rating": -1}),
         ("POST", "/api/ask", {"question": QUESTION, "conversation_id": conv}),
         ("POST", "/api/ask/stream", {"question": QUESTION, "conversation_id": conv}),
     ]
@@ -374,6 +378,84 @@ def test_users_cannot_reach_each_others_conversations(
     mine = client.get(f"/api/conversations/{conv}", headers=a).json()
     assert mine["title"] != "mine now" and len(mine["turns"]) == 1  # nothing changed or added
     assert client.get(f"/api/turns/{turn}", headers=a).status_code == 200
+
+
+def test_a_turn_is_replayed_by_its_owner_only(
+    accounts: tuple[TestClient, dict[str, str]], engine: Engine
+) -> None:
+    client, tokens = accounts
+    a, b = auth(tokens["alice"]), auth(tokens["bob"])
+    upload(client, ("acme.md", ACME.encode()), headers=a)
+    turn = client.post("/api/ask", json={"question": QUESTION}, headers=a).json()["turn_id"]
+    same = client.post(f"/api/turns/{turn}/replay", headers=a)
+    assert same.status_code == 200, same.text
+    body = same.json()
+    assert body["turn_id"] == turn and body["changed"]["answer"] is False
+    assert body["before"]["gate_score"] == body["after"]["gate_score"] is not None
+    assert {p["change"] for p in body["passages"]} == {"same"} and body["documents"] == []
+    upload(client, ("acme.md", ACME.replace("2 GB", "5 GB").encode()), headers=a)
+    assert isinstance(engine.generator, FakeGenerator)
+    engine.generator.reply = "The maximum upload size of Acme Cloud is 5 GB per file [1]."
+    changed = client.post(f"/api/turns/{turn}/replay", headers=a).json()
+    assert changed["changed"]["answer"] and changed["changed"]["citations"]
+    assert "5 GB" in changed["after"]["answer"] and "2 GB" in changed["before"]["answer"]
+    assert [(d["name"], d["status"], d["current_version"]) for d in changed["documents"]] == [
+        ("acme.md", "replaced", 2)
+    ]
+    assert {"in", "out"} <= {p["change"] for p in changed["passages"]}
+    assert any(s["changed"] for s in changed["sentences"])
+    assert client.post(f"/api/turns/{turn}/replay", headers=b).status_code == 404
+    assert client.post("/api/turns/0/replay", headers=a).status_code == 404
+    # a replay logs nothing: alice still has one turn
+    conv = client.get(f"/api/turns/{turn}", headers=a).json()["conversation_id"]
+    assert len(client.get(f"/api/conversations/{conv}", headers=a).json()["turns"]) == 1
+
+
+def test_feedback_says_what_was_wrong_and_marks_a_passage(
+    accounts: tuple[TestClient, dict[str, str]],
+) -> None:
+    client, tokens = accounts
+    a, b = auth(tokens["alice"]), auth(tokens["bob"])
+    upload(client, ("acme.md", ACME.encode()), headers=a)
+    turn = client.post("/api/ask", json={"question": QUESTION}, headers=a).json()["turn_id"]
+    passages = client.get(f"/api/turns/{turn}/passages", headers=a).json()
+    body = {"rating": -1, "reason": "wrong_citation", "passage": 1, "comment": "see the limits"}
+    r = client.put(f"/api/turns/{turn}/feedback", json=body, headers=a)
+    assert r.status_code == 200, r.text
+    rated = r.json()
+    assert (rated["feedback_rating"], rated["feedback_reason"]) == (-1, "wrong_citation")
+    assert rated["feedback_passage"] == passages[0]["chunk_id"] and not rated["feedback_no_passage"]
+    assert rated["feedback_comment"] == "see the limits" and rated["gate_score"] is not None
+    bad = [
+        {"rating": -1, "reason": "boring"},
+        {"rating": -1, "passage": len(passages) + 1},
+        {"rating": -1, "passage": 1, "none_of_these": True},
+        {"rating": 1, "reason": "wrong_fact"},
+        {"rating": 0},
+        {"rating": -1, "unknown": 1},
+    ]
+    for payload in bad:
+        r = client.put(f"/api/turns/{turn}/feedback", json=payload, headers=a)
+        assert r.status_code == 422, (payload, r.text)
+    assert (
+        client.get(f"/api/turns/{turn}", headers=a).json()["feedback_passage"]
+        == (passages[0]["chunk_id"])
+    )  # a refused rating changed nothing
+    r = client.put(
+        f"/api/turns/{turn}/feedback",
+        json={"rating": -1, "reason": "should_refuse", "none_of_these": True},
+        headers=a,
+    )
+    assert r.json()["feedback_no_passage"] and r.json()["feedback_passage"] is None
+    assert (
+        client.put(f"/api/turns/{turn}/feedback", json={"rating": -1}, headers=b).status_code == 404
+    )
+    up = client.put(f"/api/turns/{turn}/feedback", json={"rating": 1}, headers=a).json()
+    assert (up["feedback_rating"], up["feedback_reason"], up["feedback_no_passage"]) == (
+        1,
+        None,
+        False,
+    )
 
 
 def test_open_host_needs_accounts_or_consent(tmp_path: Path) -> None:

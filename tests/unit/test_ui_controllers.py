@@ -170,7 +170,7 @@ def test_a_citation_click_opens_the_passage_in_the_sources_panel(ui: UI) -> None
         Click({"action": "cite", "turn": str(turn), "n": "1"}), state, Request()
     )
     transcript, sources, new_state, *feedback = out
-    assert transcript == SKIP and feedback == [SKIP] * 3
+    assert transcript == SKIP and feedback == [SKIP] * 4
     assert 'class="rc-citation" data-n="1"' in sources and new_state["focus"] == 1
     out = ui.chat.panel_click(Click({"action": "sources", "turn": str(turn)}), state, Request())
     assert "rc-citation" not in out[1] and out[2]["focus"] is None
@@ -178,28 +178,84 @@ def test_a_citation_click_opens_the_passage_in_the_sources_panel(ui: UI) -> None
     assert ui.chat.show_source(None, 1, state, Request())[0].startswith('<div class="rc-sources rc')
 
 
+def test_the_replay_button_shows_the_logged_answer_beside_todays(ui: UI) -> None:
+    *_, (_, _, sources, _, state, _) = ask(ui)
+    turn = state["turn"]
+    assert f'data-action="replay" data-turn="{turn}"' in sources  # the button is in the panel
+    click = Click({"action": "replay", "turn": str(turn)})
+    pending, final = list(ui.chat.replay_click(click, state, Request()))
+    assert "Answering again" in pending[0]
+    html, new_state = final
+    assert 'class="rc-sources rc-replay"' in html and "Same answer, same citations." in html
+    assert html.count('class="rc-replay-side') == 2 and "gate score 0." in html
+    assert new_state["turn"] == turn and 'data-action="sources"' in html  # the way back
+    ui.engine.delete_document("acme.md")
+    *_, (html, _) = ui.chat.replay_click(click, state, Request())
+    assert "refusal appeared" in html and "acme.md was deleted since." in html
+    assert "rc-replay-out" in html and "<script>" not in html
+    # other clicks in the panel, a missing turn and another user's turn change nothing
+    assert list(ui.chat.replay_click(Click({"action": "cite"}), state, Request())) == [
+        (SKIP, state)
+    ]
+    with pytest.warns(UserWarning, match="not found"):
+        *_, last = ui.chat.replay_click(click, state, Request("bob"))
+    assert last[0] == SKIP
+
+
 def test_feedback_stores_the_rating_and_the_comment(ui: UI) -> None:
     *_, (_, _, _, _, state, _) = ask(ui)
     turn = state["turn"]
     click = Click({"action": "feedback", "turn": str(turn), "rating": "-1"})
-    transcript, sources, state, box, label, comment = ui.chat.panel_click(click, state, Request())
-    assert sources == SKIP and box == gr.update(visible=True) and comment == ""
+    out = ui.chat.panel_click(click, state, Request())
+    transcript, sources, state, box, label, comment, reason = out
+    assert box == gr.update(visible=True) and comment == ""
+    assert reason == gr.update(visible=True, value=None)  # a thumbs down asks what was wrong
     assert "Feedback on answer 1: 👎 saved." in label and state["fb"] == turn
     assert "rc-fb is-active" in transcript  # the thumb shows as pressed
+    assert 'data-action="mark"' in sources and "Which passage should" in sources
     assert ui.engine.log.get_turn(turn, "local").feedback_rating == -1
-    ui.chat.save_comment("should mention <the> unit", state, Request())
+    ui.chat.save_comment("should mention <the> unit", "wrong_citation", state, Request())
     logged = ui.engine.log.get_turn(turn, "local")
     assert (logged.feedback_rating, logged.feedback_comment) == (-1, "should mention <the> unit")
-    # through the API endpoint: a rating with a comment
-    ui.chat.give_feedback(turn, 1, "fine", state, Request())
+    assert logged.feedback is not None and logged.feedback.reason == "wrong_citation"
+    # through the API endpoint: a rating with a comment; a thumbs up clears the reason
+    _t, _s, _b, _l, _c, reason = ui.chat.give_feedback(turn, 1, "fine", state, Request())
     logged = ui.engine.log.get_turn(turn, "local")
     assert (logged.feedback_rating, logged.feedback_comment) == (1, "fine")
+    assert logged.feedback is None and reason == gr.update(visible=False, value=None)
+
+
+def test_after_a_thumbs_down_the_right_passage_or_none_is_marked(ui: UI) -> None:
+    *_, (_, _, _, _, state, _) = ask(ui)
+    turn = state["turn"]
+    ui.chat.panel_click(
+        Click({"action": "feedback", "turn": str(turn), "rating": "-1"}), state, Request()
+    )
+    record = ui.engine.log.get_turn(turn, "local")
+    mark = Click({"action": "mark", "turn": str(turn), "n": "1"})
+    _t, sources, state, *rest = ui.chat.panel_click(mark, state, Request())
+    assert rest == [SKIP] * 4 and 'is-marked" data-rank="1"' in sources
+    assert 'data-n="1" aria-pressed="true"' in sources
+    said = ui.engine.log.get_turn(turn, "local").feedback
+    assert said is not None and said.passage == record.hits[0].chunk.id and not said.no_passage
+    none = Click({"action": "mark", "turn": str(turn), "n": "0"})
+    sources = ui.chat.panel_click(none, state, Request())[1]
+    said = ui.engine.log.get_turn(turn, "local").feedback
+    assert said is not None and said.no_passage and said.passage is None
+    assert "✓ none of these answers it" in sources and "is-marked" not in sources
+    ui.chat.panel_click(none, state, Request())  # clicked again: the mark is taken back
+    assert ui.engine.log.get_turn(turn, "local").feedback is None
+    with pytest.warns(UserWarning, match="not one of this answer"):
+        bad = Click({"action": "mark", "turn": str(turn), "n": "99"})
+        assert ui.chat.panel_click(bad, state, Request())[1] == SKIP
+    with pytest.warns(UserWarning, match="not found"):  # another user's answer
+        assert ui.chat.panel_click(mark, state, Request("bob"))[1] == SKIP
 
 
 def test_feedback_that_cannot_be_stored_warns_and_changes_nothing(ui: UI) -> None:
     state = fresh_state()
     with pytest.warns(UserWarning, match="Rate an answer"):
-        assert ui.chat.save_comment("x", state, Request())[2:] == (SKIP,) * 3
+        assert ui.chat.save_comment("x", None, state, Request())[2:] == (SKIP,) * 4
     with pytest.warns(UserWarning, match=r"\+1 or -1"):
         assert ui.chat.give_feedback(1, 5, None, state, Request())[0] == SKIP
     *_, (_, _, _, _, state, _) = ask(ui)

@@ -6,21 +6,25 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query, Response
+import anyio
+from fastapi import APIRouter, HTTPException, Query, Response
 
 from rag_core.db.log import ConversationLog, cursor_of
-from rag_core.db.records import TurnRecord
-from rag_core.errors import ConversationNotFoundError, UserError
+from rag_core.db.records import Feedback, TurnRecord, passage_id
+from rag_core.errors import ConversationNotFoundError, RagError, UserError
+from rag_core.replay import replay_turn
 from webapp import serialize
-from webapp.api.deps import EngineDep, User
+from webapp.api.deps import AnswerLimiter, EngineDep, User
 from webapp.api.errors import ERRORS, not_found, unprocessable
 from webapp.api.schemas import (
     CitationOut,
     ConversationDetail,
     ConversationExport,
     ConversationOut,
+    FeedbackRequest,
     PassageOut,
     RenameRequest,
+    ReplayOut,
     TurnOut,
 )
 from webapp.export import MEDIA_TYPES, ExportFormat, export_for
@@ -159,3 +163,37 @@ def turn_passages(turn_id: int, user: User, engine: EngineDep) -> list[PassageOu
     """Every passage retrieved for a logged answer, cited or not, in rank order."""
     record = _turn(engine.log, turn_id, user)
     return [PassageOut.model_validate(p) for p in serialize.passages(record.hits, record.citations)]
+
+
+@router.post("/api/turns/{turn_id}/replay", response_model=ReplayOut)
+async def replay(turn_id: int, user: User, engine: EngineDep, limiter: AnswerLimiter) -> ReplayOut:
+    """Answer a logged turn again with the settings it was answered with, on today's knowledge
+    base, and compare: answer, citations, passages (in, out, rank changes), gate score, each
+    sentence's verdict, documents deleted or replaced since. Nothing is logged. Only the turn's
+    owner may replay it; it waits for a free answer slot like /api/ask."""
+    try:
+        result = await anyio.to_thread.run_sync(replay_turn, engine, turn_id, user, limiter=limiter)
+    except ConversationNotFoundError as exc:
+        raise not_found(exc) from exc
+    except UserError as exc:
+        raise unprocessable(exc) from exc
+    except RagError as exc:
+        raise HTTPException(500, f"The replay could not be produced: {exc}") from exc
+    return ReplayOut.model_validate(serialize.replay(result))
+
+
+@router.put("/api/turns/{turn_id}/feedback", response_model=TurnOut)
+def give_feedback(turn_id: int, body: FeedbackRequest, user: User, engine: EngineDep) -> TurnOut:
+    """Rate a logged answer: thumbs up (1) or down (-1) with an optional comment; with a thumbs
+    down, what was wrong (`reason`) and the passage that should have been used (`passage`, its
+    number in /passages) or `none_of_these`. A new rating replaces the previous one."""
+    record = _turn(engine.log, turn_id, user)
+    try:
+        marked = passage_id(record, body.passage) if body.passage is not None else None
+        feedback = Feedback(body.reason, marked, body.none_of_these)
+        engine.log.set_feedback(turn_id, user, body.rating, body.comment, feedback)
+    except ConversationNotFoundError as exc:
+        raise not_found(exc) from exc
+    except UserError as exc:
+        raise unprocessable(exc) from exc
+    return TurnOut.model_validate(serialize.turn(_turn(engine.log, turn_id, user)))

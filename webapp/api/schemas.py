@@ -13,6 +13,7 @@ from rag_core.types import IngestResult, Timings
 MODEL_ID = "ragchat"
 RetrievalModeName = Literal["hybrid", "dense", "bm25"]
 AnswerModeName = Literal["generate", "extractive"]
+FeedbackReasonName = Literal["wrong_fact", "wrong_citation", "should_answer", "should_refuse"]
 
 
 class DocumentOut(BaseModel):
@@ -168,6 +169,18 @@ class TurnOut(BaseModel):
     created_at: datetime
     feedback_rating: int | None
     feedback_comment: str | None
+    feedback_reason: FeedbackReasonName | None = Field(
+        None, description="with a thumbs down: what was wrong"
+    )
+    feedback_passage: str | None = Field(
+        None, description="with a thumbs down: chunk_id of the passage that should have been used"
+    )
+    feedback_no_passage: bool = Field(
+        False, description="with a thumbs down: none of the retrieved passages answers"
+    )
+    gate_score: float | None = Field(
+        None, description="the refusal gate's score; null: logged before it was kept"
+    )
     citations: list[CitationOut]
     passages: list[PassageOut]
     sentences: list[SentenceOut]
@@ -375,6 +388,99 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+class ReplaySide(BaseModel):
+    """One side of a replay: the logged answer (`before`) or today's (`after`)."""
+
+    answer: str
+    refused: bool
+    mode: str
+    status: str
+    gate_score: float | None = Field(description="the refusal gate's score; null: not logged")
+    citations: list[CitationOut]
+    config: dict[str, Any] = Field(description="the settings it ran with")
+
+
+class ReplayPassage(BaseModel):
+    """A passage retrieved then, today, or both (matched by document and text)."""
+
+    document_name: str
+    location: str
+    text: str
+    rank_before: int | None
+    rank_after: int | None
+    cited_before: bool
+    cited_after: bool
+    change: Literal["same", "moved", "in", "out"]
+
+
+class ReplaySentenceSide(BaseModel):
+    text: str
+    verdict: str
+    citation: int | None
+
+
+class ReplaySentence(BaseModel):
+    """A sentence of the logged answer beside its counterpart today (null: none)."""
+
+    before: ReplaySentenceSide | None
+    after: ReplaySentenceSide | None
+    changed: bool
+
+
+class ReplayDocument(BaseModel):
+    """A document the logged turn retrieved that was deleted or replaced since."""
+
+    document_id: str
+    name: str
+    status: Literal["deleted", "replaced"]
+    current_id: str | None = Field(description="the version that replaced it")
+    current_version: int | None
+
+
+class ReplayChanges(BaseModel):
+    answer: bool
+    citations: bool = Field(description="the answer cites other passages than it did")
+    refusal_appeared: bool
+    refusal_vanished: bool
+
+
+class ReplayOut(BaseModel):
+    """A logged turn answered again with its settings snapshot on today's knowledge base."""
+
+    turn_id: int
+    conversation_id: str
+    question: str
+    logged_at: datetime
+    models_differ: bool = Field(
+        description="the turn was answered by another generator or embedder than today's"
+    )
+    notes: list[str] = Field(description="what the replay could not reproduce, in words")
+    changed: ReplayChanges
+    before: ReplaySide
+    after: ReplaySide
+    passages: list[ReplayPassage]
+    sentences: list[ReplaySentence]
+    documents: list[ReplayDocument]
+
+
+class FeedbackRequest(BaseModel):
+    """A thumbs up or down on a logged answer; with a thumbs down, what was wrong and which
+    passage should have been used (its `number` in /api/turns/{id}/passages), or that none of
+    them answers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rating: Literal[1, -1]
+    comment: str | None = Field(None, max_length=4000)
+    reason: FeedbackReasonName | None = Field(
+        None,
+        description="wrong_fact, wrong_citation (wrong or missing), should_answer (refused, but "
+        "the documents answer), should_refuse (answered, but the documents don't)",
+    )
+    passage: int | None = Field(None, ge=1, description="the passage that should have been used")
+    none_of_these: bool = Field(False, description="none of the retrieved passages answers")
 
 
 class InsightDay(BaseModel):

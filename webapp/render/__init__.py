@@ -9,6 +9,7 @@ or a server restart. Nothing here parses HTML or text back.
 - `text`: escaping, dates, the question's words and passage highlighting
 - `turns`: `TurnView` (one question and its answer) -> chat bubbles, the transcript, errors
 - `sources`: the sources inspector (citation card, score chart, every passage)
+- `replay`: a replayed answer beside the logged one, in the sources inspector
 - `lists`: the history sidebar and the knowledge base (upload results, documents, chunks)
 """
 
@@ -20,6 +21,7 @@ from webapp.render.lists import (
     render_history,
     render_ingest_results,
 )
+from webapp.render.replay import render_replay, render_replay_pending
 from webapp.render.sources import render_sources
 from webapp.render.text import esc, highlight, question_terms
 from webapp.render.turns import (
@@ -44,6 +46,8 @@ __all__ = [
     "render_error",
     "render_history",
     "render_ingest_results",
+    "render_replay",
+    "render_replay_pending",
     "render_sources",
     "render_transcript",
     "render_turn",

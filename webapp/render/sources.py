@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rag_core.types import Citation, Hit
+from webapp.render.replay import replay_button
 from webapp.render.text import esc, highlight, question_terms
 from webapp.render.turns import TurnView
 
@@ -68,12 +69,24 @@ def _retriever_detail(h: Hit) -> str:
     return " · ".join(bits)
 
 
+def _mark_button(turn_id: int, number: int, marked: bool) -> str:
+    """After a thumbs down: mark passage `number` as the one the answer should have used."""
+    label = "✓ marked as the right passage" if marked else "This passage answers it"
+    pressed = "true" if marked else "false"
+    return (
+        f'<button type="button" class="rc-link rc-mark{" is-active" if marked else ""}" '
+        f'data-action="mark" data-turn="{turn_id}" data-n="{number}" aria-pressed="{pressed}">'
+        f"{label}</button>"
+    )
+
+
 def _passage(
     h: Hit,
     numbers: list[int],
     terms: Sequence[str],
     cite: Citation | None,
     focused: bool,
+    mark: str = "",
 ) -> str:
     c = h.chunk
     classes = ["rc-passage"]
@@ -81,6 +94,8 @@ def _passage(
         classes.append("is-cited")
     if focused:
         classes.append("is-focused")
+    if "is-active" in mark:
+        classes.append("is-marked")
     cited = (
         '<span class="rc-badge rc-badge-cited">cited '
         + " ".join(f"[{n}]" for n in numbers)
@@ -97,7 +112,7 @@ def _passage(
         f'<div class="rc-passage-meta"><span class="rc-badge rc-found-{h.found_by}">'
         f"{FOUND_BY_LABEL[h.found_by]}</span>{cited}"
         f'<span class="rc-score" title="{esc(_retriever_detail(h))}">score {h.score:.4f}</span>'
-        "</div>"
+        f"{mark}</div>"
         f"<details{' open' if focused or numbers else ''}><summary>Passage · chunk {c.index + 1}"
         f'</summary><div class="rc-passage-text">{highlight(c.text, terms, _support_span(cite))}'
         f'</div><div class="rc-retrievers">{esc(_retriever_detail(h))}</div></details></article>'
@@ -158,10 +173,30 @@ def _summary(view: TurnView, cited: dict[str, list[int]]) -> str:
     )
 
 
+def _marking(view: TurnView) -> bool:
+    """Whether the panel offers to mark the right passage: a logged answer rated thumbs down."""
+    return view.turn_id is not None and view.rating == -1
+
+
+def _mark_intro(view: TurnView) -> str:
+    """After a thumbs down: which passage should the answer have used, or none of these."""
+    if not _marking(view) or view.turn_id is None:
+        return ""
+    none = bool(view.feedback and view.feedback.no_passage)
+    label = "✓ none of these answers it" if none else "None of these answers it"
+    return (
+        '<div class="rc-mark-intro">👎 Which passage should the answer have used? Mark it '
+        f'below, or: <button type="button" class="rc-link rc-mark{" is-active" if none else ""}" '
+        f'data-action="mark" data-turn="{view.turn_id}" data-n="0" '
+        f'aria-pressed="{"true" if none else "false"}">{label}</button></div>'
+    )
+
+
 def _passages(view: TurnView, cited: dict[str, list[int]], focus_id: str | None) -> str:
     if not view.hits:
         return '<p class="rc-muted">No passage was retrieved.</p>'
     terms = question_terms(view.question)
+    marked = view.feedback.passage if view.feedback else None
     return "".join(
         _passage(
             h,
@@ -169,8 +204,11 @@ def _passages(view: TurnView, cited: dict[str, list[int]], focus_id: str | None)
             terms,
             next((c for c in view.citations if c.chunk.id == h.chunk.id), None),
             h.chunk.id == focus_id,
+            _mark_button(view.turn_id, i + 1, h.chunk.id == marked)
+            if _marking(view) and view.turn_id is not None
+            else "",
         )
-        for h in view.hits
+        for i, h in enumerate(view.hits)
     )
 
 
@@ -188,8 +226,9 @@ def render_sources(view: TurnView | None, focus: int | None = None) -> str:
     )
     chart = _score_chart(view.hits, cited, focus_id) if view.hits else ""
     turn = "" if view.turn_id is None else f' data-turn="{view.turn_id}"'
+    replay = replay_button(view.turn_id) if view.turn_id is not None and view.finished else ""
     return (
         f'<div class="rc-sources"{turn}><div class="rc-panel-title">Sources</div>'
-        f"{_summary(view, cited)}{_head_note(view)}{card}{chart}"
+        f"{_summary(view, cited)}{replay}{_head_note(view)}{_mark_intro(view)}{card}{chart}"
         f'<div class="rc-passages">{_passages(view, cited, focus_id)}</div></div>'
     )

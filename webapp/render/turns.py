@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from rag_core.db.records import TurnRecord
+from rag_core.db.records import Feedback, TurnRecord
 from rag_core.grounding import render_answer, split_answer
 from rag_core.types import (
     Chunk,
@@ -53,6 +53,7 @@ class TurnView:
     sentences: tuple[SentenceCheck, ...] = ()
     rating: int | None = None
     comment: str | None = None
+    feedback: Feedback | None = None  # with a thumbs down: the reason and the marked passage
     timings: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     query: str = ""
@@ -69,6 +70,7 @@ class TurnView:
             retrieved=True,
             rating=rec.feedback_rating,
             comment=rec.feedback_comment,
+            feedback=rec.feedback,
             query=rec.query,
         )
         view._finish(rec, asdict(rec.timings))

@@ -7,15 +7,24 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import gradio as gr
 
 from rag_core.config import Settings
-from rag_core.db.records import TurnRecord
+from rag_core.db.records import Feedback, TurnRecord, passage_id
 from rag_core.engine import Engine, clean_question
 from rag_core.errors import ConversationNotFoundError, RagError, UserError
-from rag_core.types import Done, Event, Logged, Retrieved, SentenceChecked, Token
+from rag_core.replay import replay_turn
+from rag_core.types import (
+    Done,
+    Event,
+    FeedbackReason,
+    Logged,
+    Retrieved,
+    SentenceChecked,
+    Token,
+)
 from webapp import render
 from webapp.render import TurnView
 from webapp.ui.common import (
@@ -35,6 +44,13 @@ from webapp.ui.sessions import Sessions
 log = logging.getLogger("ragchat.webapp.ui.chat")
 
 LENGTHS = {"Short": 80, "Medium": 160, "Long": 320}  # answer length choice -> max new tokens
+# what a thumbs down may say was wrong (label, value stored)
+FEEDBACK_REASONS = [
+    ("A wrong fact", "wrong_fact"),
+    ("A wrong or missing citation", "wrong_citation"),
+    ("Refused, but the documents answer it", "should_answer"),
+    ("Answered, but the documents don't say", "should_refuse"),
+]
 STREAM_INTERVAL_S = 0.06  # at most ~16 redraws a second while tokens stream
 # ask and retry yield these 6 outputs:
 # question box, transcript, sources, history, state, saved conversation
@@ -69,8 +85,8 @@ def _frame(prior: list[str], state: State, current: str, sources: Any = None) ->
 
 
 def _feedback_unchanged(state: State) -> tuple[Any, ...]:
-    """transcript, state, feedback box, feedback label, comment: nothing changes."""
-    return gr.skip(), state, gr.skip(), gr.skip(), gr.skip()
+    """transcript, state, feedback box, feedback label, comment, reason: nothing changes."""
+    return gr.skip(), state, gr.skip(), gr.skip(), gr.skip(), gr.skip()
 
 
 @dataclass(eq=False)
@@ -225,7 +241,8 @@ class ChatController:
     def give_feedback(
         self, turn: Any, rating: Any, comment: str | None, state: State, request: gr.Request
     ) -> tuple[Any, ...]:
-        """Thumbs up (+1) or down (-1) on an answer, with an optional comment, stored per turn."""
+        """Thumbs up (+1) or down (-1) on an answer, with an optional comment, stored per turn;
+        a thumbs down keeps what was said about it, and opens the reasons."""
         user = user_of(request)
         turn_id, value = as_int(turn), as_int(rating)
         state = dict(state or fresh_state())
@@ -243,46 +260,127 @@ class ChatController:
         state["fb"] = turn_id
         number = next((i + 1 for i, v in enumerate(views) if v.turn_id == turn_id), None)
         label = f"Feedback on answer {number}: {'👍' if value == 1 else '👎'} saved."
+        if value == -1:
+            label += " What was wrong? The sources panel lets you mark the passage it should "
+            label += "have used."
+        label += " Add a comment (optional):"
         if comment is not None:
             notify("Thanks, your feedback was saved.")
-        current = next((v.comment for v in views if v.turn_id == turn_id), None)
+        current = next((v for v in views if v.turn_id == turn_id), None)
         shown = record.conversation_id == state.get("conv")
+        reason = current.feedback.reason if current and current.feedback else None
         return (
             self.history.transcript(views) if shown else gr.skip(),
             state,
             gr.update(visible=True),
-            f'<div class="rc-fb-label">{render.esc(label)} Add a comment (optional):</div>',
-            current or "",
+            f'<div class="rc-fb-label">{render.esc(label)}</div>',
+            (current.comment if current else None) or "",
+            gr.update(visible=value == -1, value=reason),
         )
 
-    def save_comment(self, comment: str, state: State, request: gr.Request) -> tuple[Any, ...]:
-        """Attach the comment box's text to the answer that was just rated."""
+    def save_comment(
+        self, comment: str, reason: str | None, state: State, request: gr.Request
+    ) -> tuple[Any, ...]:
+        """Attach the comment box's text (and, to a thumbs down, the reason chosen) to the
+        answer that was just rated."""
         turn_id = (state or {}).get("fb")
         if not turn_id:
             warn("Rate an answer with 👍 or 👎 first.")
             return _feedback_unchanged(state)
+        user = user_of(request)
         try:
-            rating = self._turn(turn_id, user_of(request)).feedback_rating or 1
+            record = self._turn(turn_id, user)
+            rating = record.feedback_rating or 1
+            if rating == -1:
+                said = record.feedback or Feedback()
+                chosen = cast(FeedbackReason | None, reason or None)
+                feedback = Feedback(chosen, said.passage, said.no_passage)
+                self.engine.log.set_feedback(turn_id, user, -1, record.feedback_comment, feedback)
         except UserError as exc:
             warn(str(exc))
             return _feedback_unchanged(state)
         return self.give_feedback(turn_id, rating, comment or "", state, request)
 
+    def mark_passage(self, turn: Any, n: Any, state: State, request: gr.Request) -> tuple[Any, ...]:
+        """After a thumbs down: passage n (1-based) should have been used; 0: none of these
+        answers. Clicking the marked one again takes the mark back. (sources, state)"""
+        user, turn_id, number = user_of(request), as_int(turn), as_int(n)
+        state = dict(state or fresh_state())
+        if turn_id is None or number is None:
+            return gr.skip(), state
+        try:
+            record = self._turn(turn_id, user)
+            said = record.feedback or Feedback()
+            if number == 0:
+                feedback = Feedback(said.reason, None, not said.no_passage)
+            else:
+                chunk = passage_id(record, number)
+                feedback = Feedback(said.reason, None if said.passage == chunk else chunk)
+            self.engine.log.set_feedback(turn_id, user, -1, record.feedback_comment, feedback)
+            view = TurnView.from_record(self._turn(turn_id, user))
+        except UserError as exc:
+            warn(str(exc))
+            return gr.skip(), state
+        state.update(turn=turn_id, focus=None, fb=turn_id)
+        return render.render_sources(view), state
+
     def panel_click(self, evt: gr.EventData, state: State, request: gr.Request) -> tuple[Any, ...]:
-        """A click inside the chat or sources panel: a citation chip, 'sources', or a thumb."""
+        """A click inside the chat or sources panel: a citation chip, 'sources', a thumb, or a
+        passage marked after a thumbs down."""
         data = getattr(evt, "_data", None) or {}
         action = data.get("action")
+        rest = (gr.skip(),) * 4  # the feedback box, its label, the comment, the reason
         if action in ("cite", "sources"):
             sources, new_state = self.show_source(
                 data.get("turn"), data.get("n") or 0, state, request
             )
-            return gr.skip(), sources, new_state, gr.skip(), gr.skip(), gr.skip()
+            return (gr.skip(), sources, new_state, *rest)
+        if action == "mark":
+            sources, new_state = self.mark_passage(data.get("turn"), data.get("n"), state, request)
+            return (gr.skip(), sources, new_state, *rest)
         if action == "feedback":
-            transcript, new_state, box, label, comment = self.give_feedback(
+            transcript, new_state, *feedback = self.give_feedback(
                 data.get("turn"), data.get("rating"), None, state, request
             )
-            return transcript, gr.skip(), new_state, box, label, comment
-        return (gr.skip(), gr.skip(), state, gr.skip(), gr.skip(), gr.skip())
+            sources = gr.skip()
+            if new_state.get("fb") == as_int(data.get("turn")):  # rated: show what to mark
+                sources, new_state = self.show_source(new_state["fb"], 0, new_state, request)
+            return (transcript, sources, new_state, *feedback)
+        return (gr.skip(), gr.skip(), state, *rest)
+
+    def replay_click(
+        self, evt: gr.EventData, state: State, request: gr.Request
+    ) -> Iterator[tuple[Any, ...]]:
+        """The sources panel's Replay button: answer the turn again with its logged settings on
+        today's documents, and show the two side by side (other clicks: nothing here)."""
+        data = getattr(evt, "_data", None) or {}
+        if data.get("action") != "replay":
+            yield gr.skip(), state
+            return
+        yield from self.replay(data.get("turn"), state, request)
+
+    def replay(self, turn: Any, state: State, request: gr.Request) -> Iterator[tuple[Any, ...]]:
+        """Replay one of the user's answers into the sources panel (sources, state)."""
+        turn_id = as_int(turn)
+        state = dict(state or fresh_state())
+        if turn_id is None:
+            warn("Replay needs an answer: open one's sources first.")
+            yield gr.skip(), state
+            return
+        yield render.render_replay_pending(turn_id), state
+        try:
+            result = replay_turn(self.engine, turn_id, user_of(request))
+        except UserError as exc:
+            warn(str(exc))
+            yield gr.skip(), state
+            return
+        except RagError as exc:
+            log.exception("replaying turn %s failed", turn_id)
+            warn(f"The replay failed: {exc}")
+            yield gr.skip(), state
+            return
+        state.update(turn=turn_id, focus=None)
+        yield render.render_replay(result), state
 
     # -- JSON for programs (the UI itself uses the events above) ---------------------------------
 
@@ -330,6 +428,9 @@ def turn_json(rec: TurnRecord) -> dict[str, Any]:
         "refused": rec.refused,
         "feedback_rating": rec.feedback_rating,
         "feedback_comment": rec.feedback_comment,
+        "feedback_reason": rec.feedback.reason if rec.feedback else None,
+        "feedback_passage": rec.feedback.passage if rec.feedback else None,
+        "feedback_no_passage": bool(rec.feedback and rec.feedback.no_passage),
         "citations": citations,
         "hits": hits,
     }

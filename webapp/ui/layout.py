@@ -17,7 +17,7 @@ from gradio.events import api as gradio_api
 from rag_core.config import Settings
 from rag_core.engine import Engine
 from webapp import render
-from webapp.ui.chat import LENGTHS, ChatController
+from webapp.ui.chat import FEEDBACK_REASONS, LENGTHS, ChatController
 from webapp.ui.common import fresh_state
 from webapp.ui.history import HistoryController
 from webapp.ui.insights import PERIODS, InsightsController
@@ -101,6 +101,7 @@ class Page:
     feedback_label: gr.HTML
     comment: gr.Textbox
     comment_btn: gr.Button
+    fb_reason: gr.Radio
     sources: gr.HTML
     # knowledge base tab
     files: gr.File
@@ -144,7 +145,7 @@ class Page:
         return [*shown, self.saved_conv, self.feedback_box]
 
     def _feedback(self) -> list[Any]:
-        return [self.feedback_box, self.feedback_label, self.comment]
+        return [self.feedback_box, self.feedback_label, self.comment, self.fb_reason]
 
     def feedback_outputs(self) -> list[Any]:
         return [self.transcript, self.state, *self._feedback()]
@@ -296,6 +297,13 @@ def _chat_column(page: Page, transcript: str) -> None:
         page.new_btn2 = gr.Button("+ New conversation", size="sm", elem_id="rc-new-inline")
     with gr.Group(visible=False, elem_id="rc-feedback") as page.feedback_box:
         page.feedback_label = gr.HTML("", label="Feedback", elem_classes="rc-plain")
+        page.fb_reason = gr.Radio(
+            FEEDBACK_REASONS,
+            value=None,
+            label="What was wrong?",
+            visible=False,
+            elem_id="rc-reason",
+        )
         with gr.Row(equal_height=True):
             page.comment = gr.Textbox(
                 show_label=False,
@@ -304,9 +312,7 @@ def _chat_column(page: Page, transcript: str) -> None:
                 scale=5,
                 elem_id="rc-comment",
             )
-            page.comment_btn = gr.Button(
-                "Save comment", scale=1, min_width=110, elem_id="rc-comment-save"
-            )
+            page.comment_btn = gr.Button("Save", scale=1, min_width=110, elem_id="rc-comment-save")
 
 
 def _knowledge_tab(page: Page) -> None:
@@ -407,7 +413,7 @@ def _wire_chat(page: Page, chat: ChatController, history: HistoryController) -> 
     page.history_search.change(
         history.search_history, search_in, [page.history], trigger_mode="always_last", **QUIET
     )
-    comment_in = [page.comment, page.state]
+    comment_in = [page.comment, page.fb_reason, page.state]
     page.comment_btn.click(chat.save_comment, comment_in, page.feedback_outputs(), **PRIVATE)
     rename, rename_in = history.rename_conversation, [page.title_box, page.state]
     rename_out = [page.history, page.title_box]
@@ -475,3 +481,7 @@ def _wire_programs(
         api_visibility="private",
         concurrency_limit=None,
     )
+    # the Replay button answers again: it waits its turn behind answers (registered last, so
+    # the events above keep their fn_index)
+    replay_opts = {**GENERATE, "api_visibility": "private"}
+    page.sources.click(chat.replay_click, [page.state], [page.sources, page.state], **replay_opts)
