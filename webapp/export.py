@@ -250,6 +250,7 @@ def pdf(data: dict[str, Any]) -> bytes:
     sizes = {1: 16.0, 2: 13.0, 3: 11.0}
 
     def write(text: str, *, style: str = "", size: float = 10.0, indent: float = 0.0) -> None:
+        text = text.expandtabs(4)  # fonts draw no tab
         if font is None:
             text = text.encode("latin-1", "replace").decode("latin-1")
         doc.set_font(family, style, size)
