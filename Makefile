@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: install run test test-fast lint format browser bench eval-data clean
+.PHONY: install run test test-fast lint format browser bench bench-insights eval-data clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -47,6 +47,10 @@ test-fast: install
 
 bench: install
 	$(PY) -m bench.run_all
+
+# p50 of each insights query on a generated log of 100k turns, SQLite and PostgreSQL
+bench-insights: install
+	$(PY) -m bench.insights
 
 # question-answer corpora from Debian documentation packages (apt-get download, never installed)
 # into $RAGCHAT_EVAL_DATA or ~/.cache/ragchat/eval; see bench/corpora/README.md

@@ -107,3 +107,16 @@ def test_peak_rss_is_the_childs(tmp_path: Path) -> None:
     peak, code, out = peak_rss([sys.executable, "-c", grow], env=dict(os.environ), cwd=tmp_path)
     assert code == 0 and out.strip() == "ok"
     assert 300 < peak < 600
+
+
+def test_insights_bench_runs_on_a_small_log() -> None:
+    from bench.insights import DAYS, NOW, database, fill, measure
+    from rag_core.db.insights import LogInsights
+
+    with database("sqlite") as db:
+        fill(db, 300)
+        report = LogInsights(db).report(DAYS, now=NOW)
+        assert report.questions == 300 and len(report.days) <= DAYS
+        assert report.most_cited and report.refused  # the generator cites and refuses
+        timings = measure(db, repeats=1)
+    assert len(timings) == 6 and all(ms > 0 for ms in timings.values())
