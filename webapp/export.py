@@ -83,7 +83,8 @@ def export_conversation(
     exported_at: datetime | None = None,
 ) -> ExportFile:
     """The conversation in format `fmt`. `available` holds the ids of the documents in the
-    knowledge base now (None: not checked), so passages of deleted ones are marked."""
+    knowledge base now (None: not checked), so passages of versions deleted or replaced since
+    are marked."""
     kind = check_format(fmt)
     data = export_data(conversation, turns, available=available, exported_at=exported_at)
     if kind == "json":
@@ -151,7 +152,7 @@ def source_line(item: dict[str, Any]) -> str:
     if item.get("heading_path"):
         parts.append(" > ".join(item["heading_path"]))
     if item.get("document_available") is False:
-        parts.append("document since deleted")
+        parts.append("this version since deleted or replaced")
     return " · ".join(parts)
 
 

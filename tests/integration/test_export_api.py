@@ -82,7 +82,7 @@ def test_export_formats_keep_deleted_passages_and_stay_private(
     assert cite["version"] == doc["content_hash"] and cite["heading_path"] == ["Night shift"]
     assert cite["document_available"] is False
     md = files["md"].content.decode()
-    assert "> " + passage.splitlines()[0] in md and "document since deleted" in md
+    assert "> " + passage.splitlines()[0] in md and "this version since deleted or replaced" in md
     pdf = PdfReader(io.BytesIO(files["pdf"].content))
     text = " ".join(" ".join((p.extract_text() or "").split()) for p in pdf.pages)
     assert "22 o'clock sharp" in text and QUESTION in text

@@ -92,7 +92,7 @@ def test_markdown_export_holds_passages_settings_and_times(
     # the exact passage, line by line, as a quote; where it comes from
     assert "> Grease the Ø-bearing monthly.\n> Use lithium grease — 5 g per nipple." in text
     assert "pump manual.pdf (version ab12cd) · page 7-8 · Maintenance > Bearings" in text
-    assert "document since deleted" in text  # nothing is available now
+    assert "this version since deleted or replaced" in text  # nothing is available now
     assert f"Supporting sentence: {SUPPORT}" in text
     assert '- retrieval_mode: "hybrid"' in text and "- top_k: 5" in text
     assert turns[0].created_at.isoformat() in text and WHEN.isoformat() in text

@@ -210,7 +210,8 @@ class _Exported(BaseModel):
     char_start: int = Field(description="where the passage starts in its document's text")
     char_end: int
     document_available: bool | None = Field(
-        description="false: the document was deleted since (the log keeps the passage)"
+        description="false: this version of the document was deleted or replaced since (the "
+        "log keeps the passage)"
     )
 
 
