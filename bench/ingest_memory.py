@@ -189,7 +189,9 @@ def peak_rss(argv: Sequence[str], *, env: dict[str, str], cwd: Path) -> tuple[fl
         tempfile.NamedTemporaryFile(mode="r", suffix=".maxrss") as report,
     ):
         wrapped = [sys.executable, "-c", _SPAWN, report.name, *argv]
-        code = subprocess.run(wrapped, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
+        code = subprocess.run(
+            wrapped, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT
+        ).returncode
         out.seek(0)
         text = out.read()
         maxrss = report.read().strip()

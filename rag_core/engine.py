@@ -19,6 +19,7 @@ from rag_core.answering import Answerer, refusal_text
 from rag_core.config import Settings
 from rag_core.db.log import ConversationLog
 from rag_core.db.registry import DocumentRegistry
+from rag_core.errors import ConfigError, InvalidOptionError
 from rag_core.grounding import GateModel, gate_features
 from rag_core.ingest.pipeline import OPERATOR, IngestPipeline, IngestSource, Progress
 from rag_core.protocols import Embedder, KeywordIndex, VectorStore
@@ -149,8 +150,17 @@ class Engine:
     # -- answering ----------------------------------------------------------------------------
 
     def options(self, **overrides: Any) -> AnswerOptions:
-        """The settings' answer options with a request's overrides (None keeps a setting)."""
-        return self.settings.answer_options(**overrides)
+        """The settings' answer options with a request's overrides (None keeps a setting). A RAG
+        decoding asked of a generator without token probabilities is refused here, by name."""
+        options = self.settings.answer_options(**overrides)
+        if options.strategy in ("rag-token", "rag-sequence"):
+            from rag_core.generators.rag_decoding import require_token_probabilities
+
+            try:
+                require_token_probabilities(self.generator, options.strategy)
+            except ConfigError as exc:
+                raise InvalidOptionError(str(exc)) from exc
+        return options
 
     def retrieve(
         self,
@@ -282,6 +292,7 @@ def _option_snapshot(options: AnswerOptions) -> dict[str, Any]:
         "top_k": options.top_k,
         "max_new_tokens": options.max_new_tokens,
         "answer_mode": options.answer_mode,
+        "answer_strategy": options.strategy,
         "grounding": options.grounding,
     }
 

@@ -53,7 +53,7 @@ INDEX_FORMAT = 1
 STAMP = ".ragchat-eval-index"  # written first: the folder is ours and may be rebuilt
 MARKER = "index-complete.json"  # written last: the index is complete
 MODES: tuple[RetrievalMode, ...] = ("hybrid", "dense", "bm25")
-STRATEGIES = ("concat", "extractive")
+STRATEGIES = ("concat", "extractive", "extract-then-phrase", "rag-token", "rag-sequence")
 # code whose changes alter what an index holds: a change rebuilds the cached index
 _INDEX_CODE = (
     "ingest/loaders",
