@@ -12,8 +12,22 @@ import re
 from typing import Literal
 
 from rag_core.prompting import strip_markers
+from rag_core.quantities import quantities
 
-AnswerKind = Literal["duration", "money", "percent", "date", "time", "quantity", "name", "contact"]
+AnswerKind = Literal[
+    "duration", "money", "percent", "date", "time", "quantity", "name", "contact", "phone",
+    "weight", "length", "loudness", "power", "data", "speed", "brightness",
+]  # fmt: skip
+# measures: a number with one of these units (rag_core.quantities canonical units)
+_MEASURES: dict[str, frozenset[str]] = {
+    "weight": frozenset({"g", "kg", "t", "lb"}),
+    "length": frozenset({"mm", "cm", "m", "km", "mile"}),
+    "loudness": frozenset({"db"}),
+    "power": frozenset({"w", "kw"}),
+    "data": frozenset({"gb", "mb", "tb"}),
+    "speed": frozenset({"km/h", "mph"}),
+    "brightness": frozenset({"lumen"}),
+}
 
 _NUMBER = (
     r"(?:\d+(?:[.,]\d+)*|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
@@ -24,7 +38,7 @@ _MONTHS = (
     r"january|february|march|april|may|june|july|august|september|october|november|december|"
     r"jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec"
 )
-_HOLDS: dict[AnswerKind, re.Pattern[str]] = {
+_HOLDS: dict[str, re.Pattern[str]] = {
     "duration": re.compile(
         rf"\b{_NUM}(?:\s+|-)(?:working\s+|business\s+|calendar\s+)?"
         r"(?:seconds?|secs?|minutes?|mins?|hours?|hrs?|h|days?|weeks?|months?|years?|yrs?)\b",
@@ -50,20 +64,13 @@ _HOLDS: dict[AnswerKind, re.Pattern[str]] = {
     "name": re.compile(
         r"(?<=[\w,;:] )(?:Dr\.? |Mr\.? |Ms\.? |Mrs\.? )?[A-Z][a-z]+(?: [A-Z][a-z]+)+"
     ),
-    "contact": re.compile(
-        r"\+?\d[\d ()/-]{6,}\d|[\w.+-]+@[\w-]+\.[\w.]+|\bhttps?://|\bwww\.", re.IGNORECASE
-    ),
+    "contact": re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+|\bhttps?://|\bwww\.", re.IGNORECASE),
 }
 
 # What the question asks for, tried in order; the first rule that matches decides.
 _ASKS: tuple[tuple[re.Pattern[str], tuple[AnswerKind, ...]], ...] = (
-    (
-        re.compile(
-            r"\b(?:phone|telephone)(?: number)?\b|\be-?mail(?: address)?\b|\bwebsite\b|\burl\b",
-            re.IGNORECASE,
-        ),
-        ("contact",),
-    ),
+    (re.compile(r"\b(?:phone|telephone|fax)(?: number)?\b", re.IGNORECASE), ("phone",)),
+    (re.compile(r"\be-?mail(?: address)?\b|\bwebsite\b|\burl\b", re.IGNORECASE), ("contact",)),
     (re.compile(r"\bwhat percentage\b|\bwhat share\b|\bpercent\b", re.IGNORECASE), ("percent",)),
     (
         re.compile(
@@ -99,6 +106,19 @@ _ASKS: tuple[tuple[re.Pattern[str], tuple[AnswerKind, ...]], ...] = (
         re.compile(r"^\W*(?:who|whom|whose)\b|\bwho (?:is|are|was|manages|runs)\b", re.IGNORECASE),
         ("name",),
     ),
+    (re.compile(r"\bhow heavy\b|\bweigh(?:s|t)?\b", re.IGNORECASE), ("weight",)),
+    (
+        re.compile(
+            r"\bhow (?:tall|high|far|deep|wide|close)\b|\b(?:height|width|depth|distance|range)\b",
+            re.IGNORECASE,
+        ),
+        ("length",),
+    ),
+    (re.compile(r"\bhow loud\b|\bnoise level\b|\bdecibels?\b", re.IGNORECASE), ("loudness",)),
+    (re.compile(r"\bhow much power\b|\bwatts?\b|\bwattage\b", re.IGNORECASE), ("power",)),
+    (re.compile(r"\b(?:internet )?data\b|\bstorage\b", re.IGNORECASE), ("data",)),
+    (re.compile(r"\bspeed limit\b|\bhow fast\b", re.IGNORECASE), ("speed",)),
+    (re.compile(r"\bbrightness\b|\blight output\b|\blumens?\b", re.IGNORECASE), ("brightness",)),
     (
         re.compile(
             r"\bhow (?:many|much|heavy|tall|high|far|loud|deep|big|wide|fast|old|large|small)\b|"
@@ -109,6 +129,18 @@ _ASKS: tuple[tuple[re.Pattern[str], tuple[AnswerKind, ...]], ...] = (
         ("quantity",),
     ),
 )
+
+
+_PHONE = re.compile(r"(?<![\w.:/])\+?\(?\d[\d ()/-]{6,}\d(?![\w.:/])")
+_YEARS = re.compile(r"^(?:1[5-9]|20)\d\d\s*[-/]\s*(?:1[5-9]|20)\d\d$")
+
+
+def _has_phone_number(text: str) -> bool:
+    """A run of at least 8 digits in the shape of a phone number (not a range of years)."""
+    return any(
+        sum(ch.isdigit() for ch in m.group()) >= 8 and not _YEARS.match(m.group())
+        for m in _PHONE.finditer(text)
+    )
 
 
 def expected_kinds(question: str) -> tuple[AnswerKind, ...]:
@@ -122,7 +154,13 @@ def expected_kinds(question: str) -> tuple[AnswerKind, ...]:
 
 def holds_kind(sentence: str, kind: AnswerKind) -> bool:
     """Whether `sentence` states a fact of `kind` (citation markers ignored)."""
-    return _HOLDS[kind].search(strip_markers(sentence)) is not None
+    text = strip_markers(sentence)
+    if kind == "phone" or (kind == "contact" and _has_phone_number(text)):
+        return _has_phone_number(text)
+    units = _MEASURES.get(kind)
+    if units is not None:
+        return any(q.unit in units for q in quantities(text))
+    return _HOLDS[kind].search(text) is not None
 
 
 def holds_any(sentence: str, kinds: tuple[AnswerKind, ...]) -> bool:

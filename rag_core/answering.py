@@ -24,6 +24,7 @@ from rag_core.extractive import (
     does_not_answer,
     extractive_answer,
     is_factoid,
+    polar_lead,
 )
 from rag_core.grounding import (
     UNSUPPORTED_VERDICT,
@@ -354,7 +355,8 @@ class Answerer:
             yield from self.finish(self.done(lead=text, raw_answer=raw, sentences=replaced,
                                              refused=True, mode="refused", **extra))  # fmt: skip
             return
-        lead_text = QUOTED_LEAD
+        polar = polar_lead(self.retrieved.question, quoted[0].text)
+        lead_text = f"{polar} {QUOTED_LEAD}" if polar else QUOTED_LEAD
         numbered = tuple(replace(c, index=len(replaced) + i) for i, c in enumerate(quoted))
         if fallback is None:
             yield Token(render_answer(lead_text, numbered))

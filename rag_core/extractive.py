@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from rag_core.answer_types import AnswerKind, expected_kinds, holds_any
 from rag_core.grounding import Evidence, PassageSentence, cosine
+from rag_core.prompting import strip_markers
 from rag_core.quantities import quantities
 from rag_core.stores.tokenize import tokenize
 from rag_core.text import REQUEST_WORDS
@@ -131,7 +132,12 @@ def choose_sentences(
 ) -> list[Scored]:
     """The sentences that answer `question`, most relevant first: the best one, and a second only
     when it scores nearly as well (a factoid gets its fact, not a paragraph)."""
-    ranked = [s for s in score_sentences(question, evidence) if s.score >= min_score]
+    kinds = expected_kinds(question)
+    ranked = [
+        s
+        for s in score_sentences(question, evidence)
+        if s.score >= min_score and (s.holds_kind or not kinds)  # the fact asked for, or nothing
+    ]
     if not ranked:
         return []
     chosen = [ranked[0]]
@@ -161,6 +167,24 @@ def extractive_answer(
             )
         )
     return checks
+
+
+_POLAR = re.compile(
+    r"^\W*(?:can|could|may|might|is|are|was|were|do|does|did|should|must|will|would|am|has|"
+    r"have|shall)\b",
+    re.IGNORECASE,
+)
+_NEGATION = re.compile(
+    r"\b(?:not|no|never|cannot|nor|none|neither|forbidden|prohibited)\b|n't\b", re.IGNORECASE
+)
+
+
+def polar_lead(question: str, sentence: str) -> str:
+    """ "No." before a quoted answer to a yes/no question whose quoted sentence says no (a
+    deterministic rephrasing: the words after it are the document's own)."""
+    if _POLAR.match(question) and _NEGATION.search(strip_markers(sentence)):
+        return "No."
+    return ""
 
 
 def does_not_answer(question: str, sentence: str) -> bool:

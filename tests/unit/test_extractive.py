@@ -39,7 +39,9 @@ def evidence(question: str, *texts: str) -> Evidence:
     [
         ("How long does the battery last at medium brightness?", ("duration",)),
         ("What does the Aerio T5 cost now?", ("money", "percent")),
-        ("What is the phone number of customer care?", ("contact",)),
+        ("What is the phone number of customer care?", ("phone",)),
+        ("How heavy is the lamp?", ("weight",)),
+        ("How tall is the tower fan?", ("length",)),
         ("Who manages the field station?", ("name",)),
         ("What is the heaviest parcel they accept?", ("quantity",)),
         ("By what date must leave be used?", ("date",)),
@@ -59,7 +61,10 @@ def test_holds_kind_reads_units_currencies_and_dates() -> None:
     assert not holds_kind("Parking is available for three hours.", "money")
     assert holds_kind("Leave must be used by 31 March.", "date")
     assert holds_kind("Visiting hours are 14:00 to 20:00.", "time")
-    assert holds_kind("Call +44 20 7946 0958 any day.", "contact")
+    assert holds_kind("Call +44 20 7946 0958 any day.", "phone")
+    assert not holds_kind("Write to care@orvella.example.", "phone")
+    assert not holds_kind("Open 2024 - 2025.", "phone")
+    assert holds_kind("Weight: 1.4 kg", "weight") and not holds_kind("Weight: 14 cm", "weight")
     assert not holds_kind("The station has a radio [1].", "quantity")  # a marker is no number
 
 
@@ -107,3 +112,17 @@ def test_does_not_answer_and_is_factoid() -> None:
     assert not does_not_answer("Can I bring my dog?", "Dogs are not allowed.")
     assert is_factoid("How long is the warranty?")
     assert not is_factoid("How do I reset the lamp?")
+
+
+def test_a_yes_no_question_answered_by_a_negation_leads_with_no() -> None:
+    from rag_core.extractive import polar_lead
+
+    assert polar_lead("Can I bring my dog?", "Pets are not allowed at the station. [1]") == "No."
+    assert polar_lead("Can I bring my dog?", "Dogs are welcome on a lead. [1]") == ""
+    assert polar_lead("How long is the warranty?", "It is not transferable. [1]") == ""
+
+
+def test_only_sentences_with_the_asked_kind_are_quoted() -> None:
+    q = "What is the phone number of Northwind?"
+    ev = evidence(q, "Northwind answers by e-mail at care@northwind.example. Write any day.")
+    assert extractive_answer(q, ev, min_score=-1) == []

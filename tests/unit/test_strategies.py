@@ -24,7 +24,7 @@ QUESTION = "How long does the Lumen L2 run at medium brightness?"
 
 def engine_with(tmp_path: Path, reply: str, **settings: object) -> Engine:
     engine = fake_engine(
-        Settings(home=tmp_path / "home", refusal_threshold=0.0, **settings),  # type: ignore[arg-type]
+        Settings(home=tmp_path / "home", **{"refusal_threshold": 0.0, **settings}),  # type: ignore[arg-type]
         generator=FakeGenerator(reply),
     )
     engine.ingest_bytes(MANUAL.encode(), "lumen.md")
@@ -116,3 +116,14 @@ def test_rag_decodings_need_token_probabilities(tmp_path: Path, strategy: str) -
     engine.generator = OpenAICompatGenerator("http://127.0.0.1:9/v1", "some-model")
     with pytest.raises(InvalidOptionError, match=rf"'{strategy}'.*token probabilities"):
         engine.options(strategy=strategy)
+
+
+def test_a_sentence_holding_the_asked_fact_overrides_the_gate(tmp_path: Path) -> None:
+    strict = {"refusal_threshold": 5.0}  # the retrieval gate refuses everything
+    engine = engine_with(tmp_path / "a", "", **strict)
+    assert not engine.retrieve(QUESTION, (), engine.options()).refused
+    off = engine_with(tmp_path / "b", "", gate_override_score=0.0, **strict)
+    assert off.retrieve(QUESTION, (), off.options()).refused
+    # nothing of the asked kind (a phone number) in the documents: the gate's refusal stands
+    asked = "What is the phone number of Northwind Lighting?"
+    assert engine.retrieve(asked, (), engine.options()).refused
