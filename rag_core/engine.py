@@ -20,8 +20,8 @@ from rag_core.config import Settings
 from rag_core.db.insights import DEFAULT_DAYS, Insights, LogInsights
 from rag_core.db.log import ConversationLog
 from rag_core.db.registry import DocumentRegistry
-from rag_core.errors import PermissionDeniedError
-from rag_core.grounding import GateModel, gate_features
+from rag_core.errors import ConfigError, InvalidOptionError, PermissionDeniedError
+from rag_core.grounding import Evidence, GateModel, gate_features
 from rag_core.ingest.pipeline import OPERATOR, IngestPipeline, IngestSource, Progress
 from rag_core.protocols import Embedder, KeywordIndex, VectorStore
 from rag_core.protocols import Generator as TextGenerator
@@ -34,6 +34,7 @@ from rag_core.types import (
     DocumentRecord,
     Done,
     Event,
+    Hit,
     IngestResult,
     Logged,
     Retrieved,
@@ -160,8 +161,17 @@ class Engine:
     # -- answering ----------------------------------------------------------------------------
 
     def options(self, **overrides: Any) -> AnswerOptions:
-        """The settings' answer options with a request's overrides (None keeps a setting)."""
-        return self.settings.answer_options(**overrides)
+        """The settings' answer options with a request's overrides (None keeps a setting). A RAG
+        decoding asked of a generator without token probabilities is refused here, by name."""
+        options = self.settings.answer_options(**overrides)
+        if options.strategy in ("rag-token", "rag-sequence"):
+            from rag_core.generators.rag_decoding import require_token_probabilities
+
+            try:
+                require_token_probabilities(self.generator, options.strategy)
+            except ConfigError as exc:
+                raise InvalidOptionError(str(exc)) from exc
+        return options
 
     def retrieve(
         self,
@@ -189,8 +199,24 @@ class Engine:
             features = gate_features(hits, result.top_dense, self.retriever.term_stats(query))
             gate = GateModel.from_weights(s.refusal_gate).score(features)
         refused = not hits or gate < s.refusal_threshold
+        if refused and hits and s.gate_override_score > 0:
+            refused = not self._holds_the_answer(question, hits)
         elapsed = (time.perf_counter() - started) * 1000
         return Retrieved(question, query, hits, refused, round(gate, 4), features, elapsed)
+
+    def _holds_the_answer(self, question: str, hits: Sequence[Hit]) -> bool:
+        """The answer-level check that overrides the gate: a passage sentence holds a fact of
+        the kind the question asks for (a duration, an amount, ...) and scores as an answer at
+        least `gate_override_score`. The gate reads the question's words; a question worded
+        unlike its documents ("how heavy" for "Weight: 1.4 kg") is answered all the same."""
+        from rag_core.extractive import score_sentences
+
+        ranked = score_sentences(question, Evidence(question, hits, self.embedder))
+        return (
+            bool(ranked)
+            and ranked[0].holds_kind
+            and (ranked[0].score >= self.settings.gate_override_score)
+        )
 
     def answer(
         self,
@@ -293,6 +319,7 @@ def _option_snapshot(options: AnswerOptions) -> dict[str, Any]:
         "top_k": options.top_k,
         "max_new_tokens": options.max_new_tokens,
         "answer_mode": options.answer_mode,
+        "answer_strategy": options.strategy,
         "grounding": options.grounding,
     }
 

@@ -50,6 +50,37 @@ _COMMON_CAPS = FUNCTION_WORDS | frozenset(
 )
 
 
+_ROW_LINE = re.compile(r"^\s*(?:\|.*\||[-*•]\s|\d{1,2}[.)]\s|\(?[a-z]\)\s|#)")
+
+
+def line_units(text: str) -> list[tuple[int, int]]:
+    """Sentence spans of a passage, further cut at line breaks that end a unit on their own: a
+    table row, a list item or numbered clause, a heading, or a line after one that ends with
+    sentence punctuation or a colon. Lines of a wrapped paragraph stay one sentence."""
+    units: list[tuple[int, int]] = []
+    for start, end in split_sentences(text):
+        piece_start = start
+        lines = text[start:end].split("\n")
+        offset = start
+        for k, line in enumerate(lines[:-1]):
+            offset += len(line) + 1
+            following = lines[k + 1]
+            bare = line.strip()
+            cut = (
+                not bare
+                or bare[-1] in ".:;!?|"
+                or _ROW_LINE.match(line) is not None
+                or _ROW_LINE.match(following) is not None
+                or (len(bare) < 45 and following[:1].isupper())
+            )
+            if cut and text[piece_start:offset].strip():
+                units.append((piece_start, offset - 1))
+                piece_start = offset
+        if text[piece_start:end].strip():
+            units.append((piece_start, end))
+    return units
+
+
 @dataclass(frozen=True)
 class PassageSentence:
     passage: int  # 1-based passage number [n]
@@ -79,7 +110,7 @@ class Evidence:
             self._passage_context.append(
                 _norm(" ".join((chunk.document_name, *chunk.heading_path)))
             )
-            for start, end in split_sentences(text):
+            for start, end in line_units(text):
                 piece = text[start:end].strip()
                 if len(piece) >= 3:
                     self.sentences.append(PassageSentence(n, start, end, piece))
@@ -92,6 +123,10 @@ class Evidence:
             texts = [s.text for s in self.sentences]
             self._vectors = self.embedder.embed_documents(texts) if texts else []
         return self._vectors
+
+    def sentence_tokens(self, i: int) -> set[str]:
+        """The BM25 terms of passage sentence i."""
+        return self._tokens[i]
 
     def quantities_of(self, i: int) -> list[Quantity]:
         """The quantities of passage sentence i (computed once)."""
@@ -119,7 +154,8 @@ def _norm(text: str) -> str:
     return " ".join(re.sub(r"[^\w%.:/-]+", " ", text.lower()).split())
 
 
-def _cos(a: Sequence[float], b: Sequence[float]) -> float:
+def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    """Cosine similarity of two vectors (0 when either is zero)."""
     dot = sum(x * y for x, y in zip(a, b, strict=False))
     na = math.sqrt(sum(x * x for x in a))
     nb = math.sqrt(sum(y * y for y in b))
@@ -226,7 +262,7 @@ def best_support(
     vectors = evidence.vectors
     sentences = evidence.sentences
     for i, ps in enumerate(sentences):
-        cos = _cos(vector, vectors[i])
+        cos = cosine(vector, vectors[i])
         members = [i]
         if i > 0 and sentences[i - 1].passage == ps.passage:
             members.append(i - 1)
@@ -393,93 +429,6 @@ def citations_for(checks: Sequence[SentenceCheck], hits: Sequence[Hit]) -> tuple
             support_end=start + len(c.support) if c.support and start >= 0 else None,
         )
     return tuple(out[n] for n in sorted(out))
-
-
-_DURATION = re.compile(
-    r"\b\d[\d.,]*\s*(?:-\s*\d+\s*)?(?:seconds?|minutes?|hours?|days?|weeks?|months?|years?|"
-    r"ms|s|h|min|hrs?)\b",
-    re.IGNORECASE,
-)
-_DATE = re.compile(
-    r"\b(?:1[5-9]|20)\d\d\b|\b(?:january|february|march|april|may|june|july|august|"
-    r"september|october|november|december)\b",
-    re.IGNORECASE,
-)
-_ANSWER_TYPES = (
-    (re.compile(r"^\s*(how long|how often|how soon)\b", re.IGNORECASE), _DURATION),
-    (
-        re.compile(
-            r"^\s*(how many|how much|what percentage|what is the (size|number|price|cost))\b",
-            re.IGNORECASE,
-        ),
-        _NUMBER,
-    ),
-    (re.compile(r"^\s*(when|what year|what date|in which year)\b", re.IGNORECASE), _DATE),
-)
-
-
-_OPEN_ENDED = re.compile(
-    r"^\s*(how\s+(do|does|can|could|should|would|to)\b|why\b|explain\b|describe\b|"
-    r"what\s+(are|were)\s+the\s+(steps|ways|differences|options|reasons)\b|list\b|"
-    r"tell\s+me\s+about\b|what\s+is\s+the\s+difference\b|compare\b)",
-    re.IGNORECASE,
-)
-MAX_FACTOID_SENTENCES = 2
-
-
-def is_factoid(question: str) -> bool:
-    """A question after one fact (how long, when, who, is it allowed, ...), answered in at most
-    MAX_FACTOID_SENTENCES sentences; not one that asks how to do something or why."""
-    return _OPEN_ENDED.search(question) is None
-
-
-def answer_type_bonus(question: str, sentence: str) -> float:
-    """0.1 when the question asks for a kind of fact (a duration, a number, a date) that the
-    sentence contains: a sentence that can answer beats one that only shares the topic."""
-    for asks, has in _ANSWER_TYPES:
-        if asks.search(question):
-            return 0.1 if has.search(sentence) else 0.0
-    return 0.0
-
-
-def extractive_answer(
-    question: str,
-    evidence: Evidence,
-    *,
-    max_sentences: int = 2,
-    min_score: float = 0.35,
-) -> list[SentenceCheck]:
-    """The passage sentences that best answer the question, quoted with their markers.
-
-    Computed without the generator: similarity of each passage sentence to the question (meaning)
-    plus overlap of the question's words, favouring higher-ranked passages slightly.
-    """
-    if not evidence.sentences:
-        return []
-    qv = evidence.embedder.embed_query(question)
-    q_tokens = set(tokenize(question))
-    scored = []
-    for i, ps in enumerate(evidence.sentences):
-        cos = _cos(qv, evidence.vectors[i])
-        lex = len(q_tokens & evidence._tokens[i]) / len(q_tokens) if q_tokens else 0.0
-        score = (
-            0.7 * cos + 0.3 * lex + answer_type_bonus(question, ps.text) - 0.01 * (ps.passage - 1)
-        )
-        scored.append((score, i))
-    scored.sort(reverse=True)
-    chosen = [(s, i) for s, i in scored[:max_sentences] if s >= min_score]
-    if chosen and len(chosen) > 1 and chosen[1][0] < chosen[0][0] - 0.15:
-        chosen = chosen[:1]
-    checks = []
-    for index, (score, i) in enumerate(chosen):  # the most relevant first
-        ps = evidence.sentences[i]
-        text = " ".join(ps.text.split())
-        checks.append(
-            SentenceCheck(
-                index, f"{text} [{ps.passage}]", True, round(score, 4), ps.passage, ps.text
-            )
-        )
-    return checks
 
 
 GATE_FEATURES = ("top_dense", "coverage", "known")

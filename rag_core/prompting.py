@@ -67,3 +67,28 @@ def is_not_found(text: str) -> bool:
     """True when the generator said the passages do not contain the answer."""
     flat = " ".join(text.upper().split())
     return flat.startswith(NOT_FOUND) or flat.rstrip(".! ") == NOT_FOUND
+
+
+PHRASE_PROMPT = (
+    "Answer the question in one short sentence, using only the facts given. "
+    "Copy numbers, units, dates and names exactly as they are written in the facts. "
+    "End the sentence with the fact's number, as [1]."
+)
+# One worked example: a small model copies the form of an answer better than it follows rules.
+_PHRASE_EXAMPLE = (
+    "Facts:\n[2] The K7 kettle is covered by a two-year warranty from the date of purchase.\n\n"
+    "Question: How long is the warranty on the K7 kettle?",
+    "The K7 kettle has a two-year warranty from the date of purchase [2].",
+)
+
+
+def build_phrase_messages(question: str, facts: Sequence[tuple[int, str]]) -> list[Message]:
+    """The prompt of extract-then-phrase: the chosen passage sentences, each with its passage
+    number, and the question; the answer is one sentence built from them."""
+    lines = "\n".join(f"[{n}] {' '.join(text.split())}" for n, text in facts)
+    return [
+        Message("system", PHRASE_PROMPT),
+        Message("user", _PHRASE_EXAMPLE[0]),
+        Message("assistant", _PHRASE_EXAMPLE[1]),
+        Message("user", f"Facts:\n{lines}\n\nQuestion: {question.strip()}"),
+    ]

@@ -51,6 +51,8 @@ _UNITS: dict[str, tuple[str, ...]] = {
     "v": ("v", "volt", "volts"),
     "mah": ("mah",),
     "rpm": ("rpm",),
+    "db": ("db", "db(a)", "dba", "decibel", "decibels"),
+    "lumen": ("lm", "lumen", "lumens"),
     "bar": ("bar",),
     "kpa": ("kpa",),
     "gb": ("gb", "gigabyte", "gigabytes"),

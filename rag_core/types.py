@@ -10,6 +10,9 @@ from typing import Any, Literal
 DocType = Literal["pdf", "docx", "html", "markdown", "text"]
 RetrievalMode = Literal["hybrid", "dense", "bm25"]
 AnswerMode = Literal["generate", "extractive"]
+# How the answer is made from the passages (docs/ANSWERS.md): one prompt with every passage, quotes
+# only, quotes phrased by the generator, or the RAG paper's per-passage decodings.
+AnswerStrategy = Literal["concat", "extractive", "extract-then-phrase", "rag-token", "rag-sequence"]
 GroundingPolicy = Literal["mark", "remove", "off"]
 Role = Literal["system", "user", "assistant"]
 # What became of an answer sentence: shown as supported fact, shown marked as not in the
@@ -144,8 +147,13 @@ class AnswerOptions:
     mode: RetrievalMode = "hybrid"
     top_k: int = 5
     max_new_tokens: int = 160
-    answer_mode: AnswerMode = "generate"
+    strategy: AnswerStrategy = "concat"
     grounding: GroundingPolicy = "mark"
+
+    @property
+    def answer_mode(self) -> AnswerMode:
+        """'extractive' for quotes only, else 'generate' (the older, coarser setting)."""
+        return "extractive" if self.strategy == "extractive" else "generate"
 
 
 @dataclass(frozen=True)
@@ -210,6 +218,15 @@ class SentenceChecked:
 
 
 @dataclass(frozen=True)
+class Released:
+    """Event: checked answer text, safe to hand a client as the answer. Released pieces, joined,
+    are exactly Done.answer: a sentence is released once its check passes (and only after the
+    first supported sentence, since a fallback replaces what came before)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class Timings:
     retrieval_ms: float = 0.0
     first_token_ms: float | None = None
@@ -239,6 +256,10 @@ class Done:
     error: str | None = None
     lead: str = ""  # text before the sentences: a refusal, or what a quoted answer is
     gate_score: float | None = None  # the refusal gate's score (None: nothing was retrieved)
+    strategy: str = ""  # the answer strategy that ran (AnswerStrategy)
+    # RAG-Token / RAG-Sequence: p(z|x) and p(z|x,answer) per passage, in passage order
+    prior: tuple[float, ...] = ()
+    posterior: tuple[float, ...] = ()
 
     @property
     def shown(self) -> tuple[SentenceCheck, ...]:
@@ -254,7 +275,7 @@ class Logged:
     turn_id: int
 
 
-Event = Retrieved | Token | SentenceChecked | Done | Logged
+Event = Retrieved | Token | SentenceChecked | Released | Done | Logged
 
 
 @dataclass(frozen=True)

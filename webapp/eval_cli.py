@@ -32,6 +32,7 @@ from rag_core.evaluation import (
     RetrievalScores,
     best_threshold,
     calibrate_gate,
+    checker_judge,
     evaluate_answers,
     evaluate_retrieval,
     index_corpus,
@@ -53,7 +54,7 @@ INDEX_FORMAT = 1
 STAMP = ".ragchat-eval-index"  # written first: the folder is ours and may be rebuilt
 MARKER = "index-complete.json"  # written last: the index is complete
 MODES: tuple[RetrievalMode, ...] = ("hybrid", "dense", "bm25")
-STRATEGIES = ("concat", "extractive")
+STRATEGIES = ("concat", "extractive", "extract-then-phrase", "rag-token", "rag-sequence")
 # code whose changes alter what an index holds: a change rebuilds the cached index
 _INDEX_CODE = (
     "ingest/loaders",
@@ -444,6 +445,8 @@ def _unanswerable(args: argparse.Namespace) -> list[str]:
 _ANSWER_ROWS = (
     ("citation_precision", "citation precision"),
     ("answers_with_correct_citation", "answers with >= 1 correct citation"),
+    ("alce_citation_recall", "ALCE citation recall (sentences)"),
+    ("alce_citation_precision", "ALCE citation precision (citations)"),
     ("supported_sentence_rate", "supported-sentence rate (shown sentences)"),
     ("unflagged_unsupported_rate", "unflagged-unsupported rate (answers)"),
     ("refusal_rate_answerable", "refusal rate on answerable"),
@@ -474,6 +477,7 @@ def cmd_answers(args: argparse.Namespace, settings: Settings) -> int:
             policies,
             documents=cmap,
             progress=_progress("answers"),
+            judge=checker_judge(engine.embedder, settings.support_threshold),
         )
     finally:
         _close(engine)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from rag_core.config import Settings
 from rag_core.embedders.sentence_transformers import resolve_precision
-from rag_core.errors import UserError
+from rag_core.errors import InvalidOptionError, UserError
 from rag_core.evaluation import spread
 from webapp import eval_cli
 from webapp.eval_cli import (
@@ -103,7 +104,8 @@ def cmd_facts(args: argparse.Namespace, settings: Settings) -> int:
     questions = spread(list(facts.questions), args.limit)
     engine = open_files_index(args, settings, f"facts-{facts.root.name}", facts.documents)
     try:
-        chosen = [(n, _strategy_options(engine, n)) for n in names]
+        chosen = _chosen(engine, names, every=args.strategy == "all")
+        names = [n for n, _ in chosen]
         records = evaluate_facts(engine, questions, chosen, _progress("answers"))
     finally:
         _close(engine)
@@ -134,5 +136,15 @@ def cmd_facts(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _strategy_options(engine: Engine, strategy: str) -> Any:
-    return engine.options(answer_mode="extractive" if strategy == "extractive" else "generate")
+def _chosen(engine: Engine, names: Sequence[str], *, every: bool) -> list[tuple[str, Any]]:
+    """Each strategy's options; with `all`, one this generator cannot run is skipped, and said
+    so (a RAG decoding on a generator without token probabilities)."""
+    chosen = []
+    for name in names:
+        try:
+            chosen.append((name, engine.options(strategy=name)))
+        except InvalidOptionError as exc:
+            if not every:
+                raise
+            print(f"skipped {name}: {exc}", file=sys.stderr)
+    return chosen

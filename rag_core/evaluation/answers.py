@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rag_core.evaluation.corpus import CorpusMap, Progress
 from rag_core.evaluation.metrics import percentile, ratio
-from rag_core.types import Done, Retrieved, SentenceCheck, Token
+from rag_core.prompting import markers_in, strip_markers
+from rag_core.protocols import Embedder
+from rag_core.types import Done, Hit, Retrieved, SentenceCheck, Token
 
 if TYPE_CHECKING:
     from rag_core.engine import Engine
@@ -33,6 +35,52 @@ class AnswerRecord:
     unflagged_unsupported: int  # unsupported sentences shown without UNSUPPORTED_MARK
     first_token_ms: float | None
     answer: str
+    # ALCE (Gao et al. 2023): sentences whose citations together support them, and citations
+    # that are needed (support alone, or the others do not without them)
+    alce_supported: int = 0
+    alce_sentences: int = 0
+    alce_needed: int = 0
+    alce_citations: int = 0
+
+
+Judge = Callable[[str, str, Sequence[Hit]], bool]
+
+
+def checker_judge(embedder: Embedder, threshold: float) -> Judge:
+    """Whether `passages` support a sentence, by ragchat's sentence check run on those passages
+    alone (numbers with units and roles, names, meaning and words): the judge ALCE leaves to an
+    NLI model, which this offline stack does not ship."""
+    from rag_core.grounding import Evidence, check_sentences
+
+    def judge(question: str, sentence: str, passages: Sequence[Hit]) -> bool:
+        if not passages:
+            return False
+        evidence = Evidence(question, passages, embedder)
+        [check] = check_sentences([sentence], evidence, threshold=threshold)
+        return check.supported
+
+    return judge
+
+
+def alce_counts(done: Done, judge: Judge) -> tuple[int, int, int, int]:
+    """(sentences supported by their citations, sentences, needed citations, citations) over
+    the answer's shown claim sentences, as ALCE's citation recall and precision count them."""
+    supported = sentences = needed = citations = 0
+    for check in done.shown:
+        if not check.claim:
+            continue
+        sentences += 1
+        cited = [n for n in markers_in(check.text) if 1 <= n <= len(done.hits)]
+        claim = strip_markers(check.text)
+        together = judge(done.question, claim, [done.hits[n - 1] for n in cited])
+        supported += together
+        for n in cited:
+            citations += 1
+            alone = judge(done.question, claim, [done.hits[n - 1]])
+            rest = [done.hits[m - 1] for m in cited if m != n]
+            # ALCE: irrelevant when it does not support alone and the rest support without it
+            needed += alone or not (together and rest and judge(done.question, claim, rest))
+    return supported, sentences, needed, citations
 
 
 def shown_sentences(done: Done) -> tuple[list[SentenceCheck], int]:
@@ -50,11 +98,13 @@ def answer_record(
     documents: CorpusMap,
     first_token_ms: float | None,
     gate: float | None = None,
+    judge: Judge | None = None,
 ) -> AnswerRecord:
     """Score one Done: `relevant` is the set of relevant corpus ids, None for unanswerable."""
     good = set(relevant or ())
     correct = sum(1 for c in done.citations if good & set(documents.doc_ids(c.chunk)))
     shown, bad = shown_sentences(done)
+    alce = alce_counts(done, judge) if judge is not None and not done.refused else (0, 0, 0, 0)
     return AnswerRecord(
         question=done.question,
         answerable=relevant is not None,
@@ -70,6 +120,10 @@ def answer_record(
         unflagged_unsupported=bad,
         first_token_ms=first_token_ms,
         answer=done.answer,
+        alce_supported=alce[0],
+        alce_sentences=alce[1],
+        alce_needed=alce[2],
+        alce_citations=alce[3],
     )
 
 
@@ -100,6 +154,7 @@ def evaluate_answers(
     *,
     documents: CorpusMap,
     progress: Progress | None = None,
+    judge: Judge | None = None,
 ) -> list[AnswerRecord]:
     """Answer each (question, relevant ids or None if unanswerable) under each grounding policy."""
     records = []
@@ -115,6 +170,7 @@ def evaluate_answers(
                     documents=documents,
                     first_token_ms=first,
                     gate=gate,
+                    judge=judge,
                 )
             )
             if progress:
@@ -131,6 +187,8 @@ class AnswerScores:
     unanswerable: int
     citation_precision: float | None  # citations into a relevant document / all citations
     answers_with_correct_citation: float | None  # over answerable questions
+    alce_citation_recall: float | None  # shown sentences their citations support
+    alce_citation_precision: float | None  # citations that are needed
     supported_sentence_rate: float | None  # shown claim sentences that are supported
     unflagged_unsupported_rate: float | None  # shown answers with an unmarked unsupported sentence
     refusal_rate_answerable: float | None
@@ -157,6 +215,12 @@ def summarize_answers(records: Sequence[AnswerRecord], grounding: str) -> Answer
             sum(r.correct_citations for r in ans), sum(r.citations for r in ans)
         ),
         answers_with_correct_citation=ratio(sum(r.correct_citations > 0 for r in ans), len(ans)),
+        alce_citation_recall=ratio(
+            sum(r.alce_supported for r in shown), sum(r.alce_sentences for r in shown)
+        ),
+        alce_citation_precision=ratio(
+            sum(r.alce_needed for r in shown), sum(r.alce_citations for r in shown)
+        ),
         supported_sentence_rate=ratio(
             sum(r.shown_supported for r in shown), sum(r.shown_sentences for r in shown)
         ),

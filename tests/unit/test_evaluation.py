@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -430,3 +431,33 @@ def test_calibrate_gate_cross_validates_on_held_out_folds() -> None:
     assert cal.cross_validated.refused_unanswerable == 29
     with pytest.raises(UserError, match="at least 5"):
         calibrate_gate(answerable[:3], unanswerable, folds=5)
+
+
+def test_alce_counts_recall_and_needed_citations() -> None:
+    """ALCE: a sentence counts when its citations together support it; a citation is not
+    needed when it does not support alone and the others support without it."""
+    from rag_core.evaluation import alce_counts
+    from rag_core.types import Chunk, Done, Hit, SentenceCheck, Timings
+
+    texts = ["The pump runs at 40 rpm.", "The pump is blue.", "Unrelated text."]
+    hits = tuple(
+        Hit(Chunk(f"c{i}", f"d{i}", f"d{i}.md", "v", 0, t, 0, len(t)), i + 1, 1.0)
+        for i, t in enumerate(texts)
+    )
+
+    def judge(question: str, sentence: str, passages: Sequence[Hit]) -> bool:
+        words = set(sentence.lower().rstrip(".").split()) - {"the", "pump", "is", "at", "runs"}
+        held = set(" ".join(p.chunk.text.lower().rstrip(".") for p in passages).split())
+        return bool(passages) and words <= held
+
+    sentences = (
+        SentenceCheck(0, "The pump runs at 40 rpm. [1][3]", True, 1.0, 1),  # [3] not needed
+        SentenceCheck(1, "The pump is blue. [2]", True, 1.0, 2),
+        SentenceCheck(2, "The pump is green. [2]", True, 1.0, 2),  # unsupported
+    )
+    done = Done(
+        question="q", query="q", answer="", raw_answer="", citations=(), hits=hits,
+        sentences=sentences, refused=False, mode="generated", status="complete",
+        timings=Timings(),
+    )  # fmt: skip
+    assert alce_counts(done, judge) == (2, 3, 3, 4)

@@ -5,7 +5,6 @@ from rag_core.grounding import (
     Evidence,
     check_sentences,
     citations_for,
-    extractive_answer,
     render_answer,
     salient_terms,
     split_answer,
@@ -123,29 +122,11 @@ def test_split_answer_keeps_markers_with_their_sentence() -> None:
     assert parts == ["Refunds take 30 days. [1]", "Monthly plans are not refundable [1].", "Done"]
 
 
-def test_extractive_answer_quotes_the_best_sentence() -> None:
-    ev = evidence("Within how many days can annual plans be refunded?")
-    checks = extractive_answer(
-        "Within how many days can annual plans be refunded?", ev, min_score=0.2
-    )
-    assert checks and checks[0].citation == 1 and "30 days" in checks[0].text
-    assert extractive_answer("xylophone quasar?", ev, min_score=0.2) == []
-
-
 def test_fragments_without_a_claim_are_not_supported_claims() -> None:
     ev = evidence("How do I print in Python?")
     checks = check_sentences(["```python [2]", "This will output: [1]"], ev, threshold=0.6)
     assert [c.claim for c in checks] == [False, False]
     assert render_answer("", checks) == ""
-
-
-def test_answer_type_bonus_prefers_sentences_with_the_asked_kind_of_fact() -> None:
-    from rag_core.grounding import answer_type_bonus
-
-    assert answer_type_bonus("How long does it last?", "It runs for about 14 hours.") == 0.1
-    assert answer_type_bonus("How long does it last?", "It has a 4000 mAh battery.") == 0.0
-    assert answer_type_bonus("When was it built?", "It was built in 2011.") == 0.1
-    assert answer_type_bonus("Who built it?", "It was built in 2011.") == 0.0
 
 
 BILLING = (

@@ -22,7 +22,5 @@ Turns and answers become JSON through webapp/serialize.py, as in the CLI and the
 """
 
 from webapp.api.app import create_app
-from webapp.api.streaming import CHECKED_HEADER
-from webapp.api.streaming import stream_tail as _stream_tail  # its name before the split
 
-__all__ = ["CHECKED_HEADER", "_stream_tail", "create_app"]
+__all__ = ["create_app"]

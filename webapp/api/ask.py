@@ -11,7 +11,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import StreamingResponse
 
 from rag_core.errors import RagError, UserError
-from rag_core.types import Logged, Retrieved, SentenceChecked, Token
+from rag_core.types import Logged, Released, Retrieved, SentenceChecked, Token
 from webapp import serialize
 from webapp.api.deps import AnswerLimiter, ApiState, State, User
 from webapp.api.errors import ERRORS, unprocessable
@@ -24,15 +24,19 @@ router = APIRouter(tags=["ask"], responses=ERRORS)
 
 STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": "server-sent events: `retrieved` (passages), `token` (new text), "
-        "`sentence` (a checked sentence), then `done` (answer, citations, turn_id) or `error`",
+        "description": "server-sent events: `retrieved` (passages), `token` (the live draft, "
+        "unchecked), `sentence` (a checked sentence), `released` (checked answer text: joined, "
+        "the `released` texts are the answer), then `done` (answer, citations, turn_id) or "
+        "`error`",
         "content": {"text/event-stream": {}},
     },
 }
 
 
 def _start(state: ApiState, body: AskRequest, user: str) -> Answer:
-    options = body.model_dump(include={"mode", "top_k", "max_new_tokens", "answer_mode"})
+    options = body.model_dump(
+        include={"mode", "top_k", "max_new_tokens", "answer_mode", "strategy"}
+    )
     return Answer(state, body.question, body.conversation_id, user, options=options)
 
 
@@ -77,6 +81,8 @@ def _events(answer: Answer) -> Iterator[str]:
                 yield sse("retrieved", _retrieved(event))
             elif isinstance(event, Token):
                 yield sse("token", {"text": event.text})
+            elif isinstance(event, Released):
+                yield sse("released", {"text": event.text})
             elif isinstance(event, SentenceChecked):
                 check = SentenceOut.model_validate(serialize.sentence(event.check))
                 yield sse("sentence", check.model_dump())

@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
 from fastapi import APIRouter, HTTPException
 
 from rag_core.errors import InvalidQuestionError, RagError
-from rag_core.types import Logged, Token
+from rag_core.types import Logged, Released
 from webapp import serialize
 from webapp.api.deps import AnswerLimiter, ApiState, State, User
 from webapp.api.errors import ERRORS
@@ -29,7 +29,7 @@ from webapp.api.schemas import (
     RagchatInfo,
     Usage,
 )
-from webapp.api.streaming import Answer, event_stream, may_be_not_found, split_history, stream_tail
+from webapp.api.streaming import Answer, event_stream, split_history
 
 _STARTED = int(time.time())
 DONE = "data: [DONE]\n\n"
@@ -79,7 +79,7 @@ def complete_chat(
 
 def _options(body: ChatCompletionRequest) -> dict[str, Any]:
     wanted = body.max_completion_tokens or body.max_tokens or 0
-    chosen = body.model_dump(include={"mode", "top_k", "answer_mode"})
+    chosen = body.model_dump(include={"mode", "top_k", "answer_mode", "strategy"})
     return {**chosen, "max_new_tokens": min(wanted, 4096) or None}
 
 
@@ -138,37 +138,21 @@ class Completion:
         return f"data: {json.dumps(payload, ensure_ascii=False, default=str)}\n\n"
 
     def chunks(self) -> Iterator[str]:
-        """The stream: the text as it comes, then what makes it the checked answer, then a
-        last chunk with usage, citations and ragchat's details."""
+        """The stream: the checked answer's text as each sentence passes its check (never the
+        unchecked draft), then a last chunk with usage, citations and ragchat's details."""
         yield self.chunk({"role": "assistant", "content": ""})
         try:
-            sent = yield from self._text()
+            for event in self.answer:
+                if isinstance(event, Released):
+                    yield self.chunk({"content": event.text})
+                elif isinstance(event, Logged):
+                    break
         except RagError as exc:
             yield self.chunk({"content": f"\n\n{exc}"}, "stop")
             yield DONE
             return
         done = self.answer.done
         if done is not None:
-            tail = stream_tail(done.answer, sent)
-            if tail:
-                yield self.chunk({"content": tail})
             usage = Usage.of(done.timings).model_dump()
             yield self.chunk({}, "stop", usage=usage, **self.extras())
         yield DONE
-
-    def _text(self) -> Generator[str, None, str]:
-        """The generator's text as content chunks, held back while it may be the NOT FOUND
-        signal (the checked answer replaces it); returns the text sent."""
-        raw = ""
-        sent = ""
-        for event in self.answer:
-            if isinstance(event, Token):
-                raw += event.text
-                if may_be_not_found(raw):
-                    continue
-                piece = raw[len(sent) :]
-                sent = raw
-                yield self.chunk({"content": piece})
-            elif isinstance(event, Logged):
-                break
-        return sent

@@ -14,6 +14,11 @@ MODEL_ID = "ragchat"
 RetrievalModeName = Literal["hybrid", "dense", "bm25"]
 AnswerModeName = Literal["generate", "extractive"]
 FeedbackReasonName = Literal["wrong_fact", "wrong_citation", "should_answer", "should_refuse"]
+StrategyName = Literal["concat", "extractive", "extract-then-phrase", "rag-token", "rag-sequence"]
+_STRATEGY_HELP = (
+    "how the answer is made: concat, extractive (quotes only), extract-then-phrase, rag-token or "
+    "rag-sequence (default: RAGCHAT_ANSWER_STRATEGY)"
+)
 
 
 class DocumentOut(BaseModel):
@@ -264,6 +269,7 @@ class AskRequest(BaseModel):
     answer_mode: AnswerModeName | None = Field(
         None, description="generate (checked) or extractive (quotes passages, no generator)"
     )
+    strategy: StrategyName | None = Field(None, description=_STRATEGY_HELP)
 
 
 class AskResponse(BaseModel):
@@ -313,7 +319,8 @@ class ChatMessage(BaseModel):
 
 class ChatCompletionRequest(BaseModel):
     """OpenAI's request body. Sampling options are accepted and ignored (ragchat's settings
-    decide); `conversation_id`, `mode`, `top_k` and `answer_mode` are ragchat extras."""
+    decide); `conversation_id`, `mode`, `top_k`, `answer_mode` and `strategy` are ragchat
+    extras."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -326,6 +333,7 @@ class ChatCompletionRequest(BaseModel):
     mode: RetrievalModeName | None = None
     top_k: int | None = Field(None, ge=1, le=50)
     answer_mode: AnswerModeName | None = None
+    strategy: StrategyName | None = Field(None, description=_STRATEGY_HELP)
 
 
 class CompletionMessage(BaseModel):

@@ -5,7 +5,6 @@ client with the checked answer."""
 from __future__ import annotations
 
 import json
-import re
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
@@ -15,13 +14,11 @@ from fastapi.responses import StreamingResponse
 
 from rag_core.engine import clean_question
 from rag_core.errors import ConversationNotFoundError, InvalidQuestionError
-from rag_core.prompting import MARKER, NOT_FOUND, markers_in
 from rag_core.types import Done, Logged, Turn
 from webapp.api.deps import ApiState
 from webapp.api.errors import not_found, unprocessable
 from webapp.api.schemas import ChatMessage
 
-CHECKED_HEADER = "\n\nChecked against your documents:\n"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _END = object()
 
@@ -126,29 +123,6 @@ def event_stream(
     return StreamingResponse(
         _pump(chunks, answer, limiter), media_type="text/event-stream", headers=SSE_HEADERS
     )
-
-
-def may_be_not_found(raw: str) -> bool:
-    """True while the generator's text so far could still become its NOT FOUND signal (which
-    the checked answer replaces), so a stream holds it back."""
-    head = raw.lstrip().upper()[: len(NOT_FOUND)]
-    return NOT_FOUND.startswith(head)
-
-
-def stream_tail(checked: str, streamed: str) -> str:
-    """What to send after the streamed text so the client ends up with the checked answer:
-    nothing when they agree, the missing markers when only markers were repaired, else the
-    checked answer under a heading (streamed text cannot be taken back)."""
-
-    def words(text: str) -> list[str]:
-        return re.sub(r"\W+", " ", MARKER.sub(" ", text)).lower().split()
-
-    if not streamed.strip():
-        return checked
-    if words(checked) != words(streamed) or set(markers_in(streamed)) - set(markers_in(checked)):
-        return CHECKED_HEADER + checked  # other words, or a marker the check moved elsewhere
-    missing = [n for n in dict.fromkeys(markers_in(checked)) if n not in markers_in(streamed)]
-    return " " + "".join(f"[{n}]" for n in missing) if missing else ""
 
 
 def split_history(messages: Sequence[ChatMessage]) -> tuple[str, list[Turn]]:

@@ -212,6 +212,26 @@ def _passages(view: TurnView, cited: dict[str, list[int]], focus_id: str | None)
     )
 
 
+def _decoding(view: TurnView) -> str:
+    """RAG-Token / RAG-Sequence: each passage's prior p(z|x) and posterior p(z|x, answer)."""
+    prior = view.config.get("passage_prior") or []
+    posterior = view.config.get("passage_posterior") or []
+    if not prior:
+        return ""
+    rows = "".join(
+        f"<tr><td>[{n}]</td><td>{p:.2f}</td><td>{posterior[n - 1]:.2f}</td></tr>"
+        if n - 1 < len(posterior)
+        else f"<tr><td>[{n}]</td><td>{p:.2f}</td><td></td></tr>"
+        for n, p in enumerate(prior, start=1)
+    )
+    strategy = esc(str(view.config.get("answer_strategy", "")))
+    return (
+        f'<details class="rc-decoding"><summary>{strategy}: passage weights</summary>'
+        "<table><tr><th>passage</th><th>prior p(z|x)</th><th>posterior p(z|x,y)</th></tr>"
+        f"{rows}</table></details>"
+    )
+
+
 def render_sources(view: TurnView | None, focus: int | None = None) -> str:
     """The sources inspector for one answer: citation card, score chart, every passage."""
     if view is None:
@@ -230,5 +250,6 @@ def render_sources(view: TurnView | None, focus: int | None = None) -> str:
     return (
         f'<div class="rc-sources"{turn}><div class="rc-panel-title">Sources</div>'
         f"{_summary(view, cited)}{replay}{_head_note(view)}{_mark_intro(view)}{card}{chart}"
+        f"{_decoding(view)}"
         f'<div class="rc-passages">{_passages(view, cited, focus_id)}</div></div>'
     )

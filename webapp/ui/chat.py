@@ -66,7 +66,7 @@ class AnswerChoices:
     mode: str
     top_k: float
     length: str
-    style: str
+    style: str  # the answer strategy (or the older answer mode)
 
     def options(self) -> dict[str, Any]:
         """The engine's options for them (None: the configured default)."""
@@ -74,7 +74,11 @@ class AnswerChoices:
             "mode": self.mode or None,
             "top_k": as_int(self.top_k),
             "max_new_tokens": LENGTHS.get(self.length),
-            "answer_mode": self.style or None,
+            **(
+                {"answer_mode": self.style}
+                if self.style in ("generate",)
+                else {"strategy": self.style or None}
+            ),
         }
 
 

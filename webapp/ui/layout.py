@@ -26,8 +26,14 @@ from webapp.ui.sessions import Sessions
 from webapp.ui.theme import CLICK_JS, SOURCES_JS, TRANSCRIPT_JS, logo_svg
 
 MODES = [("Hybrid (keyword + dense)", "hybrid"), ("Dense (meaning)", "dense"), ("Keyword", "bm25")]
-STYLES = [("Generated, checked", "generate"), ("Quoted passages only", "extractive")]
 EXPORTS = [("Markdown", "md"), ("JSON", "json"), ("PDF", "pdf")]
+STRATEGIES = [
+    ("One sentence from the best passage sentences (extract-then-phrase)", "extract-then-phrase"),
+    ("Quoted passage sentences only (extractive)", "extractive"),
+    ("Generated from all passages (concat)", "concat"),
+    ("RAG-Token: mixture over passages, token by token", "rag-token"),
+    ("RAG-Sequence: best answer over passages", "rag-sequence"),
+]
 
 KB_INTRO = (
     '<div class="rc-kb-intro">Drop PDF, Word, HTML, Markdown or text files. A file '
@@ -88,7 +94,7 @@ class Page:
     mode: gr.Radio
     top_k: gr.Slider
     length: gr.Radio
-    style: gr.Radio
+    style: gr.Dropdown
     who: gr.HTML
     # chat column and sources panel
     transcript: gr.HTML
@@ -263,7 +269,12 @@ def _sidebar(page: Page, settings: Settings) -> None:
             label="Passages (top-k)",
         )
         page.length = gr.Radio(list(LENGTHS), value=_length_for(settings), label="Answer length")
-        page.style = gr.Radio(STYLES, value=settings.answer_mode, label="Answer style")
+        page.style = gr.Dropdown(
+            STRATEGIES,
+            value=settings.answer_options().strategy,
+            label="Answer strategy",
+            info="How the answer is made; every strategy's sentences are checked the same way.",
+        )
     page.who = gr.HTML("", label="Account", elem_classes="rc-plain")
 
 

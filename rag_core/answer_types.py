@@ -1,0 +1,168 @@
+"""What kind of fact a question asks for, and whether a sentence holds one of that kind.
+
+"How long is the warranty?" asks for a duration; a sentence that names the warranty but gives no
+duration does not answer it, however similar it reads. The extractive scorer favours sentences that
+hold the asked-for kind and penalises those that hold none; the answer checks flag a generated
+sentence that lacks it as not answering.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from rag_core.prompting import strip_markers
+from rag_core.quantities import quantities
+
+AnswerKind = Literal[
+    "duration", "money", "percent", "date", "time", "quantity", "name", "contact", "phone",
+    "weight", "length", "loudness", "power", "data", "speed", "brightness",
+]  # fmt: skip
+# measures: a number with one of these units (rag_core.quantities canonical units)
+_MEASURES: dict[str, frozenset[str]] = {
+    "weight": frozenset({"g", "kg", "t", "lb"}),
+    "length": frozenset({"mm", "cm", "m", "km", "mile"}),
+    "loudness": frozenset({"db"}),
+    "power": frozenset({"w", "kw"}),
+    "data": frozenset({"gb", "mb", "tb"}),
+    "speed": frozenset({"km/h", "mph"}),
+    "brightness": frozenset({"lumen"}),
+}
+
+_NUMBER = (
+    r"(?:\d+(?:[.,]\d+)*|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
+    r"fifteen|twenty|thirty|forty|fifty|sixty|ninety|hundred)"
+)
+_NUM = rf"(?:{_NUMBER}|a|an)"  # "a week", "an hour"
+_MONTHS = (
+    r"january|february|march|april|may|june|july|august|september|october|november|december|"
+    r"jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec"
+)
+_HOLDS: dict[str, re.Pattern[str]] = {
+    "duration": re.compile(
+        rf"\b{_NUM}(?:\s+|-)(?:working\s+|business\s+|calendar\s+)?"
+        r"(?:seconds?|secs?|minutes?|mins?|hours?|hrs?|h|days?|weeks?|months?|years?|yrs?)\b",
+        re.IGNORECASE,
+    ),
+    "money": re.compile(
+        r"[€$£]\s*\d|\b(?:eur|gbp|usd|chf)\s*\d|"
+        r"\b\d[\d.,]*\s*(?:million\s+|m\s+)?(?:euros?|pounds?|dollars?|cents?|pence|eur|gbp|usd|chf)\b|"
+        r"\bfree of charge\b|\bno charge\b|\bfree\b",
+        re.IGNORECASE,
+    ),
+    "percent": re.compile(r"\d\s*(?:%|percent\b|per cent\b)", re.IGNORECASE),
+    "date": re.compile(
+        rf"\b(?:{_MONTHS})\b|\b\d{{1,2}}[./]\d{{1,2}}\.?(?:\d{{2,4}})?\b|\b\d{{4}}-\d\d-\d\d\b|"
+        r"\b(?:1[5-9]|20)\d\d\b|\b(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)s?\b",
+        re.IGNORECASE,
+    ),
+    "time": re.compile(
+        r"\b\d{1,2}[:.]\d{2}\b|\b\d{1,2}\s*(?:am|pm|a\.m\.|p\.m\.)|\bnoon\b|\bmidnight\b",
+        re.IGNORECASE,
+    ),
+    "quantity": re.compile(rf"\b{_NUMBER}\b|\d", re.IGNORECASE),
+    "name": re.compile(
+        r"(?<=[\w,;:] )(?:Dr\.? |Mr\.? |Ms\.? |Mrs\.? )?[A-Z][a-z]+(?: [A-Z][a-z]+)+"
+    ),
+    "contact": re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+|\bhttps?://|\bwww\.", re.IGNORECASE),
+}
+
+# What the question asks for, tried in order; the first rule that matches decides.
+_ASKS: tuple[tuple[re.Pattern[str], tuple[AnswerKind, ...]], ...] = (
+    (re.compile(r"\b(?:phone|telephone|fax)(?: number)?\b", re.IGNORECASE), ("phone",)),
+    (re.compile(r"\be-?mail(?: address)?\b|\bwebsite\b|\burl\b", re.IGNORECASE), ("contact",)),
+    (re.compile(r"\bwhat percentage\b|\bwhat share\b|\bpercent\b", re.IGNORECASE), ("percent",)),
+    (
+        re.compile(
+            r"\bhow (?:long|often|soon|quickly)\b|\bhow (?:much|many) (?:time|notice)\b|"
+            r"\bfor how many (?:seconds|minutes|hours|days|weeks|months|years)\b|"
+            r"\bhow many (?:seconds|minutes|hours|days|weeks|months|years)\b|"
+            r"\bafter how long\b|\bhow far in advance\b|\blongest time\b|\bhow much notice\b",
+            re.IGNORECASE,
+        ),
+        ("duration",),
+    ),
+    (
+        re.compile(
+            r"\b(?:cost|costs|price|fee|fees|charge|charges|pay|paid|deposit|surcharge|"
+            r"subscription|penalty|fine|tariff|cover)\b|\bhow much is\b|\bhow much does\b",
+            re.IGNORECASE,
+        ),
+        ("money", "percent"),
+    ),
+    (
+        re.compile(r"\bwhat time\b|\b(?:opening|visiting|quiet|office) hours\b", re.IGNORECASE),
+        ("time",),
+    ),
+    (
+        re.compile(
+            r"\b(?:by )?what date\b|\bwhich (?:date|day|month|year)\b|\bwhat year\b|\bdeadline\b",
+            re.I,
+        ),
+        ("date",),
+    ),
+    (re.compile(r"^\W*when\b", re.IGNORECASE), ("date", "time", "duration")),
+    (
+        re.compile(r"^\W*(?:who|whom|whose)\b|\bwho (?:is|are|was|manages|runs)\b", re.IGNORECASE),
+        ("name",),
+    ),
+    (re.compile(r"\bhow heavy\b|\bweigh(?:s|t)?\b", re.IGNORECASE), ("weight",)),
+    (
+        re.compile(
+            r"\bhow (?:tall|high|far|deep|wide|close)\b|\b(?:height|width|depth|distance|range)\b",
+            re.IGNORECASE,
+        ),
+        ("length",),
+    ),
+    (re.compile(r"\bhow loud\b|\bnoise level\b|\bdecibels?\b", re.IGNORECASE), ("loudness",)),
+    (re.compile(r"\bhow much power\b|\bwatts?\b|\bwattage\b", re.IGNORECASE), ("power",)),
+    (re.compile(r"\b(?:internet )?data\b|\bstorage\b", re.IGNORECASE), ("data",)),
+    (re.compile(r"\bspeed limit\b|\bhow fast\b", re.IGNORECASE), ("speed",)),
+    (re.compile(r"\bbrightness\b|\blight output\b|\blumens?\b", re.IGNORECASE), ("brightness",)),
+    (
+        re.compile(
+            r"\bhow (?:many|much|heavy|tall|high|far|loud|deep|big|wide|fast|old|large|small)\b|"
+            r"\b(?:maximum|minimum|lowest|highest|biggest|heaviest|largest|smallest|most|least)\b|"
+            r"\bup to what\b|\bbelow what\b|\babove what\b|\bspeed limit\b|\bwhat age\b",
+            re.IGNORECASE,
+        ),
+        ("quantity",),
+    ),
+)
+
+
+_PHONE = re.compile(r"(?<![\w.:/])\+?\(?\d[\d ()/-]{6,}\d(?![\w.:/])")
+_YEARS = re.compile(r"^(?:1[5-9]|20)\d\d\s*[-/]\s*(?:1[5-9]|20)\d\d$")
+
+
+def _has_phone_number(text: str) -> bool:
+    """A run of at least 8 digits in the shape of a phone number (not a range of years)."""
+    return any(
+        sum(ch.isdigit() for ch in m.group()) >= 8 and not _YEARS.match(m.group())
+        for m in _PHONE.finditer(text)
+    )
+
+
+def expected_kinds(question: str) -> tuple[AnswerKind, ...]:
+    """The kinds of fact that can answer `question`; () when it asks for none in particular
+    (yes/no questions, explanations)."""
+    for pattern, kinds in _ASKS:
+        if pattern.search(question):
+            return kinds
+    return ()
+
+
+def holds_kind(sentence: str, kind: AnswerKind) -> bool:
+    """Whether `sentence` states a fact of `kind` (citation markers ignored)."""
+    text = strip_markers(sentence)
+    if kind == "phone" or (kind == "contact" and _has_phone_number(text)):
+        return _has_phone_number(text)
+    units = _MEASURES.get(kind)
+    if units is not None:
+        return any(q.unit in units for q in quantities(text))
+    return _HOLDS[kind].search(text) is not None
+
+
+def holds_any(sentence: str, kinds: tuple[AnswerKind, ...]) -> bool:
+    """Whether `sentence` holds a fact of one of `kinds`; True when no kind is asked for."""
+    return not kinds or any(holds_kind(sentence, k) for k in kinds)

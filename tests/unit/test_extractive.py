@@ -1,0 +1,128 @@
+"""The extractive scorer: the quoted sentence is the one that holds the asked-for fact."""
+
+import pytest
+
+from rag_core.answer_types import expected_kinds, holds_kind
+from rag_core.extractive import (
+    choose_sentences,
+    does_not_answer,
+    extractive_answer,
+    form_penalty,
+    is_factoid,
+)
+from rag_core.grounding import Evidence, line_units
+from rag_core.testing import FakeEmbedder
+from rag_core.types import Chunk, Hit
+
+LAMP = (
+    "Lumen L2 battery. A full charge takes 3 hours with the supplied USB-C cable. "
+    "At medium brightness the lamp runs for 14 hours on one charge. "
+    "The Lumen L2 is a desk lamp with a wireless charging pad."
+)
+WARRANTY = (
+    "Warranty\nNorthwind Lighting gives a two-year warranty on the Lumen L2. "
+    "Contact us for questions about the Lumen L2 warranty. © 2024 Northwind Lighting"
+)
+
+
+def evidence(question: str, *texts: str) -> Evidence:
+    chunks = [
+        Chunk(f"c{i}", f"d{i}", f"doc{i}.md", "v", 0, t, 0, len(t))
+        for i, t in enumerate(texts or (LAMP, WARRANTY))
+    ]
+    hits = [Hit(c, i + 1, 1.0 / (i + 1)) for i, c in enumerate(chunks)]
+    return Evidence(question, hits, FakeEmbedder())
+
+
+@pytest.mark.parametrize(
+    ("question", "kinds"),
+    [
+        ("How long does the battery last at medium brightness?", ("duration",)),
+        ("What does the Aerio T5 cost now?", ("money", "percent")),
+        ("What is the phone number of customer care?", ("phone",)),
+        ("How heavy is the lamp?", ("weight",)),
+        ("How tall is the tower fan?", ("length",)),
+        ("Who manages the field station?", ("name",)),
+        ("What is the heaviest parcel they accept?", ("quantity",)),
+        ("By what date must leave be used?", ("date",)),
+        ("What are the visiting hours on the wards?", ("time",)),
+        ("Can I bring my dog?", ()),
+    ],
+)
+def test_expected_kinds(question: str, kinds: tuple[str, ...]) -> None:
+    assert expected_kinds(question) == kinds
+
+
+def test_holds_kind_reads_units_currencies_and_dates() -> None:
+    assert holds_kind("It runs for 14 hours.", "duration")
+    assert holds_kind("A 3-year warranty applies.", "duration")
+    assert holds_kind("The pass costs EUR 20.00 a week.", "money")
+    assert holds_kind("Parking is £5.50 for three hours.", "money")
+    assert not holds_kind("Parking is available for three hours.", "money")
+    assert holds_kind("Leave must be used by 31 March.", "date")
+    assert holds_kind("Visiting hours are 14:00 to 20:00.", "time")
+    assert holds_kind("Call +44 20 7946 0958 any day.", "phone")
+    assert not holds_kind("Write to care@orvella.example.", "phone")
+    assert not holds_kind("Open 2024 - 2025.", "phone")
+    assert holds_kind("Weight: 1.4 kg", "weight") and not holds_kind("Weight: 14 cm", "weight")
+    assert not holds_kind("The station has a radio [1].", "quantity")  # a marker is no number
+
+
+def test_the_sentence_that_holds_the_duration_is_chosen_over_its_neighbour() -> None:
+    q = "How long does the Lumen L2 run at medium brightness?"
+    chosen = choose_sentences(q, evidence(q))
+    assert "14 hours" in chosen[0].sentence.text
+    assert chosen[0].holds_kind
+
+
+def test_a_question_without_an_answer_of_its_kind_quotes_nothing_confidently() -> None:
+    q = "How much does a replacement battery cost?"
+    for s in choose_sentences(q, evidence(q), min_score=-1):
+        assert not s.holds_kind  # no amount of money anywhere: every candidate is penalised
+    assert extractive_answer(q, evidence(q), min_score=0.3) == []
+
+
+def test_extractive_answer_quotes_verbatim_with_the_passage_marker() -> None:
+    q = "How long is the warranty on the Lumen L2?"
+    checks = extractive_answer(q, evidence(q))
+    assert checks and checks[0].citation == 2
+    assert checks[0].text == "Northwind Lighting gives a two-year warranty on the Lumen L2. [2]"
+    assert checks[0].support and checks[0].support in WARRANTY
+
+
+def test_footers_questions_and_headings_lose_to_statements() -> None:
+    assert form_penalty("© 2024 Northwind Lighting") > form_penalty("Warranty") > 0
+    assert form_penalty("What if the lamp flickers?") > 0
+    assert form_penalty("The lamp runs for 14 hours.") == 0
+
+
+def test_line_units_cut_table_rows_and_headings_but_not_wrapped_lines() -> None:
+    text = (
+        "Prices\n| Size | Price |\n| Small | EUR 5 |\nParcels up to 2 kg are sent at the\n"
+        "small rate within two days."
+    )
+    units = [text[s:e].strip() for s, e in line_units(text)]
+    assert "Prices" in units and "| Small | EUR 5 |" in units
+    assert "Parcels up to 2 kg are sent at the\nsmall rate within two days." in units
+
+
+def test_does_not_answer_and_is_factoid() -> None:
+    assert does_not_answer("How long is the warranty?", "Northwind gives a warranty.")
+    assert not does_not_answer("How long is the warranty?", "The warranty lasts two years.")
+    assert not does_not_answer("Can I bring my dog?", "Dogs are not allowed.")
+    assert is_factoid("How long is the warranty?")
+    assert not is_factoid("How do I reset the lamp?")
+
+
+def test_a_yes_no_question_answered_by_a_negation_leads_with_no() -> None:
+    from rag_core.extractive import polar_lead
+
+    assert polar_lead("Can I bring my dog?", "Pets are not allowed at the station. [1]") == "No."
+    assert polar_lead("Can I bring my dog?", "Dogs are welcome on a lead. [1]") == ""
+    assert polar_lead("How long is the warranty?", "It is not transferable. [1]") == ""
+
+
+def test_only_sentences_with_the_asked_kind_are_quoted() -> None:
+    q = "What is the phone number of Northwind?"
+    ev = evidence(q, "Northwind answers by e-mail at care@northwind.example. Write any day.")
+    assert extractive_answer(q, ev, min_score=-1) == []
