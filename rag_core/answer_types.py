@@ -25,7 +25,7 @@ _MEASURES: dict[str, frozenset[str]] = {
     "loudness": frozenset({"db"}),
     "power": frozenset({"w", "kw"}),
     "data": frozenset({"gb", "mb", "tb"}),
-    "speed": frozenset({"km/h", "mph"}),
+    "speed": frozenset({"km/h", "mph", "rpm"}),
     "brightness": frozenset({"lumen"}),
 }
 
@@ -40,8 +40,11 @@ _MONTHS = (
 )
 _HOLDS: dict[str, re.Pattern[str]] = {
     "duration": re.compile(
-        rf"\b{_NUM}(?:\s+|-)(?:working\s+|business\s+|calendar\s+)?"
-        r"(?:seconds?|secs?|minutes?|mins?|hours?|hrs?|h|days?|weeks?|months?|years?|yrs?)\b",
+        rf"\b{_NUM}(?:\s+|-)(?:[a-z]+[\s-]+){{0,2}}?"  # "1400 operating hours", "3 calendar days"
+        r"(?:seconds?|secs?|minutes?|mins?|hours?|hrs?|h|days?|weeks?|months?|years?|yrs?)\b|"
+        r"\b(?:hourly|daily|weekly|fortnightly|monthly|quarterly|yearly|annually|overnight)\b|"
+        r"\bevery (?:other )?(?:second|minute|hour|day|night|week|month|year|morning|evening)\b|"
+        r"\b(?:once|twice) (?:a|an|per|every) \w+",
         re.IGNORECASE,
     ),
     "money": re.compile(

@@ -274,6 +274,9 @@ def _sidebar(page: Page, settings: Settings) -> None:
             value=settings.answer_options().strategy,
             label="Answer strategy",
             info="How the answer is made; every strategy's sentences are checked the same way.",
+            # programs may still send the older answer modes ("generate", "extractive"); the
+            # engine names any other value it does not know
+            allow_custom_value=True,
         )
     page.who = gr.HTML("", label="Account", elem_classes="rc-plain")
 
