@@ -1,205 +1,468 @@
-"""Retrieval latency p50/p95 of hybrid retrieval (query embedding included) by index size.
+"""What the user waits for before generation: `Engine.retrieve` (query embedding, hybrid search,
+section openings, term statistics and the refusal gate) p50/p95 on indexes of real embedded text.
 
-Synthetic chunks: ~100-word texts drawn from the pyfaq corpus's word frequencies and random unit
-vectors, written straight into ChromaStore and BM25Index (no encoding), 100 chunks a document.
-Built indexes are cached under ~/.cache/ragchat/bench/ (building costs about 1 s per 1,000
-chunks: Chroma inserts ~950 vectors/s here). The queries are the pyfaq dev questions, embedded by
-the real default embedder; each query runs against every size in turn (rotating the order), so
-the sizes are compared side by side.
+Indexes, each an engine home of its own under ~/.cache/ragchat/bench/latency-v2/ (built once):
+- pyfaq: the pyfaq corpus (/work/shared/eval/pyfaq) ingested through the real ingestion path
+  with the real default embedder (19,143 chunks).
+- debian: real documentation from a Debian package (python3.11-doc's HTML, `apt-get download` +
+  `dpkg -x`), ingested through the real loaders and embedder, up to --debian-chunks chunks.
+- scaled-N: N chunks made of the chunks of both real indexes: each real chunk once as it is, then
+  copies of them (the same text, their real embedding moved by a small random perturbation and
+  renormalised, cosine ~0.97 to the original) until N. Embedding 100k chunks takes over an hour
+  on two cores, so the large sizes are real text with perturbed real embeddings, not new text.
+
+Queries: the pyfaq dev questions, warm, each run on every index in turn (rotating the order).
+Term statistics are timed both ways side by side: from the keyword index's document
+frequencies (now) and by one keyword search per term (before `KeywordIndex.document_frequency`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
-import re
+import shutil
+import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bench.common import CACHE, DEFAULT_BEIR, BenchResult, Check, fmt, log, median, p, print_result
+from bench.common import CACHE, DEFAULT_BEIR, BenchResult, Check, fmt, log, p, print_result
+
+if TYPE_CHECKING:
+    from rag_core.engine import Engine
+    from rag_core.retrieval import TermStat
+    from rag_core.types import Chunk
 
 TARGET_P50_MS = 30.0
 TARGET_SIZE = 100_000
-WORDS_PER_CHUNK = 100
-CHUNKS_PER_DOC = 100
-DIM = 384
-_FORMAT = "v1"
+DEFAULT_SIZES = (100_000,)
+DEBIAN_PACKAGE = "python3.11-doc"
+DEBIAN_DOCS = Path("usr/share/doc/python3.11/html")
+DEBIAN_CHUNKS = 4_000  # real chunks of Debian documentation embedded (~3-6 min on two cores)
+NOISE = 0.25  # norm of the perturbation added to a unit embedding: cosine ~ 1/sqrt(1 + 0.25^2)
+SEED = 20261130
+HOME = CACHE / "latency-v2"
+MARKER = "complete.json"
 
 
-def _vocabulary(beir: Path) -> tuple[list[str], Any]:
-    """Words of the corpus and their relative frequencies."""
-    import numpy as np
-
-    from rag_core.evaluation import load_beir
-
-    counts: dict[str, int] = {}
-    for doc in load_beir(beir).corpus.values():
-        for word in re.findall(r"[A-Za-z][A-Za-z0-9_]+", doc.text):
-            w = word.lower()
-            counts[w] = counts.get(w, 0) + 1
-    words = sorted(counts)
-    freq = np.array([counts[w] for w in words], dtype=np.float64)
-    return words, freq / freq.sum()
+# --------------------------------------------------------------------------------------------
+# engine homes
 
 
-def index_dir(size: int) -> Path:
-    return CACHE / f"latency-{_FORMAT}-{size}"
+def _engine(folder: Path) -> Engine:
+    """An engine over the index in `folder`, with the default settings otherwise."""
+    from rag_core.config import Settings
+    from rag_core.factory import build_engine
+
+    settings = Settings(_env_file=None).model_copy(
+        update={"home": folder, "database_url": None, "chroma_url": None}
+    )
+    return build_engine(settings)
 
 
-def build_index(size: int, beir: Path, batch: int = 5000) -> Path:
-    """Build (once) a synthetic index of `size` chunks; its folder."""
-    import numpy as np
+def _close(engine: Engine) -> None:
+    for part in (engine.store, engine.keyword):
+        close = getattr(part, "close", None)
+        if callable(close):
+            close()
 
-    from rag_core.stores.chroma import ChromaStore
-    from rag_core.stores.keyword import BM25Index
-    from rag_core.types import Chunk
 
-    folder = index_dir(size)
-    marker = folder / "complete.json"
-    if marker.is_file():
-        return folder
+def _fresh(folder: Path) -> None:
+    """Start a home from nothing (a half-built one is removed)."""
     if folder.exists():
-        import shutil
-
         shutil.rmtree(folder)
-    log(f"latency: building a synthetic index of {size:,} chunks in {folder} (cached)")
+    folder.mkdir(parents=True)
+
+
+def _done(folder: Path, **record: Any) -> None:
+    (folder / MARKER).write_text(json.dumps(record), encoding="utf-8")
+
+
+def built(folder: Path) -> dict[str, Any] | None:
+    """The record of a complete index in `folder`, or None."""
+    try:
+        data = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def build_pyfaq(beir: Path = DEFAULT_BEIR) -> Path:
+    """The pyfaq corpus through the real ingestion path and embedder (once)."""
+    from rag_core.evaluation import index_corpus, load_beir
+
+    folder = HOME / "pyfaq"
+    if built(folder):
+        return folder
+    _fresh(folder)
+    dataset = load_beir(beir)
+    log(f"latency: embedding the pyfaq corpus ({len(dataset.corpus):,} documents) in {folder}")
     started = time.perf_counter()
-    words, freq = _vocabulary(beir)
-    rng = np.random.default_rng(size)
-    store = ChromaStore(path=folder / "chroma", dimension=DIM)
-    keyword = BM25Index(folder / "keyword")
-    for start in range(0, size, batch):
-        n = min(batch, size - start)
-        ids = rng.choice(len(words), size=(n, WORDS_PER_CHUNK), p=freq)
-        chunks = []
-        for j in range(n):
-            i = start + j
-            doc = f"doc-{i // CHUNKS_PER_DOC:06d}"
-            text = " ".join(words[k] for k in ids[j])
-            chunks.append(
-                Chunk(
-                    id=f"syn-{i:08d}",
-                    document_id=doc,
-                    document_name=f"{doc}.md",
-                    version="synthetic",
-                    index=i % CHUNKS_PER_DOC,
-                    text=text,
-                    char_start=0,
-                    char_end=len(text),
-                )
-            )
-        vectors = rng.standard_normal((n, DIM)).astype(np.float32)
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        store.add(chunks, vectors.tolist())
-        keyword.add(chunks)
-        if (start // batch) % 10 == 0:
-            log(f"latency: {start + n:,} / {size:,} chunks")
-    keyword.close()
-    store.close()
-    marker.write_text(json.dumps({"size": size, "seconds": time.perf_counter() - started}))
+    engine = _engine(folder)
+    cmap = index_corpus(engine, dataset.corpus, _progress("pyfaq", started))
+    chunks = engine.keyword.count()
+    _close(engine)
+    seconds = time.perf_counter() - started
+    _done(folder, chunks=chunks, documents=len(cmap.names), seconds=round(seconds, 1))
+    log(f"latency: pyfaq built, {chunks:,} chunks in {seconds:.0f} s")
     return folder
 
 
+def _progress(label: str, started: float) -> Callable[[int, int], None]:
+    def report(done: int, total: int) -> None:
+        log(f"latency: {label} {done:,} / {total:,} ({time.perf_counter() - started:.0f} s)")
+
+    return report
+
+
+def debian_pages(root: Path) -> list[Path]:
+    """The documentation pages of an unpacked python3.11-doc, in sorted order; generated
+    indexes (genindex, the module index, search) are navigation, not documentation."""
+    skip = ("genindex", "py-modindex", "search")
+    return sorted(
+        path
+        for path in root.rglob("*.html")
+        if not any(part.startswith("_") for part in path.relative_to(root).parts)
+        and not path.stem.startswith(skip)
+    )
+
+
+def _debian_root() -> Path:
+    """python3.11-doc's HTML, downloaded (apt-get download) and unpacked (dpkg -x) once."""
+    debs, src = CACHE / "debs", CACHE / "src" / DEBIAN_PACKAGE
+    if not (src / DEBIAN_DOCS).is_dir():
+        debs.mkdir(parents=True, exist_ok=True)
+        if not sorted(debs.glob(f"{DEBIAN_PACKAGE}_*.deb")):
+            subprocess.run(["apt-get", "download", DEBIAN_PACKAGE], cwd=debs, check=True)
+        deb = sorted(debs.glob(f"{DEBIAN_PACKAGE}_*.deb"))[-1]
+        src.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["dpkg", "-x", str(deb), str(src)], check=True)
+    return src / DEBIAN_DOCS
+
+
+def build_debian(limit: int = DEBIAN_CHUNKS) -> Path:
+    """Pages of python3.11-doc through the real loaders and embedder, in sorted order, until the
+    index holds at least `limit` chunks (once)."""
+    folder = HOME / f"debian-{limit}"
+    if built(folder):
+        return folder
+    root = _debian_root()
+    _fresh(folder)
+    pages = debian_pages(root)
+    log(f"latency: embedding {DEBIAN_PACKAGE} pages ({len(pages)} in all) up to {limit:,} chunks")
+    started = time.perf_counter()
+    engine = _engine(folder)
+    used = 0
+    for start in range(0, len(pages), 8):
+        part = pages[start : start + 8]
+        engine.ingest([(path, str(path.relative_to(root)).replace("/", "__")) for path in part])
+        used += len(part)
+        chunks = engine.keyword.count()
+        log(
+            f"latency: debian {used} pages, {chunks:,} chunks ({time.perf_counter() - started:.0f} s)"
+        )
+        if chunks >= limit:
+            break
+    chunks = engine.keyword.count()
+    _close(engine)
+    seconds = time.perf_counter() - started
+    _done(folder, chunks=chunks, pages=used, seconds=round(seconds, 1), package=DEBIAN_PACKAGE)
+    return folder
+
+
+# --------------------------------------------------------------------------------------------
+# the scaled index: real chunks, perturbed real embeddings
+
+
+def perturb(vectors: Any, noise: float, rng: Any) -> Any:
+    """Unit vectors moved by a random direction of norm `noise` and renormalised: cosine to the
+    original about 1 / sqrt(1 + noise^2)."""
+    import numpy as np
+
+    step = rng.standard_normal(vectors.shape)
+    step *= noise / np.linalg.norm(step, axis=1, keepdims=True)
+    out = vectors + step
+    return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
+
+
+def copy_plan(sizes: Sequence[int], target: int) -> list[tuple[int, int]]:
+    """(copy, document) pairs, copy 0 being the real documents, taking whole documents in turn
+    until adding the next would pass `target` chunks."""
+    if not sizes or sum(sizes) <= 0:
+        raise ValueError("no source chunks to copy")
+    plan: list[tuple[int, int]] = []
+    total = 0
+    copy = 0
+    while True:
+        for doc, n in enumerate(sizes):
+            if total + n > target:
+                return plan
+            plan.append((copy, doc))
+            total += n
+        copy += 1
+
+
+def _sources(folders: Sequence[Path]) -> Iterator[tuple[Sequence[Chunk], Any, str, str]]:
+    """Each ready document of the source indexes: its chunks, their stored embeddings, name and
+    content hash."""
+    import numpy as np
+
+    from rag_core.stores import text_hash
+
+    for folder in folders:
+        engine = _engine(folder)
+        for record in engine.registry.list():
+            chunks = engine.store.chunks_of(record.id)
+            hashes = [text_hash(c.embedding_text) for c in chunks]
+            found = engine.store.embeddings_by_text_hash(hashes)
+            vectors = np.array([found[h] for h in hashes], dtype=np.float32)
+            yield chunks, vectors, record.name, record.content_hash
+        _close(engine)
+
+
+def build_scaled(size: int, folders: Sequence[Path], noise: float = NOISE) -> Path:
+    """`size` chunks from the real chunks of `folders`, copied with perturbed embeddings (once)."""
+    import numpy as np
+
+    folder = HOME / f"scaled-{size}-{'-'.join(f.name for f in folders)}"
+    if built(folder):
+        return folder
+    log(f"latency: reading the real chunks of {', '.join(f.name for f in folders)}")
+    docs = list(_sources(folders))
+    plan = copy_plan([len(chunks) for chunks, *_ in docs], size)
+    _fresh(folder)
+    log(f"latency: writing {size:,} chunks ({len(plan):,} documents) to {folder}")
+    started = time.perf_counter()
+    engine = _engine(folder)
+    rng = np.random.default_rng(SEED)
+    batch: list[Chunk] = []
+    vectors: list[Any] = []
+    pending: list[tuple[str, int]] = []
+    for copy, index in plan:
+        chunks, real, name, content = docs[index]
+        if copy:
+            name, content = f"copy{copy}__{name}", f"{content}-copy{copy}"
+        record = engine.registry.begin(name, content, 0, "copy", None)
+        batch += [
+            replace(
+                c,
+                id=f"{record.id}:{content[:12]}:{c.index:05d}",
+                document_id=record.id,
+                document_name=name,
+                version=content,
+            )
+            for c in chunks
+        ]
+        vectors.append(perturb(real, noise, rng) if copy else real)
+        pending.append((record.id, len(chunks)))
+        if len(batch) >= 5000 or (copy, index) == plan[-1]:
+            engine.store.add(batch, np.concatenate(vectors).tolist())
+            engine.keyword.add(batch)
+            for doc_id, n in pending:
+                engine.registry.commit(doc_id, n)
+            log(f"latency: scaled {engine.keyword.count():,} / {size:,} chunks")
+            batch, vectors, pending = [], [], []
+    chunks_in = engine.keyword.count()
+    _close(engine)
+    seconds = time.perf_counter() - started
+    _done(folder, chunks=chunks_in, documents=len(plan), noise=noise, seconds=round(seconds, 1))
+    return folder
+
+
+# --------------------------------------------------------------------------------------------
+# term statistics as they were computed before KeywordIndex.document_frequency
+
+
+def term_stats_by_search(retriever: Any, query: str, *, max_terms: int = 16) -> list[TermStat]:
+    """Term statistics the way `Retriever.term_stats` computed them before the keyword index
+    kept document frequencies: one keyword search over the whole index per term, its hits
+    counted (a code identifier: the top 20 hits fetched and read)."""
+    from rag_core.retrieval import TermStat, bm25_idf
+    from rag_core.stores.tokenize import terms_with_sources, tokenize
+
+    n = retriever.keyword.count()
+    if n == 0:
+        return []
+    out: list[TermStat] = []
+    sources: dict[str, str] = {}
+    for term, source in terms_with_sources(query):
+        sources.setdefault(term, source)
+    for term, source in sources.items():
+        if len(out) >= max_terms:
+            break
+        found = retriever.keyword.search(source, n)
+        if len(tokenize(source)) > 1:
+            top = retriever.store.get([cid for cid, _ in found[:20]])
+            df = sum(term in tokenize(c.text) for c in top)
+        else:
+            df = len(found)
+        out.append(TermStat(term, df, bm25_idf(df, n)))
+    return out
+
+
+def with_search_term_stats(engine: Engine) -> Engine:
+    """The same engine (same stores, registry and models) with term statistics computed by
+    per-term searches, as before `KeywordIndex.document_frequency`."""
+    from rag_core.engine import Engine
+    from rag_core.retrieval import Retriever
+
+    class PerTermSearch(Retriever):
+        def term_stats(self, query: str, *, max_terms: int = 16) -> list[TermStat]:
+            return term_stats_by_search(self, query, max_terms=max_terms)
+
+    r = engine.retriever
+    retriever = PerTermSearch(r.embedder, r.store, r.keyword, r.ready_ids, r.fusion)
+    return Engine(
+        engine.settings,
+        embedder=engine.embedder,
+        store=engine.store,
+        keyword=engine.keyword,
+        generator=engine.generator,
+        registry=engine.registry,
+        log=engine.log,
+        pipeline=engine.pipeline,
+        retriever=retriever,
+        keyword_sync=engine.keyword_sync,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# the run
+
+
+def timed(fn: Callable[[], object]) -> float:
+    """Milliseconds `fn` took."""
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1000
+
+
+def rotations(names: Sequence[str], count: int) -> Iterator[list[str]]:
+    """`count` orders of `names`, each starting one further along: every name is first, second,
+    ... equally often, so a warm cache or a load spike favours none."""
+    for i in range(count):
+        k = i % max(len(names), 1)
+        yield [*names[k:], *names[:k]]
+
+
+def _indexes(sizes: Sequence[int], debian_chunks: int, beir: Path) -> dict[str, tuple[Path, int]]:
+    """Name -> (engine home, chunks) of every index the run times, built where missing."""
+    started = time.perf_counter()
+    real = [build_pyfaq(beir)]
+    if debian_chunks > 0:
+        real.append(build_debian(debian_chunks))
+    out = {f.name: (f, int((built(f) or {})["chunks"])) for f in real}
+    for size in sizes:
+        folder = build_scaled(size, real)
+        out[f"scaled {size:,}"] = (folder, int((built(folder) or {})["chunks"]))
+    log(f"latency: indexes ready ({time.perf_counter() - started:.0f} s)")
+    return out
+
+
+def _measure(
+    engines: dict[str, tuple[Engine, Engine]], texts: Sequence[str]
+) -> dict[str, dict[str, list[float]]]:
+    """Per index: Engine.retrieve now ('retrieve') and with per-term searches ('before'), the
+    term statistics alone both ways, and the query embedding alone; sides interleaved."""
+    keys = ("retrieve", "before", "terms", "terms before", "embed")
+    ms: dict[str, dict[str, list[float]]] = {n: {k: [] for k in keys} for n in engines}
+    for now, old in engines.values():  # warm-up: models, caches, first-query costs
+        for q in texts[:3]:
+            now.retrieve(q)
+            old.retrieve(q)
+    for i, (q, order) in enumerate(zip(texts, rotations(list(engines), len(texts)), strict=True)):
+        for name in order:
+            now, old = engines[name]
+            sides = [("retrieve", now), ("before", old)]
+            for key, engine in sides if i % 2 == 0 else sides[::-1]:
+                t0 = time.perf_counter()
+                result = engine.retrieve(q)
+                ms[name][key].append((time.perf_counter() - t0) * 1000)
+                if not result.hits:
+                    raise RuntimeError(f"no hits in {name} for {q!r}")
+            query = result.query
+            ms[name]["terms"].append(timed(lambda e=now, s=query: e.retriever.term_stats(s)))
+            ms[name]["terms before"].append(timed(lambda e=old, s=query: e.retriever.term_stats(s)))
+            ms[name]["embed"].append(timed(lambda e=now, s=query: e.embedder.embed_query(s)))
+    return ms
+
+
+def _pair(values: Sequence[float]) -> str:
+    return f"{fmt(p(values, 50))} / {fmt(p(values, 95))} ms"
+
+
 def run(
-    sizes: Sequence[int] = (10_000, 100_000), queries: int = 106, beir: Path = DEFAULT_BEIR
+    sizes: Sequence[int] = DEFAULT_SIZES,
+    queries: int = 106,
+    debian_chunks: int = DEBIAN_CHUNKS,
+    beir: Path = DEFAULT_BEIR,
 ) -> BenchResult:
-    from rag_core.config import Settings
-    from rag_core.embedders.sentence_transformers import SentenceTransformerEmbedder
     from rag_core.evaluation import load_beir, spread
     from rag_core.factory import offline_environment
-    from rag_core.retrieval import FusionParams, Retriever
-    from rag_core.stores.chroma import ChromaStore
-    from rag_core.stores.keyword import BM25Index
 
     offline_environment()
     started = time.perf_counter()
-    sizes = sorted(set(sizes))
-    built = {n: build_index(n, beir) for n in sizes}
-    s = Settings(_env_file=None)
-    embedder = SentenceTransformerEmbedder("default")
-    embedder.load()
-    params = FusionParams.from_settings(s)  # as the engine runs it: section bonus, length penalty
-    retrievers: dict[int, Retriever] = {}
-    for n, folder in built.items():
-        store = ChromaStore(path=folder / "chroma", dimension=DIM, ef_search=s.hnsw_ef_search)
-        keyword = BM25Index(folder / "keyword")
-        # ready documents with their chunk counts, as the engine's registry gives them
-        ready = {f"doc-{d:06d}": CHUNKS_PER_DOC for d in range(math.ceil(n / CHUNKS_PER_DOC))}
-        # an index built before document vectors existed gets them now, as ingestion writes them
-        store.document_vectors(sorted(ready))
-        retrievers[n] = Retriever(embedder, store, keyword, lambda r=ready: r, params)  # type: ignore[misc]
+    indexes = _indexes(sorted(set(sizes)), debian_chunks, beir)
+    engines: dict[str, tuple[Engine, Engine]] = {}
+    for name, (folder, _) in indexes.items():
+        engine = _engine(folder)
+        engine.warm_up()
+        engines[name] = (engine, with_search_term_stats(engine))
     texts = spread(list(load_beir(beir).queries.values()), queries)
-    for r in retrievers.values():  # warm-up: caches, first-query costs
-        for q in texts[:3]:
-            r.search(q, mode="hybrid", k=s.top_k, candidates=s.candidates)
-    times: dict[int, list[float]] = {n: [] for n in sizes}
-    embed_ms: list[float] = []
-    for i, q in enumerate(texts):
-        order = sizes[i % len(sizes) :] + sizes[: i % len(sizes)]
-        for n in order:
-            t0 = time.perf_counter()
-            result = retrievers[n].search(q, mode="hybrid", k=s.top_k, candidates=s.candidates)
-            times[n].append((time.perf_counter() - t0) * 1000)
-            if not result.hits:
-                raise RuntimeError(f"no hits at {n} chunks for {q!r}")
-        t0 = time.perf_counter()
-        embedder.embed_query(q)
-        embed_ms.append((time.perf_counter() - t0) * 1000)
-
+    ms = _measure(engines, texts)
+    for engine, _ in engines.values():
+        _close(engine)
     rows: list[tuple[str, str]] = [
-        (
-            "queries",
-            f"{len(texts)} pyfaq dev questions, hybrid, top {s.top_k} of "
-            f"{s.candidates} candidates per retriever",
-        ),
-        ("query embedding alone p50", f"{fmt(median(embed_ms))} ms"),
+        ("queries", f"{len(texts)} pyfaq dev questions, warm, default settings (hybrid)"),
+        ("what is timed", "Engine.retrieve: embedding, search, openings, term stats, gate"),
     ]
-    for n in sizes:
-        rows.append(
-            (f"{n:,} chunks p50 / p95", f"{fmt(p(times[n], 50))} / {fmt(p(times[n], 95))} ms")
-        )
     checks: list[Check] = []
-    if TARGET_SIZE in times:
-        checks.append(
-            Check(
-                f"p50 at {TARGET_SIZE:,} chunks",
-                p(times[TARGET_SIZE], 50),
-                TARGET_P50_MS,
-                at_most=True,
-                unit=" ms",
-            )
-        )
-    notes = []
-    if len(sizes) >= 2:
-        a, b = sizes[0], sizes[-1]
-        exponent = math.log(p(times[b], 50) / p(times[a], 50)) / math.log(b / a)
-        rows.append(
+    for name, (_, chunks) in indexes.items():
+        m = ms[name]
+        label = f"{name} ({chunks:,} chunks)"
+        ratio = p(m["before"], 50) / p(m["retrieve"], 50)
+        rows += [
+            (f"{label} retrieve p50 / p95", _pair(m["retrieve"])),
+            (f"{label} before (per-term searches)", f"{_pair(m['before'])} (x{ratio:.2f})"),
             (
-                f"growth {a:,} -> {b:,}",
-                f"p50 x{p(times[b], 50) / p(times[a], 50):.2f} for x{b / a:.0f} chunks",
+                f"{label} term stats now / before p50",
+                f"{fmt(p(m['terms'], 50))} / {fmt(p(m['terms before'], 50))} ms",
+            ),
+        ]
+        if name.startswith("scaled"):
+            checks.append(
+                Check(
+                    f"retrieve p50 at {chunks:,} chunks",
+                    p(m["retrieve"], 50),
+                    TARGET_P50_MS,
+                    at_most=True,
+                    unit=" ms",
+                )
             )
-        )
-        checks.append(
-            Check("growth exponent of p50 (1 = linear)", exponent, 1.0, at_most=True, unit="")
-        )
-        notes.append("Growth exponent: log(p50 ratio) / log(size ratio); below 1 is sub-linear.")
-    if 1_000_000 not in times:
-        notes.append(
-            "1M chunks not run by default (the build costs ~20 min once): "
-            "`python -m bench.latency --sizes 10000,100000,1000000`."
-        )
+            checks.append(Check(f"retrieve p50 before / now at {chunks:,} chunks", ratio, 1.0))
+    embed = [x for m in ms.values() for x in m["embed"]]
+    rows.append(("query embedding alone p50", f"{fmt(p(embed, 50))} ms"))
+    notes = [
+        "pyfaq and debian are real text embedded by the default embedder through the real "
+        f"ingestion path; debian is {DEBIAN_PACKAGE}'s HTML pages in sorted order.",
+        "scaled indexes are NOT newly embedded text: each real chunk of pyfaq and debian once, "
+        f"then copies of them with their real embedding perturbed (noise {NOISE}, cosine ~0.97) "
+        "until the size, since embedding 100k chunks takes over an hour on two cores.",
+        "before: the same engine with term statistics from one keyword search per query term "
+        "(as before KeywordIndex.document_frequency), interleaved with now on every question.",
+    ]
     return BenchResult(
         name="latency",
-        title="Retrieval latency",
-        command=f"python -m bench.latency --sizes {','.join(str(n) for n in sizes)} --queries {queries}",
+        title="What the user waits for before generation (Engine.retrieve, real data)",
+        command=f"python -m bench.latency --sizes {','.join(str(n) for n in sizes)} "
+        f"--queries {queries} --debian-chunks {debian_chunks}",
         rows=tuple(rows),
         checks=tuple(checks),
         notes=tuple(notes),
         seconds=time.perf_counter() - started,
-        data={"ms": {str(n): v for n, v in times.items()}, "embed_ms": embed_ms},
+        data={"ms": ms, "chunks": {n: c for n, (_, c) in indexes.items()}},
     )
 
 
@@ -211,21 +474,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--sizes",
-        default="10000,100000",
-        help="comma-separated chunk counts (10000,100000; add 1000000 for 1M)",
+        default=",".join(str(n) for n in DEFAULT_SIZES),
+        help="comma-separated chunk counts of scaled indexes (100000; 1000000 for 1M)",
     )
-    parser.add_argument("--queries", type=int, default=106, help="questions per size (106)")
+    parser.add_argument("--queries", type=int, default=106, help="pyfaq questions (106)")
+    parser.add_argument(
+        "--debian-chunks",
+        type=int,
+        default=DEBIAN_CHUNKS,
+        help=f"real {DEBIAN_PACKAGE} chunks to embed ({DEBIAN_CHUNKS}; 0: pyfaq alone)",
+    )
     parser.add_argument("--beir", type=Path, default=DEFAULT_BEIR, help="BEIR folder (pyfaq)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     try:
-        sizes = [int(x.replace("_", "")) for x in args.sizes.split(",") if x.strip()]
-    except ValueError:
-        parser.error(f"--sizes must be comma-separated integers, got {args.sizes!r}")
-    if not sizes or min(sizes) < CHUNKS_PER_DOC:
-        parser.error(f"--sizes must name sizes of at least {CHUNKS_PER_DOC} chunks")
-    print_result(run(sizes, args.queries, args.beir), as_json=args.json)
+        sizes = parse_sizes(args.sizes)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.queries < 1 or args.debian_chunks < 0:
+        parser.error("--queries must be at least 1 and --debian-chunks at least 0")
+    print_result(run(sizes, args.queries, args.debian_chunks, args.beir), as_json=args.json)
     return 0
+
+
+def parse_sizes(text: str) -> list[int]:
+    """'100000,1_000_000' -> [100000, 1000000]; empty means no scaled index."""
+    try:
+        sizes = [int(x.strip().replace("_", "")) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--sizes must be comma-separated integers, got {text!r}") from None
+    if any(n < 1 for n in sizes):
+        raise ValueError(f"--sizes must be positive, got {text!r}")
+    return sizes
 
 
 if __name__ == "__main__":
