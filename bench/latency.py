@@ -40,7 +40,7 @@ TARGET_SIZE = 100_000
 DEFAULT_SIZES = (100_000,)
 DEBIAN_PACKAGE = "python3.11-doc"
 DEBIAN_DOCS = Path("usr/share/doc/python3.11/html")
-DEBIAN_CHUNKS = 4_000  # real chunks of Debian documentation embedded (~3-6 min on two cores)
+DEBIAN_CHUNKS = 10_000  # real chunks of Debian documentation embedded (~15 min on two shared cores)
 NOISE = 0.25  # norm of the perturbation added to a unit embedding: cosine ~ 1/sqrt(1 + 0.25^2)
 SEED = 20261130
 HOME = CACHE / "latency-v2"
@@ -332,10 +332,10 @@ def with_search_term_stats(engine: Engine) -> Engine:
 # the run
 
 
-def timed(fn: Callable[[], object]) -> float:
-    """Milliseconds `fn` took."""
+def timed(fn: Callable[..., object], *args: Any, **kwargs: Any) -> float:
+    """Milliseconds `fn(*args, **kwargs)` took."""
     t0 = time.perf_counter()
-    fn()
+    fn(*args, **kwargs)
     return (time.perf_counter() - t0) * 1000
 
 
@@ -365,8 +365,9 @@ def _measure(
     engines: dict[str, tuple[Engine, Engine]], texts: Sequence[str]
 ) -> dict[str, dict[str, list[float]]]:
     """Per index: Engine.retrieve now ('retrieve') and with per-term searches ('before'), the
-    term statistics alone both ways, and the query embedding alone; sides interleaved."""
-    keys = ("retrieve", "before", "terms", "terms before", "embed")
+    hybrid search alone, the term statistics alone both ways, and the query embedding alone;
+    the two sides interleaved."""
+    keys = ("retrieve", "before", "search", "terms", "terms before", "embed")
     ms: dict[str, dict[str, list[float]]] = {n: {k: [] for k in keys} for n in engines}
     for now, old in engines.values():  # warm-up: models, caches, first-query costs
         for q in texts[:3]:
@@ -382,10 +383,15 @@ def _measure(
                 ms[name][key].append((time.perf_counter() - t0) * 1000)
                 if not result.hits:
                     raise RuntimeError(f"no hits in {name} for {q!r}")
-            query = result.query
-            ms[name]["terms"].append(timed(lambda e=now, s=query: e.retriever.term_stats(s)))
-            ms[name]["terms before"].append(timed(lambda e=old, s=query: e.retriever.term_stats(s)))
-            ms[name]["embed"].append(timed(lambda e=now, s=query: e.embedder.embed_query(s)))
+            query, o = result.query, now.options()
+            search = now.retriever.search
+            m = ms[name]
+            m["search"].append(
+                timed(search, query, mode=o.mode, k=o.top_k, candidates=now.settings.candidates)
+            )
+            m["terms"].append(timed(now.retriever.term_stats, query))
+            m["terms before"].append(timed(old.retriever.term_stats, query))
+            m["embed"].append(timed(now.embedder.embed_query, query))
     return ms
 
 
@@ -425,6 +431,7 @@ def run(
         ratio = p(m["before"], 50) / p(m["retrieve"], 50)
         rows += [
             (f"{label} retrieve p50 / p95", _pair(m["retrieve"])),
+            (f"{label} hybrid search alone", _pair(m["search"])),
             (f"{label} before (per-term searches)", f"{_pair(m['before'])} (x{ratio:.2f})"),
             (
                 f"{label} term stats now / before p50",
