@@ -302,18 +302,22 @@ def term_stats_by_search(retriever: Any, query: str, *, max_terms: int = 16) -> 
     return out
 
 
-def with_search_term_stats(engine: Engine) -> Engine:
-    """The same engine (same stores, registry and models) with term statistics computed by
-    per-term searches, as before `KeywordIndex.document_frequency`."""
+def ready_counts_uncached(registry: Any) -> dict[str, int]:
+    """The ready documents and their chunk counts read from the registry's rows on every call,
+    as `DocumentRegistry.ready_chunk_counts` did before it kept them by change token."""
+    import sqlalchemy as sa
+
+    from rag_core.db.models import DocumentRow
+
+    stmt = sa.select(DocumentRow.id, DocumentRow.chunk_count).where(DocumentRow.status == "ready")
+    with registry.db.read_session() as s:
+        return {doc_id: int(count or 0) for doc_id, count in s.execute(stmt)}
+
+
+def _with_retriever(engine: Engine, retriever: Any) -> Engine:
+    """The same engine (stores, registry, models, keyword sync) over another retriever."""
     from rag_core.engine import Engine
-    from rag_core.retrieval import Retriever
 
-    class PerTermSearch(Retriever):
-        def term_stats(self, query: str, *, max_terms: int = 16) -> list[TermStat]:
-            return term_stats_by_search(self, query, max_terms=max_terms)
-
-    r = engine.retriever
-    retriever = PerTermSearch(r.embedder, r.store, r.keyword, r.ready_ids, r.fusion)
     return Engine(
         engine.settings,
         embedder=engine.embedder,
@@ -326,6 +330,37 @@ def with_search_term_stats(engine: Engine) -> Engine:
         retriever=retriever,
         keyword_sync=engine.keyword_sync,
     )
+
+
+def with_search_term_stats(engine: Engine) -> Engine:
+    """The engine with term statistics computed by per-term searches, as before
+    `KeywordIndex.document_frequency`."""
+    from rag_core.retrieval import Retriever
+
+    class PerTermSearch(Retriever):
+        def term_stats(self, query: str, *, max_terms: int = 16) -> list[TermStat]:
+            return term_stats_by_search(self, query, max_terms=max_terms)
+
+    r = engine.retriever
+    return _with_retriever(
+        engine, PerTermSearch(r.embedder, r.store, r.keyword, r.ready_ids, r.fusion)
+    )
+
+
+def with_uncached_ready(engine: Engine) -> Engine:
+    """The engine reading the ready documents' rows on every question, as before the registry
+    kept them by change token."""
+    from rag_core.retrieval import Retriever
+
+    r, registry = engine.retriever, engine.registry
+    ready = lambda: ready_counts_uncached(registry)  # noqa: E731
+    return _with_retriever(engine, Retriever(r.embedder, r.store, r.keyword, ready, r.fusion))
+
+
+SIDES: dict[str, Callable[[Engine], Engine]] = {
+    "per-term searches": with_search_term_stats,
+    "ready rows read every time": with_uncached_ready,
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -343,8 +378,13 @@ def rotations(names: Sequence[str], count: int) -> Iterator[list[str]]:
     """`count` orders of `names`, each starting one further along: every name is first, second,
     ... equally often, so a warm cache or a load spike favours none."""
     for i in range(count):
-        k = i % max(len(names), 1)
-        yield [*names[k:], *names[:k]]
+        yield rotated(names, i)
+
+
+def rotated(names: Sequence[str], i: int) -> list[str]:
+    """`names` starting at the i-th (modulo their number)."""
+    k = i % max(len(names), 1)
+    return [*names[k:], *names[:k]]
 
 
 def _indexes(sizes: Sequence[int], debian_chunks: int, beir: Path) -> dict[str, tuple[Path, int]]:
@@ -362,46 +402,73 @@ def _indexes(sizes: Sequence[int], debian_chunks: int, beir: Path) -> dict[str, 
 
 
 def _measure(
-    engines: dict[str, tuple[Engine, Engine]], texts: Sequence[str]
+    engines: dict[str, dict[str, Engine]], texts: Sequence[str]
 ) -> dict[str, dict[str, list[float]]]:
-    """Per index: Engine.retrieve now ('retrieve') and with per-term searches ('before'), the
-    two sides interleaved; then its parts alone: the hybrid search, the term statistics both
-    ways, the query embedding, the dense and keyword queries, the registry's ready documents."""
-    keys = ["retrieve", "before", "search", "terms", "terms before"]
-    keys += ["embed", "dense", "bm25", "ready"]
-    ms: dict[str, dict[str, list[float]]] = {n: {k: [] for k in keys} for n in engines}
-    for now, old in engines.values():  # warm-up: models, caches, first-query costs
+    """Per index: Engine.retrieve as it is ('now') and on each side of SIDES, in a rotating
+    order on every question; then its parts alone: the hybrid search, the term statistics both
+    ways, the query embedding, the dense and keyword queries, the ready documents both ways."""
+    parts = ["search", "terms", "terms before", "embed", "dense", "bm25", "ready", "ready before"]
+    ms: dict[str, dict[str, list[float]]] = {
+        name: {k: [] for k in [*sides, *parts]} for name, sides in engines.items()
+    }
+    for sides in engines.values():  # warm-up: models, caches, first-query costs
         for q in texts[:3]:
-            now.retrieve(q)
-            old.retrieve(q)
+            for engine in sides.values():
+                engine.retrieve(q)
     for i, (q, order) in enumerate(zip(texts, rotations(list(engines), len(texts)), strict=True)):
         for name in order:
-            now, old = engines[name]
-            sides = [("retrieve", now), ("before", old)]
-            for key, engine in sides if i % 2 == 0 else sides[::-1]:
+            sides, m = engines[name], ms[name]
+            for side in rotated(list(sides), i):
                 t0 = time.perf_counter()
-                result = engine.retrieve(q)
-                ms[name][key].append((time.perf_counter() - t0) * 1000)
+                result = sides[side].retrieve(q)
+                m[side].append((time.perf_counter() - t0) * 1000)
                 if not result.hits:
                     raise RuntimeError(f"no hits in {name} for {q!r}")
-            query, o = result.query, now.options()
-            search = now.retriever.search
-            m = ms[name]
+            now, query, old = sides["now"], result.query, sides["per-term searches"]
+            o, n = now.options(), now.settings.candidates
             m["search"].append(
-                timed(search, query, mode=o.mode, k=o.top_k, candidates=now.settings.candidates)
+                timed(now.retriever.search, query, mode=o.mode, k=o.top_k, candidates=n)
             )
             m["terms"].append(timed(now.retriever.term_stats, query))
             m["terms before"].append(timed(old.retriever.term_stats, query))
             m["embed"].append(timed(now.embedder.embed_query, query))
-            vector, n = now.embedder.embed_query(query), now.settings.candidates + 10
-            m["dense"].append(timed(now.store.query, vector, n))
-            m["bm25"].append(timed(now.keyword.search, query, n))
+            vector = now.embedder.embed_query(query)
+            m["dense"].append(timed(now.store.query, vector, n + 10))
+            m["bm25"].append(timed(now.keyword.search, query, n + 10))
             m["ready"].append(timed(now.registry.ready_chunk_counts))
+            m["ready before"].append(timed(ready_counts_uncached, now.registry))
     return ms
 
 
 def _pair(values: Sequence[float]) -> str:
     return f"{fmt(p(values, 50))} / {fmt(p(values, 95))} ms"
+
+
+def _figures(label: str, m: dict[str, list[float]]) -> tuple[list[tuple[str, str]], list[Check]]:
+    """One index's rows, and its checks: the target, and each earlier way at least as slow."""
+    now = p(m["now"], 50)
+    rows = [(f"{label} retrieve p50 / p95", _pair(m["now"]))]
+    checks = [Check(f"retrieve p50 at {label}", now, TARGET_P50_MS, at_most=True, unit=" ms")]
+    for side in SIDES:
+        ratio = p(m[side], 50) / now
+        rows.append((f"{label} before: {side}", f"{_pair(m[side])} (x{ratio:.2f})"))
+        checks.append(Check(f"retrieve p50 with {side} / now, {label}", ratio, 1.0))
+    rows += [
+        (f"{label} hybrid search alone", _pair(m["search"])),
+        (
+            f"{label} parts alone p50: embedding, dense, BM25",
+            " / ".join(fmt(p(m[k], 50)) for k in ("embed", "dense", "bm25")) + " ms",
+        ),
+        (
+            f"{label} term stats p50: now / per-term searches",
+            f"{fmt(p(m['terms'], 50))} / {fmt(p(m['terms before'], 50))} ms",
+        ),
+        (
+            f"{label} ready documents p50: now / rows read every time",
+            f"{fmt(p(m['ready'], 50))} / {fmt(p(m['ready before'], 50))} ms",
+        ),
+    ]
+    return rows, checks
 
 
 def run(
@@ -416,58 +483,35 @@ def run(
     offline_environment()
     started = time.perf_counter()
     indexes = _indexes(sorted(set(sizes)), debian_chunks, beir)
-    engines: dict[str, tuple[Engine, Engine]] = {}
+    engines: dict[str, dict[str, Engine]] = {}
     for name, (folder, _) in indexes.items():
         engine = _engine(folder)
         engine.warm_up()
-        engines[name] = (engine, with_search_term_stats(engine))
+        engines[name] = {"now": engine} | {side: make(engine) for side, make in SIDES.items()}
     texts = spread(list(load_beir(beir).queries.values()), queries)
     ms = _measure(engines, texts)
-    for engine, _ in engines.values():
-        _close(engine)
+    for sides in engines.values():
+        _close(sides["now"])
     rows: list[tuple[str, str]] = [
         ("queries", f"{len(texts)} pyfaq dev questions, warm, default settings (hybrid)"),
         ("what is timed", "Engine.retrieve: embedding, search, openings, term stats, gate"),
     ]
     checks: list[Check] = []
     for name, (_, chunks) in indexes.items():
-        m = ms[name]
-        label = f"{name} ({chunks:,} chunks)"
-        ratio = p(m["before"], 50) / p(m["retrieve"], 50)
-        rows += [
-            (f"{label} retrieve p50 / p95", _pair(m["retrieve"])),
-            (f"{label} hybrid search alone", _pair(m["search"])),
-            (f"{label} before (per-term searches)", f"{_pair(m['before'])} (x{ratio:.2f})"),
-            (
-                f"{label} term stats now / before p50",
-                f"{fmt(p(m['terms'], 50))} / {fmt(p(m['terms before'], 50))} ms",
-            ),
-        ]
+        index_rows, index_checks = _figures(f"{name} ({chunks:,} chunks)", ms[name])
+        rows += index_rows
         if name.startswith("scaled"):
-            checks.append(
-                Check(
-                    f"retrieve p50 at {chunks:,} chunks",
-                    p(m["retrieve"], 50),
-                    TARGET_P50_MS,
-                    at_most=True,
-                    unit=" ms",
-                )
-            )
-            checks.append(Check(f"retrieve p50 before / now at {chunks:,} chunks", ratio, 1.0))
-        rows.append(
-            (
-                f"{label} parts alone p50: embedding, dense, BM25, ready documents",
-                " / ".join(fmt(p(m[k], 50)) for k in ("embed", "dense", "bm25", "ready")) + " ms",
-            )
-        )
+            checks += index_checks
     notes = [
         "pyfaq and debian are real text embedded by the default embedder through the real "
         f"ingestion path; debian is {DEBIAN_PACKAGE}'s HTML pages in sorted order.",
         "scaled indexes are NOT newly embedded text: each real chunk of pyfaq and debian once, "
         f"then copies of them with their real embedding perturbed (noise {NOISE}, cosine ~0.97) "
         "until the size, since embedding 100k chunks takes over an hour on two cores.",
-        "before: the same engine with term statistics from one keyword search per query term "
-        "(as before KeywordIndex.document_frequency), interleaved with now on every question.",
+        "before: the same engine (same stores and models) as it was before each change, the "
+        "sides in a rotating order on every question: term statistics from one keyword search "
+        "per query term (before KeywordIndex.document_frequency); the ready documents read from "
+        "the registry's rows on every question (before they were kept by change token).",
     ]
     return BenchResult(
         name="latency",

@@ -14,6 +14,8 @@ from bench.latency import (
     debian_pages,
     parse_sizes,
     perturb,
+    ready_counts_uncached,
+    rotated,
     rotations,
     term_stats_by_search,
 )
@@ -152,6 +154,23 @@ def test_rotations_put_each_index_first_equally_often() -> None:
     assert orders[:3] == [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"]]
     assert [o[0] for o in orders].count("a") == [o[0] for o in orders].count("c") == 2
     assert all(sorted(o) == ["a", "b", "c"] for o in orders)
+    assert rotated(["now", "x", "y"], 4) == ["x", "y", "now"] and rotated([], 3) == []
+
+
+def test_uncached_ready_read_matches_the_registry(tmp_path: Path) -> None:
+    """The bench's reconstruction of the old read gives what the cached registry gives."""
+    from rag_core.db.database import Database
+    from rag_core.db.registry import DocumentRegistry
+
+    db = Database(f"sqlite:///{tmp_path / 'r.sqlite'}")
+    db.migrate()
+    registry = DocumentRegistry(db)
+    a = registry.commit(registry.begin("a.md", "a" * 64, 1, "markdown", None).id, 4)
+    registry.begin("b.md", "b" * 64, 1, "markdown", None)  # ingesting: not ready
+    assert ready_counts_uncached(registry) == registry.ready_chunk_counts() == {a.id: 4}
+    registry.mark_deleting(a.id)
+    assert ready_counts_uncached(registry) == registry.ready_chunk_counts() == {}
+    db.dispose()
 
 
 def test_parse_sizes() -> None:
