@@ -6,7 +6,8 @@ while its chunks are removed; only ready documents are ever retrieved (ready_ids
 
 Every change (commit, mark_deleting, remove) also bumps the registry's generation in the same
 transaction, so `change_token()` tells an app replica in one small query whether anything changed
-since its local keyword index was last brought up to date.
+since its local keyword index was last brought up to date, and `ready_chunk_counts()` (read on
+every question) reads the rows again only when it moved.
 """
 
 from __future__ import annotations
