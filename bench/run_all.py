@@ -81,7 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--latency-sizes",
         default=None,
         metavar="N,N,...",
-        help="chunk counts for the latency benchmark (its default: 10000,100000; add 1000000)",
+        help="chunk counts of the latency benchmark's scaled indexes (its default: 100000; "
+        "add 1000000 for 1M)",
     )
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()]

@@ -236,6 +236,39 @@ def test_registry_lifecycle(db: Database) -> None:
     assert {d.id for d in reg.not_ready()} == {c.id, n.id}
 
 
+def test_ready_counts_are_read_again_only_after_a_change(db: Database, db_url: str) -> None:
+    """Every question reads the ready set: it is cached by the change token, and another
+    replica's commit, deletion or removal (over the same database) is seen at once."""
+    replica = Database(db_url)
+    here, other = DocumentRegistry(db), DocumentRegistry(replica)
+    a = other.commit(other.begin("a.md", "a" * 64, 1, "markdown", None).id, 3)
+    assert here.ready_chunk_counts() == {a.id: 3}
+    statements: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        counts = here.ready_chunk_counts()
+        counts[a.id] = 99  # a copy: the caller cannot change the cache
+        assert here.ready_chunk_counts() == {a.id: 3}
+        rows_read = [s for s in statements if "chunk_count" in s]
+        assert statements and rows_read == [], "the ready rows were read again without a change"
+        b = other.commit(other.begin("b.md", "b" * 64, 1, "markdown", None).id, 5)
+        assert here.ready_chunk_counts() == {a.id: 3, b.id: 5}
+        assert any("chunk_count" in s for s in statements)  # read again after the change
+        other.begin("c.md", "c" * 64, 1, "markdown", None)  # ingesting: not ready, no change
+        assert here.ready_ids() == {a.id, b.id}
+        other.mark_deleting(a.id)
+        assert here.ready_chunk_counts() == {b.id: 5}
+        other.remove(b.id)
+        assert here.ready_chunk_counts() == {}
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", count)
+        replica.dispose()
+
+
 def test_registry_get(db: Database) -> None:
     reg = DocumentRegistry(db)
     doc = reg.commit(reg.begin("Manual v2.pdf", "e" * 64, 5, "pdf", 1).id, 3)

@@ -1,4 +1,5 @@
-"""The benchmark helpers: checks, percentiles, interleaving, corpus slices and the report."""
+"""The benchmark helpers: checks, percentiles, interleaving, corpus slices, the report, and the
+latency benchmark's pure parts (perturbed copies, copy plan, rotations, the old term statistics)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,16 @@ import pytest
 
 from bench.common import BenchResult, Check, alternate, corpus_slice, fmt, median, p, write_corpus
 from bench.ingest_memory import make_one_line, make_short_lines, peak_rss
+from bench.latency import (
+    copy_plan,
+    debian_pages,
+    parse_sizes,
+    perturb,
+    ready_counts_uncached,
+    rotated,
+    rotations,
+    term_stats_by_search,
+)
 from bench.report import render_report, write_report
 from bench.run_all import result_from_json
 from rag_core.evaluation import BeirDataset, BeirDocument
@@ -120,3 +131,108 @@ def test_insights_bench_runs_on_a_small_log() -> None:
         assert report.most_cited and report.refused  # the generator cites and refuses
         timings = measure(db, repeats=1)
     assert len(timings) == 6 and all(ms > 0 for ms in timings.values())
+
+
+def test_perturbed_copies_stay_unit_vectors_near_their_original() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    real = rng.standard_normal((200, 384)).astype(np.float32)
+    real /= np.linalg.norm(real, axis=1, keepdims=True)
+    moved = perturb(real, 0.25, np.random.default_rng(1))
+    assert moved.shape == real.shape and moved.dtype == np.float32
+    assert np.allclose(np.linalg.norm(moved, axis=1), 1.0, atol=1e-5)
+    cosines = (moved * real).sum(axis=1)
+    # the noise is (almost) orthogonal to the vector in 384 dimensions: cos ~ 1 / sqrt(1 + 0.0625)
+    assert np.allclose(cosines, 1 / np.sqrt(1 + 0.25**2), atol=0.02)
+    again = perturb(real, 0.25, np.random.default_rng(1))
+    assert np.array_equal(moved, again)  # seeded: the same index every build
+    assert not np.allclose(perturb(real, 0.25, np.random.default_rng(2)), moved)
+
+
+def test_copy_plan_takes_the_real_documents_first_then_whole_copies() -> None:
+    sizes = [3, 5, 2]
+    plan = copy_plan(sizes, 28)
+    assert plan[:3] == [(0, 0), (0, 1), (0, 2)]  # every real document once, as it is
+    assert plan[3:] == [(1, 0), (1, 1), (1, 2), (2, 0), (2, 1)]  # then copies, in turn
+    assert sum(sizes[d] for _, d in plan) == 28
+    assert copy_plan(sizes, 27)[-1] == (2, 0)  # never past the target
+    assert copy_plan(sizes, 7) == [(0, 0)]  # the next document would pass the target
+    with pytest.raises(ValueError, match="no source chunks"):
+        copy_plan([], 100)
+
+
+def test_rotations_put_each_index_first_equally_often() -> None:
+    orders = list(rotations(["a", "b", "c"], 6))
+    assert orders[:3] == [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"]]
+    assert [o[0] for o in orders].count("a") == [o[0] for o in orders].count("c") == 2
+    assert all(sorted(o) == ["a", "b", "c"] for o in orders)
+    assert rotated(["now", "x", "y"], 4) == ["x", "y", "now"] and rotated([], 3) == []
+
+
+def test_uncached_ready_read_matches_the_registry(tmp_path: Path) -> None:
+    """The bench's reconstruction of the old read gives what the cached registry gives."""
+    from rag_core.db.database import Database
+    from rag_core.db.registry import DocumentRegistry
+
+    db = Database(f"sqlite:///{tmp_path / 'r.sqlite'}")
+    db.migrate()
+    registry = DocumentRegistry(db)
+    a = registry.commit(registry.begin("a.md", "a" * 64, 1, "markdown", None).id, 4)
+    registry.begin("b.md", "b" * 64, 1, "markdown", None)  # ingesting: not ready
+    assert ready_counts_uncached(registry) == registry.ready_chunk_counts() == {a.id: 4}
+    registry.mark_deleting(a.id)
+    assert ready_counts_uncached(registry) == registry.ready_chunk_counts() == {}
+    db.dispose()
+
+
+def test_parse_sizes() -> None:
+    assert parse_sizes("100000, 1_000_000") == [100_000, 1_000_000]
+    assert parse_sizes("") == []
+    with pytest.raises(ValueError, match="comma-separated integers"):
+        parse_sizes("100k")
+    with pytest.raises(ValueError, match="positive"):
+        parse_sizes("0")
+
+
+def test_debian_pages_leave_out_generated_indexes_and_assets(tmp_path: Path) -> None:
+    for rel in (
+        "library/json.html", "faq/general.html", "index.html", "genindex-A.html",
+        "py-modindex.html", "search.html", "_static/x.html", "library/os.txt",
+    ):  # fmt: skip
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("<p>x</p>")
+    pages = [str(p.relative_to(tmp_path)) for p in debian_pages(tmp_path)]
+    assert pages == ["faq/general.html", "index.html", "library/json.html"]
+
+
+def test_term_stats_by_search_agree_with_the_document_frequencies() -> None:
+    """The reconstructed old path (one search per term) counts what the keyword index's document
+    frequencies count, so the benchmark compares two ways of computing the same statistics."""
+    from rag_core.retrieval import Retriever
+    from rag_core.stores.keyword import BM25Index
+    from rag_core.testing import FakeEmbedder, InMemoryStore
+    from rag_core.types import Chunk
+
+    texts = [
+        "Use json.loads to parse a JSON document.",
+        "The json module reads and writes JSON.",
+        "Sort a list with sorted() or list.sort().",
+        "The bearings must be greased every 900 operating hours.",
+    ]
+    chunks = [Chunk(f"c{i}", "d1", "doc", "v", i, t, 0, len(t)) for i, t in enumerate(texts)]
+    embedder, store, keyword = FakeEmbedder(), InMemoryStore(), BM25Index()
+    store.add(chunks, embedder.embed_documents(texts))
+    keyword.add(chunks)
+    retriever = Retriever(embedder, store, keyword, lambda: {"d1"})
+    for query in (
+        "What does json.loads_fast return for JSON?",
+        "How often are the bearings greased?",
+        "parse with json.loads or sort a list",
+    ):
+        now = retriever.term_stats(query)
+        before = term_stats_by_search(retriever, query)
+        assert [(t.term, t.df) for t in before] == [(t.term, t.df) for t in now]
+        assert [t.idf for t in before] == pytest.approx([t.idf for t in now])
+    assert len(term_stats_by_search(retriever, "json sort list bearings greased", max_terms=2)) == 2
+    assert term_stats_by_search(Retriever(embedder, InMemoryStore(), BM25Index(), set), "x") == []
