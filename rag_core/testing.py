@@ -183,6 +183,9 @@ def fake_engine(
     from rag_core.factory import compose_engine
     from rag_core.stores.keyword import BM25Index
 
+    if settings.answer_strategy is None and settings.answer_mode == "generate":
+        # the fake generator's replies are what these engines exist to check: generate
+        settings = settings.model_copy(update={"answer_strategy": "concat"})
     settings.home.mkdir(parents=True, exist_ok=True)
     db = Database(settings.db_url)
     db.migrate()

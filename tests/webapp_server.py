@@ -102,6 +102,10 @@ def launch(
         PYTHONUNBUFFERED="1",
     )
     env.update(settings)
+    if not {"RAGCHAT_ANSWER_STRATEGY", "RAGCHAT_ANSWER_MODE"} & set(settings):
+        # these servers test the generating path, streaming included (the shipped default
+        # quotes, see docs/ANSWERS.md); a caller's settings may choose otherwise
+        env["RAGCHAT_ANSWER_STRATEGY"] = "concat"
     log_path = home / "server.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
