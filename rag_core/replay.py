@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import difflib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -240,18 +240,7 @@ def _engine_with(engine: Engine, settings: Settings) -> Engine:
     """The same models, stores and log under other settings (the retriever shares its caches)."""
     retriever = copy.copy(engine.retriever)
     retriever.fusion = FusionParams.from_settings(settings)
-    return Engine(
-        settings,
-        embedder=engine.embedder,
-        store=engine.store,
-        keyword=engine.keyword,
-        generator=engine.generator,
-        registry=engine.registry,
-        log=engine.log,
-        pipeline=engine.pipeline,
-        retriever=retriever,
-        keyword_sync=engine.keyword_sync,
-    )
+    return replace(engine, settings=settings, retriever=retriever)
 
 
 def diff_passages(
