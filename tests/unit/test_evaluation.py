@@ -34,6 +34,7 @@ from rag_core.evaluation import (
     spread,
     summarize_answers,
 )
+from rag_core.evaluation.corpus import run_grid
 from rag_core.grounding import UNSUPPORTED_MARK, GateModel
 from rag_core.testing import InMemoryStore, fake_engine
 from rag_core.types import Done, Retrieved, SentenceCheck, Timings
@@ -461,3 +462,10 @@ def test_alce_counts_recall_and_needed_citations() -> None:
         timings=Timings(),
     )  # fmt: skip
     assert alce_counts(done, judge) == (2, 3, 3, 4)
+
+
+def test_run_grid_runs_every_pair_in_order_and_reports_each() -> None:
+    seen: list[tuple[int, int]] = []
+    out = run_grid("ab", (1, 2, 3), lambda a, b: f"{a}{b}", lambda d, t: seen.append((d, t)))
+    assert out == ["a1", "a2", "a3", "b1", "b2", "b3"]
+    assert seen == [(1, 6), (2, 6), (3, 6), (4, 6), (5, 6), (6, 6)]
