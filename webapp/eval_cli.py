@@ -173,11 +173,20 @@ def _code_fingerprint() -> str:
 def index_key(dataset: BeirDataset, settings: Settings) -> str:
     """Identifies an index: corpus file (path, size, mtime), embedder, chunking, indexing code."""
     st = dataset.corpus_file.stat()
-    parts = {
-        "format": INDEX_FORMAT,
+    source = {
         "corpus": str(dataset.corpus_file.resolve()),
         "size": st.st_size,
         "mtime_ns": st.st_mtime_ns,
+    }
+    return hashed_index_key(source, settings)
+
+
+def hashed_index_key(source: dict[str, Any], settings: Settings) -> str:
+    """The key of an index of `source` (what identifies the documents) built with these settings:
+    the index format, embedder, precision, chunking and indexing code are part of every key."""
+    parts = {
+        **source,
+        "format": INDEX_FORMAT,
         "embedder": settings.embedder,
         "embed_precision": resolve_precision(settings.embed_precision),
         "chunk_size": settings.chunk_size,
@@ -418,6 +427,15 @@ def _print_retrieval(
         f"{info.documents} documents, {info.chunks} chunks "
         f"(chunk_size {settings.chunk_size}, overlap {settings.chunk_overlap})"
     )
+    print_retrieval_table(scores)
+    print(
+        f"latency: Engine.retrieve as an answer runs it (top_k {settings.top_k}, candidates "
+        f"{settings.candidates}, query embedding and refusal gate included)"
+    )
+
+
+def print_retrieval_table(scores: Sequence[RetrievalScores]) -> None:
+    """One row of retrieval figures per mode, under a header."""
     cols = ("nDCG@10", "R@10", "R@100", "MRR@10", "p50 ms", "p95 ms")
     print(f"{'mode':<8}" + "".join(f"{c:>9}" for c in cols))
     for s in scores:
@@ -425,10 +443,6 @@ def _print_retrieval(
             f"{s.mode:<8}{s.ndcg_at_10:>9.3f}{s.recall_at_10:>9.3f}{s.recall_at_100:>9.3f}"
             f"{s.mrr_at_10:>9.3f}{s.latency_p50_ms:>9.1f}{s.latency_p95_ms:>9.1f}"
         )
-    print(
-        f"latency: Engine.retrieve as an answer runs it (top_k {settings.top_k}, candidates "
-        f"{settings.candidates}, query embedding and refusal gate included)"
-    )
 
 
 def _single_dataset(args: argparse.Namespace, command: str) -> BeirDataset:

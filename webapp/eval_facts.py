@@ -13,22 +13,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag_core.config import Settings
-from rag_core.embedders.sentence_transformers import resolve_precision
 from rag_core.errors import InvalidOptionError, UserError
 from rag_core.evaluation import spread
 from webapp import eval_cli
 from webapp.eval_cli import (
-    INDEX_FORMAT,
     MARKER,
     STAMP,
     STRATEGIES,
     _clear,
     _close,
-    _code_fingerprint,
     _fmt,
     _progress,
     _round,
     _status,
+    hashed_index_key,
 )
 
 if TYPE_CHECKING:
@@ -40,16 +38,7 @@ def files_key(files: Sequence[Path], settings: Settings) -> str:
     h = hashlib.sha256()
     for path in files:
         h.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
-    parts = {
-        "format": INDEX_FORMAT,
-        "files": h.hexdigest(),
-        "embedder": settings.embedder,
-        "embed_precision": resolve_precision(settings.embed_precision),
-        "chunk_size": settings.chunk_size,
-        "chunk_overlap": settings.chunk_overlap,
-        "code": _code_fingerprint(),
-    }
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+    return hashed_index_key({"files": h.hexdigest()}, settings)
 
 
 def open_files_index(
