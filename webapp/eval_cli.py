@@ -323,6 +323,27 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _digits(key: str) -> int:
+    return 0 if key.endswith("_ms") else 3
+
+
+def print_figures(
+    corner: str,
+    columns: Sequence[tuple[str, object]],
+    rows: Sequence[tuple[str, str]],
+    *,
+    cell: int = 10,
+    digits: Callable[[str], int] = _digits,
+) -> None:
+    """A table of scores: a column per (name, scores object), a row per (attribute, label), each
+    figure with `digits(attribute)` decimals (by default none for milliseconds, else 3)."""
+    width = 44
+    print(f"{corner:<{width}}" + "".join(f"{name:>{cell}}" for name, _ in columns))
+    for key, label in rows:
+        cells = "".join(f"{_fmt(getattr(s, key), digits(key)):>{cell}}" for _, s in columns)
+        print(f"{label:<{width}}{cells}")
+
+
 def _round(data: dict[str, Any], digits: int = 4) -> dict[str, Any]:
     return {k: round(v, digits) if isinstance(v, float) else v for k, v in data.items()}
 
@@ -508,12 +529,7 @@ def cmd_answers(args: argparse.Namespace, settings: Settings) -> int:
         f"{dataset.path.name} ({dataset.split}): {len(ids)} answerable and {len(unanswerable)} "
         f"unanswerable questions, generator {settings.generator}"
     )
-    width = 44
-    print(f"{'grounding':<{width}}" + "".join(f"{s.grounding:>10}" for s in summaries))
-    for key, label in _ANSWER_ROWS:
-        digits = 0 if key.endswith("_ms") else 3
-        cells = "".join(f"{_fmt(getattr(s, key), digits):>10}" for s in summaries)
-        print(f"{label:<{width}}{cells}")
+    print_figures("grounding", [(s.grounding, s) for s in summaries], _ANSWER_ROWS)
     return 0
 
 

@@ -22,11 +22,11 @@ from webapp.eval_cli import (
     STRATEGIES,
     _clear,
     _close,
-    _fmt,
     _progress,
     _round,
     _status,
     hashed_index_key,
+    print_figures,
 )
 
 if TYPE_CHECKING:
@@ -116,13 +116,13 @@ def cmd_facts(args: argparse.Namespace, settings: Settings) -> int:
         f"{facts.root} : {n_ans} answerable and {len(questions) - n_ans} unanswerable questions "
         f"over {len(facts.documents)} documents, generator {settings.generator}"
     )
-    width = 44
-    print(f"{'strategy':<{width}}" + "".join(f"{sc.strategy:>12}" for sc in scores))
-    for key, label in _FACT_ROWS:
-        digits = 0 if key.endswith("_ms") else 2 if key == "sentences_per_answer" else 3
-        cells = "".join(f"{_fmt(getattr(sc, key), digits):>12}" for sc in scores)
-        print(f"{label:<{width}}{cells}")
+    columns = [(sc.strategy, sc) for sc in scores]
+    print_figures("strategy", columns, _FACT_ROWS, cell=12, digits=_fact_digits)
     return 0
+
+
+def _fact_digits(key: str) -> int:
+    return 0 if key.endswith("_ms") else 2 if key == "sentences_per_answer" else 3
 
 
 def _chosen(engine: Engine, names: Sequence[str], *, every: bool) -> list[tuple[str, Any]]:

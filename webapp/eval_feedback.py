@@ -22,9 +22,9 @@ from rag_core.evaluation.feedback import FeedbackSet, feedback_set, write_beir
 from webapp.eval_cli import (
     _ANSWER_ROWS,
     MODES,
-    _fmt,
     _progress,
     _round,
+    print_figures,
     print_retrieval_table,
 )
 
@@ -105,9 +105,5 @@ def cmd_feedback(args: argparse.Namespace, settings: Settings) -> int:
     if scores:
         print_retrieval_table(scores)
     if summary is not None:
-        width = 44
-        print(f"{'grounding':<{width}}{summary.grounding:>10}")
-        for key, label in _ANSWER_ROWS:
-            digits = 0 if key.endswith("_ms") else 3
-            print(f"{label:<{width}}{_fmt(getattr(summary, key), digits):>10}")
+        print_figures("grounding", [(summary.grounding, summary)], _ANSWER_ROWS)
     return 0
