@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from rag_core.config import Settings
+from rag_core.config import RANKING_KEYS, Settings
 from rag_core.db.records import TurnRecord
 from rag_core.engine import Engine
 from rag_core.errors import InvalidOptionError, RagError, UserError
@@ -27,15 +27,7 @@ from rag_core.types import AnswerOptions, Citation, DocumentRecord, Done, Hit, S
 
 # snapshot keys a replay applies (the rest of the settings are today's)
 REPLAYED = (
-    "candidates",
-    "fusion",
-    "fusion_alpha",
-    "section_bonus",
-    "length_penalty",
-    "document_weight",
-    "rrf_k",
-    "dense_weight",
-    "keyword_weight",
+    *RANKING_KEYS,
     "temperature",
     "refusal_gate",
     "refusal_threshold",
