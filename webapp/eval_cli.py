@@ -46,6 +46,7 @@ from rag_core.evaluation import (
 )
 from rag_core.grounding import GATE_FEATURES, GateModel
 from rag_core.types import GateFeatures, RetrievalMode
+from webapp import eval_tables
 
 if TYPE_CHECKING:
     from rag_core.engine import Engine
@@ -319,31 +320,6 @@ def _header(dataset: BeirDataset, info: IndexInfo, queries: int) -> dict[str, An
     }
 
 
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def _digits(key: str) -> int:
-    return 0 if key.endswith("_ms") else 3
-
-
-def print_figures(
-    corner: str,
-    columns: Sequence[tuple[str, object]],
-    rows: Sequence[tuple[str, str]],
-    *,
-    cell: int = 10,
-    digits: Callable[[str], int] = _digits,
-) -> None:
-    """A table of scores: a column per (name, scores object), a row per (attribute, label), each
-    figure with `digits(attribute)` decimals (by default none for milliseconds, else 3)."""
-    width = 44
-    print(f"{corner:<{width}}" + "".join(f"{name:>{cell}}" for name, _ in columns))
-    for key, label in rows:
-        cells = "".join(f"{_fmt(getattr(s, key), digits(key)):>{cell}}" for _, s in columns)
-        print(f"{label:<{width}}{cells}")
-
-
 def _round(data: dict[str, Any], digits: int = 4) -> dict[str, Any]:
     return {k: round(v, digits) if isinstance(v, float) else v for k, v in data.items()}
 
@@ -448,22 +424,11 @@ def _print_retrieval(
         f"{info.documents} documents, {info.chunks} chunks "
         f"(chunk_size {settings.chunk_size}, overlap {settings.chunk_overlap})"
     )
-    print_retrieval_table(scores)
+    eval_tables.print_retrieval_table(scores)
     print(
         f"latency: Engine.retrieve as an answer runs it (top_k {settings.top_k}, candidates "
         f"{settings.candidates}, query embedding and refusal gate included)"
     )
-
-
-def print_retrieval_table(scores: Sequence[RetrievalScores]) -> None:
-    """One row of retrieval figures per mode, under a header."""
-    cols = ("nDCG@10", "R@10", "R@100", "MRR@10", "p50 ms", "p95 ms")
-    print(f"{'mode':<8}" + "".join(f"{c:>9}" for c in cols))
-    for s in scores:
-        print(
-            f"{s.mode:<8}{s.ndcg_at_10:>9.3f}{s.recall_at_10:>9.3f}{s.recall_at_100:>9.3f}"
-            f"{s.mrr_at_10:>9.3f}{s.latency_p50_ms:>9.1f}{s.latency_p95_ms:>9.1f}"
-        )
 
 
 def _single_dataset(args: argparse.Namespace, command: str) -> BeirDataset:
@@ -529,7 +494,7 @@ def cmd_answers(args: argparse.Namespace, settings: Settings) -> int:
         f"{dataset.path.name} ({dataset.split}): {len(ids)} answerable and {len(unanswerable)} "
         f"unanswerable questions, generator {settings.generator}"
     )
-    print_figures("grounding", [(s.grounding, s) for s in summaries], _ANSWER_ROWS)
+    eval_tables.print_figures("grounding", [(s.grounding, s) for s in summaries], _ANSWER_ROWS)
     return 0
 
 

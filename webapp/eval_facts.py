@@ -26,8 +26,8 @@ from webapp.eval_cli import (
     _round,
     _status,
     hashed_index_key,
-    print_figures,
 )
+from webapp.eval_tables import print_figures
 
 if TYPE_CHECKING:
     from rag_core.engine import Engine

@@ -24,9 +24,8 @@ from webapp.eval_cli import (
     MODES,
     _progress,
     _round,
-    print_figures,
-    print_retrieval_table,
 )
+from webapp.eval_tables import print_figures, print_retrieval_table
 
 
 def add_feedback_command(esub: Any) -> None:

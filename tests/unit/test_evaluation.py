@@ -39,7 +39,7 @@ from rag_core.evaluation.corpus import run_grid
 from rag_core.grounding import UNSUPPORTED_MARK, GateModel
 from rag_core.testing import InMemoryStore, fake_engine
 from rag_core.types import Done, Retrieved, SentenceCheck, Timings
-from webapp import eval_cli
+from webapp import eval_cli, eval_tables
 from webapp.cli import main
 
 # -- metrics ---------------------------------------------------------------------------------
@@ -476,7 +476,7 @@ def test_print_figures_gives_a_column_per_scores_object(capsys: pytest.CaptureFi
     a = SimpleNamespace(right=0.5, total_ms=12.3)
     b = SimpleNamespace(right=None, total_ms=7.0)
     rows = [("right", "Right"), ("total_ms", "Total ms")]
-    eval_cli.print_figures("strategy", [("a", a), ("b", b)], rows, cell=6)
+    eval_tables.print_figures("strategy", [("a", a), ("b", b)], rows, cell=6)
     assert capsys.readouterr().out.splitlines() == [
         "strategy".ljust(44) + "     a     b",
         "Right".ljust(44) + " 0.500     -",
