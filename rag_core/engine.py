@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import KW_ONLY, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,38 +46,27 @@ from rag_core.types import (
 __all__ = ["Engine", "clean_question", "refusal_text"]
 
 
+@dataclass(eq=False, repr=False)
 class Engine:
     """Facade over ingestion, retrieval, generation, grounding and the conversation log.
 
     factory.compose_engine wires it: the pipeline and the retriever are handed in, built over the
-    same embedder, stores and registry.
+    same embedder, stores and registry. A dataclass so that `dataclasses.replace` gives the same
+    backends under other settings (replay); compared by identity, like any service object.
     """
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        embedder: Embedder,
-        store: VectorStore,
-        keyword: KeywordIndex,
-        generator: TextGenerator,
-        registry: DocumentRegistry,
-        log: ConversationLog,
-        pipeline: IngestPipeline,
-        retriever: Retriever,
-        keyword_sync: Callable[[], object] | None = None,
-    ) -> None:
-        self.settings = settings
-        self.embedder = embedder
-        self.store = store
-        self.keyword = keyword
-        self.generator = generator
-        self.registry = registry
-        self.log = log
-        self.pipeline = pipeline
-        self.retriever = retriever
-        # brings a replica's local keyword index up to date with the shared registry and store
-        self.keyword_sync = keyword_sync
+    settings: Settings
+    _: KW_ONLY
+    embedder: Embedder
+    store: VectorStore
+    keyword: KeywordIndex
+    generator: TextGenerator
+    registry: DocumentRegistry
+    log: ConversationLog
+    pipeline: IngestPipeline
+    retriever: Retriever
+    # brings a replica's local keyword index up to date with the shared registry and store
+    keyword_sync: Callable[[], object] | None = None
 
     # -- documents ----------------------------------------------------------------------------
 

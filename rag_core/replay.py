@@ -12,13 +12,13 @@ from __future__ import annotations
 import copy
 import difflib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from rag_core.config import Settings
+from rag_core.config import RANKING_KEYS, Settings
 from rag_core.db.records import TurnRecord
 from rag_core.engine import Engine
 from rag_core.errors import InvalidOptionError, RagError, UserError
@@ -27,15 +27,7 @@ from rag_core.types import AnswerOptions, Citation, DocumentRecord, Done, Hit, S
 
 # snapshot keys a replay applies (the rest of the settings are today's)
 REPLAYED = (
-    "candidates",
-    "fusion",
-    "fusion_alpha",
-    "section_bonus",
-    "length_penalty",
-    "document_weight",
-    "rrf_k",
-    "dense_weight",
-    "keyword_weight",
+    *RANKING_KEYS,
     "temperature",
     "refusal_gate",
     "refusal_threshold",
@@ -240,18 +232,7 @@ def _engine_with(engine: Engine, settings: Settings) -> Engine:
     """The same models, stores and log under other settings (the retriever shares its caches)."""
     retriever = copy.copy(engine.retriever)
     retriever.fusion = FusionParams.from_settings(settings)
-    return Engine(
-        settings,
-        embedder=engine.embedder,
-        store=engine.store,
-        keyword=engine.keyword,
-        generator=engine.generator,
-        registry=engine.registry,
-        log=engine.log,
-        pipeline=engine.pipeline,
-        retriever=retriever,
-        keyword_sync=engine.keyword_sync,
-    )
+    return replace(engine, settings=settings, retriever=retriever)
 
 
 def diff_passages(

@@ -46,6 +46,7 @@ from rag_core.evaluation import (
 )
 from rag_core.grounding import GATE_FEATURES, GateModel
 from rag_core.types import GateFeatures, RetrievalMode
+from webapp import eval_tables
 
 if TYPE_CHECKING:
     from rag_core.engine import Engine
@@ -173,11 +174,20 @@ def _code_fingerprint() -> str:
 def index_key(dataset: BeirDataset, settings: Settings) -> str:
     """Identifies an index: corpus file (path, size, mtime), embedder, chunking, indexing code."""
     st = dataset.corpus_file.stat()
-    parts = {
-        "format": INDEX_FORMAT,
+    source = {
         "corpus": str(dataset.corpus_file.resolve()),
         "size": st.st_size,
         "mtime_ns": st.st_mtime_ns,
+    }
+    return hashed_index_key(source, settings)
+
+
+def hashed_index_key(source: dict[str, Any], settings: Settings) -> str:
+    """The key of an index of `source` (what identifies the documents) built with these settings:
+    the index format, embedder, precision, chunking and indexing code are part of every key."""
+    parts = {
+        **source,
+        "format": INDEX_FORMAT,
         "embedder": settings.embedder,
         "embed_precision": resolve_precision(settings.embed_precision),
         "chunk_size": settings.chunk_size,
@@ -310,10 +320,6 @@ def _header(dataset: BeirDataset, info: IndexInfo, queries: int) -> dict[str, An
     }
 
 
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
 def _round(data: dict[str, Any], digits: int = 4) -> dict[str, Any]:
     return {k: round(v, digits) if isinstance(v, float) else v for k, v in data.items()}
 
@@ -418,13 +424,7 @@ def _print_retrieval(
         f"{info.documents} documents, {info.chunks} chunks "
         f"(chunk_size {settings.chunk_size}, overlap {settings.chunk_overlap})"
     )
-    cols = ("nDCG@10", "R@10", "R@100", "MRR@10", "p50 ms", "p95 ms")
-    print(f"{'mode':<8}" + "".join(f"{c:>9}" for c in cols))
-    for s in scores:
-        print(
-            f"{s.mode:<8}{s.ndcg_at_10:>9.3f}{s.recall_at_10:>9.3f}{s.recall_at_100:>9.3f}"
-            f"{s.mrr_at_10:>9.3f}{s.latency_p50_ms:>9.1f}{s.latency_p95_ms:>9.1f}"
-        )
+    eval_tables.print_retrieval_table(scores)
     print(
         f"latency: Engine.retrieve as an answer runs it (top_k {settings.top_k}, candidates "
         f"{settings.candidates}, query embedding and refusal gate included)"
@@ -494,12 +494,7 @@ def cmd_answers(args: argparse.Namespace, settings: Settings) -> int:
         f"{dataset.path.name} ({dataset.split}): {len(ids)} answerable and {len(unanswerable)} "
         f"unanswerable questions, generator {settings.generator}"
     )
-    width = 44
-    print(f"{'grounding':<{width}}" + "".join(f"{s.grounding:>10}" for s in summaries))
-    for key, label in _ANSWER_ROWS:
-        digits = 0 if key.endswith("_ms") else 3
-        cells = "".join(f"{_fmt(getattr(s, key), digits):>10}" for s in summaries)
-        print(f"{label:<{width}}{cells}")
+    eval_tables.print_figures("grounding", [(s.grounding, s) for s in summaries], _ANSWER_ROWS)
     return 0
 
 

@@ -13,23 +13,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag_core.config import Settings
-from rag_core.embedders.sentence_transformers import resolve_precision
 from rag_core.errors import InvalidOptionError, UserError
 from rag_core.evaluation import spread
 from webapp import eval_cli
 from webapp.eval_cli import (
-    INDEX_FORMAT,
     MARKER,
     STAMP,
     STRATEGIES,
     _clear,
     _close,
-    _code_fingerprint,
-    _fmt,
     _progress,
     _round,
     _status,
+    hashed_index_key,
 )
+from webapp.eval_tables import print_figures
 
 if TYPE_CHECKING:
     from rag_core.engine import Engine
@@ -40,16 +38,7 @@ def files_key(files: Sequence[Path], settings: Settings) -> str:
     h = hashlib.sha256()
     for path in files:
         h.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
-    parts = {
-        "format": INDEX_FORMAT,
-        "files": h.hexdigest(),
-        "embedder": settings.embedder,
-        "embed_precision": resolve_precision(settings.embed_precision),
-        "chunk_size": settings.chunk_size,
-        "chunk_overlap": settings.chunk_overlap,
-        "code": _code_fingerprint(),
-    }
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+    return hashed_index_key({"files": h.hexdigest()}, settings)
 
 
 def open_files_index(
@@ -127,13 +116,13 @@ def cmd_facts(args: argparse.Namespace, settings: Settings) -> int:
         f"{facts.root} : {n_ans} answerable and {len(questions) - n_ans} unanswerable questions "
         f"over {len(facts.documents)} documents, generator {settings.generator}"
     )
-    width = 44
-    print(f"{'strategy':<{width}}" + "".join(f"{sc.strategy:>12}" for sc in scores))
-    for key, label in _FACT_ROWS:
-        digits = 0 if key.endswith("_ms") else 2 if key == "sentences_per_answer" else 3
-        cells = "".join(f"{_fmt(getattr(sc, key), digits):>12}" for sc in scores)
-        print(f"{label:<{width}}{cells}")
+    columns = [(sc.strategy, sc) for sc in scores]
+    print_figures("strategy", columns, _FACT_ROWS, cell=12, digits=_fact_digits)
     return 0
+
+
+def _fact_digits(key: str) -> int:
+    return 0 if key.endswith("_ms") else 2 if key == "sentences_per_answer" else 3
 
 
 def _chosen(engine: Engine, names: Sequence[str], *, every: bool) -> list[tuple[str, Any]]:

@@ -19,7 +19,13 @@ from rag_core.evaluation import (
     summarize_answers,
 )
 from rag_core.evaluation.feedback import FeedbackSet, feedback_set, write_beir
-from webapp.eval_cli import _ANSWER_ROWS, MODES, _fmt, _progress, _round
+from webapp.eval_cli import (
+    _ANSWER_ROWS,
+    MODES,
+    _progress,
+    _round,
+)
+from webapp.eval_tables import print_figures, print_retrieval_table
 
 
 def add_feedback_command(esub: Any) -> None:
@@ -96,17 +102,7 @@ def cmd_feedback(args: argparse.Namespace, settings: Settings) -> int:
     if written:
         print(f"written: {', '.join(str(p) for p in written)}")
     if scores:
-        cols = ("nDCG@10", "R@10", "R@100", "MRR@10", "p50 ms", "p95 ms")
-        print(f"{'mode':<8}" + "".join(f"{c:>9}" for c in cols))
-        for s in scores:
-            print(
-                f"{s.mode:<8}{s.ndcg_at_10:>9.3f}{s.recall_at_10:>9.3f}{s.recall_at_100:>9.3f}"
-                f"{s.mrr_at_10:>9.3f}{s.latency_p50_ms:>9.1f}{s.latency_p95_ms:>9.1f}"
-            )
+        print_retrieval_table(scores)
     if summary is not None:
-        width = 44
-        print(f"{'grounding':<{width}}{summary.grounding:>10}")
-        for key, label in _ANSWER_ROWS:
-            digits = 0 if key.endswith("_ms") else 3
-            print(f"{label:<{width}}{_fmt(getattr(summary, key), digits):>10}")
+        print_figures("grounding", [(summary.grounding, summary)], _ANSWER_ROWS)
     return 0

@@ -285,6 +285,18 @@ class ConversationLog:
             raise ConversationNotFoundError(f"Conversation {conv_id!r} not found")
         return row
 
+    @staticmethod
+    def _owned_turn(s: Session, turn_id: int, user: str, select: sa.Select[TurnRow]) -> TurnRow:
+        """The turn `select` loads, if its conversation is the user's (as `_owned` does for a
+        conversation): another user's turn is not found, like one that does not exist."""
+        stmt = select.join(TurnRow.conversation).where(
+            TurnRow.id == turn_id, ConversationRow.user == user
+        )
+        row = s.scalars(stmt).first()
+        if row is None:
+            raise ConversationNotFoundError(f"Turn {turn_id!r} not found")
+        return row
+
     def create_conversation(self, user: str, title: str = DEFAULT_TITLE) -> ConversationRecord:
         """Start an empty conversation; a blank title becomes the default."""
         with self.db.session() as s:
@@ -451,16 +463,8 @@ class ConversationLog:
     def get_turn(self, turn_id: int, user: str) -> TurnRecord:
         """One turn, if its conversation belongs to the user."""
         turn_id = _turn_id(turn_id)
-        stmt = (
-            _with_children()
-            .join(TurnRow.conversation)
-            .where(TurnRow.id == turn_id, ConversationRow.user == user)
-        )
         with self.db.read_session() as s:
-            row = s.scalars(stmt).first()
-            if row is None:
-                raise ConversationNotFoundError(f"Turn {turn_id!r} not found")
-            return _turn_record(row)
+            return _turn_record(self._owned_turn(s, turn_id, user, _with_children()))
 
     def history(self, conv_id: str, user: str, *, before: int | None = None) -> list[Turn]:
         """Question/answer pairs for follow-up questions (turns that ended in error are skipped);
@@ -534,15 +538,8 @@ class ConversationLog:
             raise UserError(f"Feedback rating must be +1 or -1, not {rating!r}")
         _check_feedback(rating, feedback)
         turn_id = _turn_id(turn_id)
-        stmt = (
-            sa.select(TurnRow)
-            .join(TurnRow.conversation)
-            .where(TurnRow.id == turn_id, ConversationRow.user == user)
-        )
         with self.db.session() as s:
-            row = s.scalars(stmt).first()
-            if row is None:
-                raise ConversationNotFoundError(f"Turn {turn_id!r} not found")
+            row = self._owned_turn(s, turn_id, user, sa.select(TurnRow))
             if feedback is not None and feedback.passage is not None:
                 chunk_ids = {p.chunk_id for p in row.passages}
                 if feedback.passage not in chunk_ids:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, Relationship, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 DEFAULT_USER = "local"
@@ -78,6 +78,17 @@ def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
+def _owned(order_by: str, back_populates: str | None = None) -> Relationship[Any]:
+    """Child rows that belong to their parent: deleted with it, by the ORM and (the foreign key
+    says ON DELETE CASCADE) by the database without loading them, in `order_by` order."""
+    return relationship(
+        back_populates=back_populates,
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by=order_by,
+    )
+
+
 class DocumentRow(Base):
     """One version of one document; only 'ready' rows are ever retrieved."""
 
@@ -113,12 +124,7 @@ class ConversationRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    turns: Mapped[list[TurnRow]] = relationship(
-        back_populates="conversation",
-        cascade="all, delete-orphan",
-        passive_deletes=True,
-        order_by="TurnRow.position",
-    )
+    turns: Mapped[list[TurnRow]] = _owned("TurnRow.position", back_populates="conversation")
 
 
 class TurnRow(Base):
@@ -182,15 +188,9 @@ class TurnRow(Base):
     feedback_no_passage: Mapped[bool | None] = mapped_column(sa.Boolean)
 
     conversation: Mapped[ConversationRow] = relationship(back_populates="turns")
-    passages: Mapped[list[TurnPassageRow]] = relationship(
-        cascade="all, delete-orphan",
-        passive_deletes=True,
-        order_by="(TurnPassageRow.rank, TurnPassageRow.id)",
-    )
-    sentences: Mapped[list[TurnSentenceRow]] = relationship(
-        cascade="all, delete-orphan",
-        passive_deletes=True,
-        order_by="(TurnSentenceRow.position, TurnSentenceRow.id)",
+    passages: Mapped[list[TurnPassageRow]] = _owned("(TurnPassageRow.rank, TurnPassageRow.id)")
+    sentences: Mapped[list[TurnSentenceRow]] = _owned(
+        "(TurnSentenceRow.position, TurnSentenceRow.id)"
     )
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rag_core.evaluation.corpus import CorpusMap, Progress
+from rag_core.evaluation.corpus import CorpusMap, Progress, run_grid
 from rag_core.evaluation.metrics import percentile, ratio
 from rag_core.prompting import markers_in, strip_markers
 from rag_core.protocols import Embedder
@@ -157,25 +157,21 @@ def evaluate_answers(
     judge: Judge | None = None,
 ) -> list[AnswerRecord]:
     """Answer each (question, relevant ids or None if unanswerable) under each grounding policy."""
-    records = []
-    total = len(questions) * len(groundings)
-    for i, (question, relevant) in enumerate(questions):
-        for j, policy in enumerate(groundings):
-            done, first, gate = run_answer(engine, question, policy)
-            records.append(
-                answer_record(
-                    done,
-                    grounding=policy,
-                    relevant=relevant,
-                    documents=documents,
-                    first_token_ms=first,
-                    gate=gate,
-                    judge=judge,
-                )
-            )
-            if progress:
-                progress(i * len(groundings) + j + 1, total)
-    return records
+
+    def run(item: tuple[str, frozenset[str] | None], policy: str) -> AnswerRecord:
+        question, relevant = item
+        done, first, gate = run_answer(engine, question, policy)
+        return answer_record(
+            done,
+            grounding=policy,
+            relevant=relevant,
+            documents=documents,
+            first_token_ms=first,
+            gate=gate,
+            judge=judge,
+        )
+
+    return run_grid(questions, groundings, run, progress)
 
 
 @dataclass(frozen=True)

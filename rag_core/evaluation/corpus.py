@@ -6,7 +6,7 @@ import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rag_core.evaluation.beir import BeirDocument
 from rag_core.ingest.pipeline import clean_name
@@ -16,6 +16,27 @@ if TYPE_CHECKING:
     from rag_core.engine import Engine
 
 Progress = Callable[[int, int], None]  # (items done, items in all)
+A = TypeVar("A")
+B = TypeVar("B")
+R = TypeVar("R")
+
+
+def run_grid(
+    outer: Sequence[A],
+    inner: Sequence[B],
+    run: Callable[[A, B], R],
+    progress: Progress | None = None,
+) -> list[R]:
+    """`run(a, b)` for every a in `outer` and b in `inner`, in that order, reporting progress
+    after each: the loop every evaluation over (question x setting) runs."""
+    results: list[R] = []
+    total = len(outer) * len(inner)
+    for a in outer:
+        for b in inner:
+            results.append(run(a, b))
+            if progress:
+                progress(len(results), total)
+    return results
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag_core.errors import UserError
-from rag_core.evaluation.corpus import Progress
+from rag_core.evaluation.corpus import Progress, run_grid
 from rag_core.evaluation.metrics import percentile, ratio
 from rag_core.types import AnswerOptions, Done, Token
 
@@ -159,14 +159,13 @@ def evaluate_facts(
     strategies: Sequence[tuple[str, AnswerOptions]],
     progress: Progress | None = None,
 ) -> list[FactRecord]:
-    records = []
-    total = len(questions) * len(strategies)
-    for i, (name, options) in enumerate(strategies):
-        for j, q in enumerate(questions):
-            records.append(run_fact(engine, q, options, name))
-            if progress:
-                progress(i * len(questions) + j + 1, total)
-    return records
+    """Answer every question under each named strategy, one strategy after the other."""
+
+    def run(strategy: tuple[str, AnswerOptions], q: FactQuestion) -> FactRecord:
+        name, options = strategy
+        return run_fact(engine, q, options, name)
+
+    return run_grid(strategies, questions, run, progress)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -34,10 +35,11 @@ from rag_core.evaluation import (
     spread,
     summarize_answers,
 )
+from rag_core.evaluation.corpus import run_grid
 from rag_core.grounding import UNSUPPORTED_MARK, GateModel
 from rag_core.testing import InMemoryStore, fake_engine
 from rag_core.types import Done, Retrieved, SentenceCheck, Timings
-from webapp import eval_cli
+from webapp import eval_cli, eval_tables
 from webapp.cli import main
 
 # -- metrics ---------------------------------------------------------------------------------
@@ -461,3 +463,22 @@ def test_alce_counts_recall_and_needed_citations() -> None:
         timings=Timings(),
     )  # fmt: skip
     assert alce_counts(done, judge) == (2, 3, 3, 4)
+
+
+def test_run_grid_runs_every_pair_in_order_and_reports_each() -> None:
+    seen: list[tuple[int, int]] = []
+    out = run_grid("ab", (1, 2, 3), lambda a, b: f"{a}{b}", lambda d, t: seen.append((d, t)))
+    assert out == ["a1", "a2", "a3", "b1", "b2", "b3"]
+    assert seen == [(1, 6), (2, 6), (3, 6), (4, 6), (5, 6), (6, 6)]
+
+
+def test_print_figures_gives_a_column_per_scores_object(capsys: pytest.CaptureFixture[str]) -> None:
+    a = SimpleNamespace(right=0.5, total_ms=12.3)
+    b = SimpleNamespace(right=None, total_ms=7.0)
+    rows = [("right", "Right"), ("total_ms", "Total ms")]
+    eval_tables.print_figures("strategy", [("a", a), ("b", b)], rows, cell=6)
+    assert capsys.readouterr().out.splitlines() == [
+        "strategy".ljust(44) + "     a     b",
+        "Right".ljust(44) + " 0.500     -",
+        "Total ms".ljust(44) + "    12     7",
+    ]

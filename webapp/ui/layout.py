@@ -370,20 +370,12 @@ def _insights_tab(page: Page) -> None:
         page.questions_plot = gr.BarPlot(
             x="day", y="questions", title="Questions per day", elem_id="rc-plot-questions"
         )
-        page.rates_plot = gr.LinePlot(
-            x="day",
-            y="rate",
-            color="series",
-            title="Refused, quoted fallback and thumbs down (% of answers)",
-            elem_id="rc-plot-rates",
+        page.rates_plot = _daily_lines(
+            "rate", "Refused, quoted fallback and thumbs down (% of answers)", "rc-plot-rates"
         )
     with gr.Row():
-        page.times_plot = gr.LinePlot(
-            x="day",
-            y="seconds",
-            color="series",
-            title="First token and total time (s), p50 and p95",
-            elem_id="rc-plot-times",
+        page.times_plot = _daily_lines(
+            "seconds", "First token and total time (s), p50 and p95", "rc-plot-times"
         )
         page.cited_plot = gr.BarPlot(
             x="document", y="answers", title="Most cited documents", elem_id="rc-plot-cited"
@@ -391,6 +383,11 @@ def _insights_tab(page: Page) -> None:
     with gr.Row():
         page.insights_docs = gr.HTML("", label="Documents", elem_id="rc-insights-docs")
         page.insights_refused = gr.HTML("", label="Refused", elem_id="rc-insights-refused")
+
+
+def _daily_lines(y: str, title: str, elem_id: str) -> gr.LinePlot:
+    """A line per series over the days: the plot of the (day, `y`, series) frames of ui/insights."""
+    return gr.LinePlot(x="day", y=y, color="series", title=title, elem_id=elem_id)
 
 
 def _api_inputs(page: Page) -> None:

@@ -93,6 +93,29 @@ class _Contexts:
             )
         return DynamicCache(config=self.model.config)
 
+    def _causal_step(
+        self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any, **kw: Any
+    ) -> Any:
+        """A causal LM's forward pass over `ids` at `positions`, extending `cache`."""
+        return self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            cache=cache,
+            use_cache=True,
+            **kw,
+        )
+
+    def _decoder_step(self, ids: torch.Tensor, cache: Any) -> Any:
+        """An encoder-decoder's decoder pass over `ids` on the stored encoder states."""
+        return self.model(
+            encoder_outputs=self.encoder_out,
+            attention_mask=self.enc_mask,
+            decoder_input_ids=ids,
+            cache=cache,
+            use_cache=True,
+        )
+
     def start(self) -> torch.Tensor:
         """Prefill / encode: log-probs (k, vocab) of the first answer token under each context."""
         import torch
@@ -110,22 +133,11 @@ class _Contexts:
                 start = torch.full(
                     (len(self.prompt_ids), 1), self.start_id, dtype=torch.long, device=self.device
                 )
-                out = self.model(
-                    encoder_outputs=self.encoder_out,
-                    attention_mask=self.enc_mask,
-                    decoder_input_ids=start,
-                    cache=cache,
-                    use_cache=True,
-                )
+                out = self._decoder_step(start, cache)
             else:
                 positions = (self.prompt_mask.cumsum(-1) - 1).masked_fill(self.prompt_mask == 0, 1)
-                out = self.model(
-                    input_ids=self.prompt_ids,
-                    attention_mask=self.prompt_mask,
-                    position_ids=positions,
-                    cache=cache,
-                    use_cache=True,
-                    **self.keep_kwargs,
+                out = self._causal_step(
+                    self.prompt_ids, self.prompt_mask, positions, cache, **self.keep_kwargs
                 )
                 self.mask = self.prompt_mask
                 self.next_pos = positions[:, -1:] + 1
@@ -144,22 +156,10 @@ class _Contexts:
         step = torch.tensor(list(tokens), dtype=torch.long, device=self.device).view(-1, 1)
         with self.lock, torch.no_grad():
             if self.seq2seq:
-                out = self.model(
-                    encoder_outputs=self.encoder_out,
-                    attention_mask=self.enc_mask,
-                    decoder_input_ids=step,
-                    cache=self.cache,
-                    use_cache=True,
-                )
+                out = self._decoder_step(step, self.cache)
             else:
                 self.mask = torch.cat([self.mask, self.mask.new_ones((len(step), 1))], dim=-1)
-                out = self.model(
-                    input_ids=step,
-                    attention_mask=self.mask,
-                    position_ids=self.next_pos,
-                    cache=self.cache,
-                    use_cache=True,
-                )
+                out = self._causal_step(step, self.mask, self.next_pos, self.cache)
                 self.next_pos = self.next_pos + 1
             if getattr(out, "cache", None) is not None:
                 self.cache = out.cache
@@ -224,13 +224,7 @@ class _Contexts:
                         )
                         offsets = torch.arange(width - 1, device=self.device)
                         positions = prompt_mask.sum(-1, keepdim=True) + offsets
-                        out = self.model(
-                            input_ids=targets[:, :-1],
-                            attention_mask=mask,
-                            position_ids=positions,
-                            cache=cache,
-                            use_cache=True,
-                        )
+                        out = self._causal_step(targets[:, :-1], mask, positions, cache)
                         rest = torch.log_softmax(out.logits.float(), dim=-1)
                         logp = torch.cat([logp, rest], dim=1)
             token_logp = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)

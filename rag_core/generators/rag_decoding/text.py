@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
@@ -138,7 +138,50 @@ class _Detokenizer:
         return start, max(start, stop)
 
 
-class RagTokenStream:
+class _TextStream:
+    """What both streams share: an iterator of whole-word text pieces over the answer's token ids,
+    the text given so far, and where a sentence's characters lie in the tokens."""
+
+    def __init__(self, tokenizer: Any, tokenizer_lock: AbstractContextManager[Any] | None) -> None:
+        self._text = _Detokenizer(tokenizer, tokenizer_lock)
+        self._iterator = self._all_pieces()
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        return next(self._iterator)
+
+    def close(self) -> None:
+        self._iterator.close()
+
+    def _pieces(self) -> Iterator[str]:
+        """The answer's pieces before the detokenizer's tail (each stream decodes its own way)."""
+        raise NotImplementedError
+
+    def _all_pieces(self) -> Generator[str, None, None]:
+        yield from self._pieces()
+        tail = self._text.flush()
+        if tail:
+            yield tail
+
+    def _push_all(self, token_ids: Iterable[int]) -> Iterator[str]:
+        for token_id in token_ids:
+            piece = self._text.push(token_id)
+            if piece:
+                yield piece
+
+    @property
+    def text(self) -> str:
+        """The text given so far (all of it once the iterator is exhausted)."""
+        return self._text.text
+
+    def token_span(self, char_start: int, char_end: int) -> tuple[int, int]:
+        """Token positions of the characters [char_start, char_end) of ``text`` (a sentence)."""
+        return self._text.token_span(char_start, char_end)
+
+
+class RagTokenStream(_TextStream):
     """RAG-Token text: iterate for the answer's new text pieces; the decoding stays readable.
 
     ``decoding`` is the RagTokenDecoding (steps, per-passage log-probs). An error inside the model
@@ -152,37 +195,19 @@ class RagTokenStream:
         tokenizer_lock: AbstractContextManager[Any] | None = None,
     ) -> None:
         self.decoding = decoding
-        self._text = _Detokenizer(tokenizer, tokenizer_lock)
-        self._iterator = self._pieces()
-
-    def __iter__(self) -> Iterator[str]:
-        return self
-
-    def __next__(self) -> str:
-        return next(self._iterator)
+        super().__init__(tokenizer, tokenizer_lock)
 
     def close(self) -> None:
-        self._iterator.close()
+        super().close()
         self.decoding.close()
 
-    def _pieces(self) -> Generator[str, None, None]:
+    def _pieces(self) -> Iterator[str]:
         try:
-            for step in self.decoding:
-                piece = self._text.push(step.token_id)
-                if piece:
-                    yield piece
+            yield from self._push_all(step.token_id for step in self.decoding)
         except Exception as exc:
             raise GenerationError(
                 f"RAG-Token decoding failed: {type(exc).__name__}: {exc}"
             ) from exc
-        tail = self._text.flush()
-        if tail:
-            yield tail
-
-    @property
-    def text(self) -> str:
-        """The text given so far (all of it once the iterator is exhausted)."""
-        return self._text.text
 
     @property
     def token_ids(self) -> tuple[int, ...]:
@@ -202,12 +227,8 @@ class RagTokenStream:
     def span_posterior(self, start: int, end: int) -> tuple[float, ...]:
         return self.decoding.span_posterior(start, end)
 
-    def token_span(self, char_start: int, char_end: int) -> tuple[int, int]:
-        """Token positions of the characters [char_start, char_end) of ``text`` (a sentence)."""
-        return self._text.token_span(char_start, char_end)
 
-
-class RagSequenceStream:
+class RagSequenceStream(_TextStream):
     """RAG-Sequence text: the first ``next()`` decodes and scores every candidate; the chosen
     answer then comes out in pieces. ``decoding`` (a SequenceDecoding) is set from then on."""
 
@@ -220,42 +241,22 @@ class RagSequenceStream:
         self._run = run
         self._tokenizer = tokenizer
         self._tokenizer_lock = tokenizer_lock
-        self._text = _Detokenizer(tokenizer, tokenizer_lock)
         self.decoding: SequenceDecoding | None = None
-        self._iterator = self._pieces()
+        super().__init__(tokenizer, tokenizer_lock)
 
-    def __iter__(self) -> Iterator[str]:
-        return self
-
-    def __next__(self) -> str:
-        return next(self._iterator)
-
-    def close(self) -> None:
-        self._iterator.close()
-
-    def _pieces(self) -> Generator[str, None, None]:
+    def _pieces(self) -> Iterator[str]:
         try:
             self.decoding = self._run()
         except Exception as exc:
             raise GenerationError(
                 f"RAG-Sequence decoding failed: {type(exc).__name__}: {exc}"
             ) from exc
-        for token in self.decoding.best.token_ids:
-            piece = self._text.push(token)
-            if piece:
-                yield piece
-        tail = self._text.flush()
-        if tail:
-            yield tail
+        yield from self._push_all(self.decoding.best.token_ids)
 
     def _done(self) -> SequenceDecoding:
         if self.decoding is None:
             raise RuntimeError("RAG-Sequence has not decoded yet: iterate the stream first")
         return self.decoding
-
-    @property
-    def text(self) -> str:
-        return self._text.text
 
     @property
     def token_ids(self) -> tuple[int, ...]:
@@ -278,9 +279,6 @@ class RagSequenceStream:
 
     def span_posterior(self, start: int, end: int) -> tuple[float, ...]:
         return self._done().span_posterior(start, end)
-
-    def token_span(self, char_start: int, char_end: int) -> tuple[int, int]:
-        return self._text.token_span(char_start, char_end)
 
 
 def _eos_ids(generator: TransformersGenerator) -> frozenset[int]:
