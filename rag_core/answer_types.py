@@ -60,7 +60,7 @@ _HOLDS: dict[str, re.Pattern[str]] = {
         re.IGNORECASE,
     ),
     "time": re.compile(
-        r"\b\d{1,2}[:.]\d{2}\b|\b\d{1,2}\s*(?:am|pm|a\.m\.|p\.m\.)|\bnoon\b|\bmidnight\b",
+        r"\b\d{1,2}[:.]\d{2}\b|\b\d{1,2}\s*(?:am|pm|a\.m\.|p\.m\.|o'?clock)|\bnoon\b|\bmidnight\b",
         re.IGNORECASE,
     ),
     "quantity": re.compile(rf"\b{_NUMBER}\b|\d", re.IGNORECASE),
