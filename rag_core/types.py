@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-DocType = Literal["pdf", "docx", "html", "markdown", "text"]
+DocType = Literal["pdf", "docx", "html", "markdown", "text", "image"]
 RetrievalMode = Literal["hybrid", "dense", "bm25"]
 AnswerMode = Literal["generate", "extractive"]
 GroundingPolicy = Literal["mark", "remove", "off"]
@@ -26,6 +26,8 @@ class Block:
     char_end: int
     page: int | None = None
     heading_path: tuple[str, ...] = ()
+    ocr: bool = False  # the text was read from an image by OCR
+    table: bool = False  # rows of a table, one per line, each cell with its column header
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class ParsedDocument:
     doc_type: DocType
     page_count: int | None = None
     title: str | None = None
+    ocr_pages: tuple[int, ...] = ()  # pages whose text OCR read (1 for an image file)
+    tables: int = 0  # tables whose rows became text
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ class Chunk:
     page: int | None = None
     page_end: int | None = None
     heading_path: tuple[str, ...] = ()
+    ocr: bool = False  # its text was read from an image by OCR (a scanned page or a picture)
 
     @property
     def embedding_text(self) -> str:
@@ -270,6 +275,7 @@ class DocumentRecord:
     updated_at: datetime | None = None  # last progress of an unfinished ingest or deletion
     owner: str | None = None  # the user who added the first version (None: added by an operator)
     added_by: str | None = None  # the user who added this version
+    ocr_pages: tuple[int, ...] = ()  # pages whose text OCR read (1 for an image file)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 Good files: make_pdf, make_docx, make_html, make_markdown, make_text. Bad files: make_corrupt_pdf,
 make_truncated_pdf, make_encrypted_pdf, make_scanned_pdf, make_zip_renamed_docx,
 make_docx_zip_bomb, make_binary_txt, make_invalid_utf8, make_utf16_text, make_nested_html,
-make_script_html. Every function returns the file's bytes; the caller picks the file name.
+make_script_html. Scans: make_text_image (a PNG/JPEG of text), make_image_pdf (pages that are
+only pictures of text). Every function returns the file's bytes; the caller picks the file name.
 
 Headings use one convention everywhere: a string starting with "# " is a level-1 heading,
 "## " level 2, and so on; any other string is a paragraph.
@@ -53,6 +54,36 @@ def make_scanned_pdf(n_pages: int = 2) -> bytes:
     for _ in range(n_pages):
         pdf.add_page()
         pdf.rect(20, 20, 100, 60, style="F")
+    return bytes(pdf.output())
+
+
+def make_text_image(lines: Sequence[str], *, fmt: str = "PNG", width: int = 1700) -> bytes:
+    """A picture of text (Pillow draws it, black on white, about 12 pt at 200 dpi): what a
+    photographed or scanned page looks like to OCR. `fmt` is PNG or JPEG."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=34)
+    height = 120 + 52 * len(lines)
+    image = Image.new("L", (width, height), 255)
+    draw = ImageDraw.Draw(image)
+    for i, line in enumerate(lines):
+        draw.text((80, 60 + 52 * i), line, fill=0, font=font)
+    out = io.BytesIO()
+    image.save(out, format=fmt)
+    return out.getvalue()
+
+
+def make_image_pdf(pages: Sequence[Sequence[str]]) -> bytes:
+    """A PDF of scanned pages: each page one picture of its lines (make_text_image), no text
+    layer at all, as a scanner without OCR makes it."""
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_auto_page_break(auto=False)
+    for lines in pages:
+        pdf.add_page()
+        picture = io.BytesIO(make_text_image(lines))
+        pdf.image(picture, x=0, y=10, w=pdf.w)
     return bytes(pdf.output())
 
 

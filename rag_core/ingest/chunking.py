@@ -144,6 +144,7 @@ def _chunks(
             page=head.page,
             page_end=last.page if head.page is not None else None,
             heading_path=head.heading_path,
+            ocr=head.ocr or last.ocr,
         )
         index += 1
 

@@ -64,6 +64,12 @@ class _Piece:
     page: int | None = None
     heading_path: tuple[str, ...] = ()
     sep: str = "\n\n"
+    ocr: bool = False  # read from an image by OCR
+    table: bool = False  # table rows, one per line (see table_lines)
+
+
+# Where a block starts: (offset, page, heading path, ocr, table).
+_Start = tuple[int, int | None, tuple[str, ...], bool, bool]
 
 
 def _assemble(
@@ -75,7 +81,7 @@ def _assemble(
     never doubled and every offset refers to the final text.
     """
     parts: list[str] = []
-    starts: list[tuple[int, int | None, tuple[str, ...]]] = []  # (offset, page, heading_path)
+    starts: list[_Start] = []
     pos = 0
     for piece in pieces:
         text = _LEADING_BLANK_LINES.sub("", normalize_text(piece.text)).rstrip()
@@ -84,10 +90,10 @@ def _assemble(
         if parts:
             parts.append(piece.sep)
             pos += len(piece.sep)
-        key = (piece.page, piece.heading_path)
-        if not starts or (starts[-1][1], starts[-1][2]) != key:
+        key = (piece.page, piece.heading_path, piece.ocr, piece.table)
+        if not starts or starts[-1][1:] != key:
             # The separator belongs to the block before it; the new block starts at its text.
-            starts.append((pos, piece.page, piece.heading_path))
+            starts.append((pos, *key))
         parts.append(text)
         pos += len(text)
         if pos > max_text_chars:
@@ -95,12 +101,12 @@ def _assemble(
     return "".join(parts), _tile(starts, pos)
 
 
-def _tile(starts: list[tuple[int, int | None, tuple[str, ...]]], end: int) -> tuple[Block, ...]:
+def _tile(starts: list[_Start], end: int) -> tuple[Block, ...]:
     """Blocks from their start offsets: each runs to the next one's start, the last to `end`."""
     blocks = []
-    for i, (start, page, path) in enumerate(starts):
+    for i, (start, page, path, ocr, table) in enumerate(starts):
         stop = starts[i + 1][0] if i + 1 < len(starts) else end
-        blocks.append(Block(0 if i == 0 else start, stop, page, path))
+        blocks.append(Block(0 if i == 0 else start, stop, page, path, ocr, table))
     return tuple(blocks)
 
 
@@ -122,13 +128,16 @@ def _finish(
     page_count: int | None = None,
     title: str | None = None,
     empty_reason: str = "has no text (it is empty or only whitespace)",
+    ocr_pages: tuple[int, ...] = (),
 ) -> ParsedDocument:
     if not text.strip():
         raise EmptyDocumentError(name, empty_reason)
     if len(text) > max_text_chars:
         raise _too_long(name, max_text_chars)
     title = " ".join(title.split()) if title else None
-    return ParsedDocument(text, blocks, doc_type, page_count, title or None)
+    # a table's blocks sit between other blocks: each run of table blocks is one table
+    tables = sum(1 for i, b in enumerate(blocks) if b.table and (i == 0 or not blocks[i - 1].table))
+    return ParsedDocument(text, blocks, doc_type, page_count, title or None, ocr_pages, tables)
 
 
 class _HeadingStack:

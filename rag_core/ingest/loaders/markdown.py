@@ -11,6 +11,7 @@ from rag_core.ingest.loaders.common import (
     DEFAULT_MAX_UNPACKED_MB,
     _finish,
     _HeadingStack,
+    _Start,
     _tile,
     _too_long,
     normalize_text,
@@ -37,7 +38,7 @@ def load_markdown(
     if len(text) > max_text_chars:
         raise _too_long(name, max_text_chars)
     headings = _HeadingStack()
-    starts: list[tuple[int, int | None, tuple[str, ...]]] = [(0, None, ())]
+    starts: list[_Start] = [(0, None, (), False, False)]
     title: str | None = None
     fence: str | None = None
     para_start: int | None = None  # offset of the first line of the current paragraph
@@ -74,9 +75,9 @@ def load_markdown(
                 if title is None and level == 1:
                     title = clean
                 if not text[starts[-1][0] : offset].strip():  # nothing before it: take over
-                    starts[-1] = (starts[-1][0], None, path)
+                    starts[-1] = (starts[-1][0], None, path, False, False)
                 else:
-                    starts.append((offset, None, path))
+                    starts.append((offset, None, path, False, False))
             para_start, para_lines = None, []
             continue
         if line.strip():
