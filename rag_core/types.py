@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -79,6 +79,14 @@ class Chunk:
         if self.heading_path:
             parts.append(" > ".join(self.heading_path))
         return " · ".join(parts)
+
+    @property
+    def shown_location(self) -> str:
+        """`location` as citations show it: 'p. 3 · read by OCR' when the text came from OCR,
+        so a reader knows to allow for misread characters."""
+        return " · ".join(
+            part for part in (self.location, "read by OCR" if self.ocr else "") if part
+        )
 
 
 @dataclass(frozen=True)
@@ -276,6 +284,17 @@ class DocumentRecord:
     owner: str | None = None  # the user who added the first version (None: added by an operator)
     added_by: str | None = None  # the user who added this version
     ocr_pages: tuple[int, ...] = ()  # pages whose text OCR read (1 for an image file)
+
+
+def page_ranges(pages: Sequence[int]) -> str:
+    """Page numbers as short ranges: (1, 2, 3, 7) -> '1-3, 7'."""
+    runs: list[list[int]] = []
+    for page in sorted(set(pages)):
+        if runs and page == runs[-1][1] + 1:
+            runs[-1][1] = page
+        else:
+            runs.append([page, page])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 @dataclass(frozen=True)
