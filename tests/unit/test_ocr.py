@@ -89,8 +89,11 @@ def test_ocr_off_refuses_pictures_and_says_why_a_scan_has_no_text() -> None:
 
 
 def test_a_blank_scan_is_an_empty_document() -> None:
-    with pytest.raises(EmptyDocumentError, match=r"no extractable text in 2 page.*found no text"):
-        load(dm.make_scanned_pdf(2), "blank.pdf")
+    with pytest.raises(EmptyDocumentError, match=r"no extractable text in 2 page.*OCR found no"):
+        load(dm.make_image_pdf([[], []]), "blank.pdf")  # white pictures
+    # pages that draw no picture at all are not worth rendering: blank, or only shapes
+    with pytest.raises(EmptyDocumentError, match=r"in 3 page.*no scanned images in it for OCR"):
+        load(dm.make_scanned_pdf(3), "shapes.pdf")
 
 
 def test_pages_per_file_limit_names_the_setting() -> None:

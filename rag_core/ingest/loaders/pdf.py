@@ -39,7 +39,11 @@ def load_pdf(
     pdf_errors: tuple[type[BaseException], ...] = (PyPdfError, *_PARSER_ERRORS)
     reader, page_count = _open_pdf(data, name, max_pages, pdf_errors)
     layers = _text_layers(reader, name, page_count, max_text_chars, pdf_errors)
-    scanned = [n for n, text in enumerate(layers, 1) if needs_ocr(text)] if options.on else []
+    scanned = [
+        n
+        for n, text in enumerate(layers, 1)
+        if options.on and needs_ocr(text) and _draws_image(reader.pages[n - 1])
+    ]
     if len(scanned) > options.max_pages:
         raise IngestError(
             name,
@@ -57,8 +61,10 @@ def load_pdf(
         for number, layer in enumerate(layers, 1)
     )
     text, blocks = _assemble(pieces, name, max_text_chars)
-    if options.on:
-        empty = "OCR read them as scanned images and found no text"
+    if scanned:
+        empty = "OCR found no text in its scanned images"
+    elif options.on:
+        empty = "no scanned images in it for OCR to read either"
     else:
         empty = "it may be scanned images, which need OCR, and RAGCHAT_OCR is off"
     return _finish(
@@ -72,6 +78,25 @@ def load_pdf(
         empty_reason=f"no extractable text in {page_count} page(s): {empty}",
         ocr_pages=tuple(sorted(read)),
     )
+
+
+def _draws_image(page: Any, depth: int = 0) -> bool:
+    """Whether a page (or a form it draws, three levels deep) uses an image: a scan is one, a
+    blank or drawing-only page is not worth rendering for OCR. Unsure (broken resources): yes."""
+    try:
+        resources = page.get("/Resources")
+        resources = resources.get_object() if resources is not None else None
+        xobjects = resources.get("/XObject") if resources is not None else None
+        if xobjects is None:
+            return False
+        for ref in xobjects.get_object().values():
+            obj = ref.get_object()
+            kind = obj.get("/Subtype")
+            if kind == "/Image" or (kind == "/Form" and depth < 3 and _draws_image(obj, depth + 1)):
+                return True
+    except _PARSER_ERRORS:
+        return True
+    return False
 
 
 def _open_pdf(
