@@ -15,6 +15,7 @@ from rag_core.ingest.loaders.common import (
     _tile,
     _too_long,
     normalize_text,
+    table_lines,
 )
 from rag_core.types import ParsedDocument
 
@@ -33,8 +34,10 @@ def load_markdown(
     max_text_chars: int,
     max_unpacked_mb: float = DEFAULT_MAX_UNPACKED_MB,
 ) -> ParsedDocument:
-    """Markdown kept as written; blocks start at ATX (#) and setext headings outside code fences."""
-    text = normalize_text(decode_text(data, name))
+    """Markdown kept as written, but for tables (rows rewritten as text that keeps each cell
+    with its column header); blocks start at ATX (#) and setext headings outside code fences,
+    and a table is a block of its own."""
+    text, tables = _rewrite_tables(normalize_text(decode_text(data, name)))
     if len(text) > max_text_chars:
         raise _too_long(name, max_text_chars)
     headings = _HeadingStack()
@@ -86,7 +89,7 @@ def load_markdown(
             para_lines.append(line)
         else:
             para_start, para_lines = None, []
-    blocks = _tile(starts, len(text))
+    blocks = _tile(_mark_tables(starts, tables, len(text)), len(text))
     return _finish(name, "markdown", text, blocks, max_text_chars, title=title)
 
 
@@ -105,3 +108,71 @@ def _clean_md_heading(raw: str) -> str:
     text = _MD_LINK.sub(r"\1", raw).replace("`", "")
     text = _MD_EMPHASIS.sub(r"\2", text)
     return " ".join(text.split())
+
+
+_TABLE_DELIMITER = re.compile(r"^ {0,3}\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*$")
+_CELL_SPLIT = re.compile(r"(?<!\\)\|")
+
+
+def _cells(line: str) -> list[str]:
+    """The cells of a Markdown table row: split at unescaped pipes, inline markup removed."""
+    inner = line.strip()
+    inner = inner[1:] if inner.startswith("|") else inner
+    inner = inner[:-1] if inner.endswith("|") and not inner.endswith("\\|") else inner
+    return [_clean_md_heading(cell.replace("\\|", "|")) for cell in _CELL_SPLIT.split(inner)]
+
+
+def _rewrite_tables(text: str) -> tuple[str, list[tuple[int, int]]]:
+    """`text` with each pipe table (a header row, a delimiter row, then rows with pipes; outside
+    code fences) replaced by table_lines, and the (start, end) of each in the new text."""
+    lines = text.split("\n")
+    out: list[str] = []
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    fence: str | None = None
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        m = _FENCE.match(line)
+        if fence is not None:
+            if re.match(rf"^ {{0,3}}{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$", line):
+                fence = None
+        elif m:
+            fence = m.group(1)
+        elif (
+            "|" in line
+            and i + 1 < len(lines)
+            and "|" in lines[i + 1]
+            and _TABLE_DELIMITER.match(lines[i + 1])
+            and len(_cells(lines[i + 1])) == len(_cells(line))
+        ):
+            end = i + 2
+            while end < len(lines) and lines[end].strip() and "|" in lines[end]:
+                end += 1
+            rows = [_cells(line)] + [_cells(row) for row in lines[i + 2 : end]]
+            rewritten = table_lines(rows, header=True)
+            if rewritten:
+                spans.append((pos, pos + len("\n".join(rewritten))))
+                for row in rewritten:
+                    out.append(row)
+                    pos += len(row) + 1
+                i = end
+                continue
+        out.append(line)
+        pos += len(line) + 1
+        i += 1
+    return "\n".join(out), spans
+
+
+def _mark_tables(starts: list[_Start], tables: list[tuple[int, int]], length: int) -> list[_Start]:
+    """Block starts with each table made a block of its own, under the headings above it."""
+    if not tables:
+        return starts
+    marked = list(starts)
+    for start, end in tables:
+        path = [s for s in marked if s[0] <= start][-1][2]
+        marked.append((start, None, path, False, True))
+        if end < length:
+            marked.append((end, None, path, False, False))
+    marked.sort(key=lambda s: s[0])  # stable: at one offset the table's own start comes last
+    return [s for i, s in enumerate(marked) if i + 1 == len(marked) or marked[i + 1][0] != s[0]]
