@@ -1,8 +1,10 @@
-"""PDF: text per page (pypdf), scanned pages read by OCR, pages as blocks, limits checked early."""
+"""PDF: text per page (pypdf), scanned pages read by OCR, ruled tables as rows with headers,
+pages as blocks, limits checked early."""
 
 from __future__ import annotations
 
 import io
+import itertools
 from typing import Any
 
 from rag_core.errors import EmptyDocumentError, IngestError
@@ -14,6 +16,7 @@ from rag_core.ingest.loaders.common import (
     _Piece,
     _too_long,
 )
+from rag_core.ingest.loaders.pdf_tables import ruled_pages, table_page_pieces
 from rag_core.ingest.ocr import OcrOptions, needs_ocr, ocr_image, render_pdf_pages
 from rag_core.types import ParsedDocument
 
@@ -31,7 +34,7 @@ def load_pdf(
 
     A page without a text layer (a scan) is read by OCR unless RAGCHAT_OCR=off; its blocks are
     marked `ocr`. The number of such pages is checked against RAGCHAT_OCR_MAX_PAGES before the
-    first one is read.
+    first one is read. A page with ruled tables is read by pdf_tables: rows with headers.
     """
     from pypdf.errors import PyPdfError
 
@@ -56,8 +59,10 @@ def load_pdf(
         text = ocr_image(image, name, f"page {number}", options)
         if text.strip():
             read[number] = text
-    pieces = (
-        _Piece(read.get(number, layer), page=number, ocr=number in read)
+    typed = [n for n, layer in enumerate(layers, 1) if n not in read and layer.strip()]
+    tables = table_page_pieces(data, ruled_pages(data, typed))
+    pieces = itertools.chain.from_iterable(
+        tables.get(number) or [_Piece(read.get(number, layer), page=number, ocr=number in read)]
         for number, layer in enumerate(layers, 1)
     )
     text, blocks = _assemble(pieces, name, max_text_chars)
