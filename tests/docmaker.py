@@ -1,6 +1,7 @@
 """Build real test documents in code (no binary fixtures in the repository).
 
-Good files: make_pdf, make_docx, make_html, make_markdown, make_text. Bad files: make_corrupt_pdf,
+Good files: make_pdf, make_table_pdf, make_docx, make_html, make_markdown, make_text (DOCX,
+HTML and Markdown take tables as lists of rows, the first row the header). Bad files: make_corrupt_pdf,
 make_truncated_pdf, make_encrypted_pdf, make_scanned_pdf, make_zip_renamed_docx,
 make_docx_zip_bomb, make_binary_txt, make_invalid_utf8, make_utf16_text, make_nested_html,
 make_script_html. Scans: make_text_image (a PNG/JPEG of text), make_image_pdf (pages that are
@@ -43,6 +44,27 @@ def make_pdf(pages: Sequence[str], *, title: str | None = None) -> bytes:
         pdf.add_page()
         pdf.set_xy(10, 10)
         pdf.multi_cell(0, 5, text)
+    return bytes(pdf.output())
+
+
+def make_table_pdf(before: str, rows: Sequence[Sequence[str]], after: str = "") -> bytes:
+    """A one-page text PDF with a ruled table (fpdf2 draws each cell's borders) between two
+    paragraphs; the first row is the header."""
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=10)
+    pdf.multi_cell(0, 5, before)
+    pdf.ln(4)
+    with pdf.table() as table:
+        for cells in rows:
+            row = table.row()
+            for cell in cells:
+                row.cell(cell)
+    if after:
+        pdf.ln(4)
+        pdf.multi_cell(0, 5, after)
     return bytes(pdf.output())
 
 
@@ -176,10 +198,19 @@ def make_docx_zip_bomb(uncompressed_mb: int = 300) -> bytes:
 # --------------------------------------------------------------------------- HTML
 
 
-def make_html(items: Sequence[str], *, title: str = "Test page") -> bytes:
-    """A UTF-8 HTML page: "# Heading" strings become <h1>..<h6>, others <p> (text is escaped)."""
+def make_html(items: Sequence[str | list[list[str]]], *, title: str = "Test page") -> bytes:
+    """A UTF-8 HTML page: "# Heading" strings become <h1>..<h6>, others <p> (text is escaped),
+    and a list of rows a table whose first row is its header (<thead>, <th>)."""
     body = []
     for item in items:
+        if isinstance(item, list):
+            head = "".join(f"<th>{html.escape(c)}</th>" for c in item[0])
+            rows = "".join(
+                "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                for row in item[1:]
+            )
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+            continue
         heading = _heading(item)
         if heading:
             level, text = heading
@@ -222,9 +253,18 @@ def make_nested_html(depth: int = 5000, text: str = "Deep text.") -> bytes:
 # --------------------------------------------------------------------------- text
 
 
-def make_markdown(items: Sequence[str]) -> bytes:
-    """Markdown source: the items (headings "# ..." as ATX headings) separated by blank lines."""
-    return ("\n\n".join(items) + "\n").encode()
+def make_markdown(items: Sequence[str | list[list[str]]]) -> bytes:
+    """Markdown source: the items (headings "# ..." as ATX headings) separated by blank lines; a
+    list of rows becomes a pipe table whose first row is its header."""
+    parts = []
+    for item in items:
+        if isinstance(item, list):
+            lines = ["| " + " | ".join(row) + " |" for row in item]
+            lines.insert(1, "|" + "---|" * len(item[0]))
+            parts.append("\n".join(lines))
+        else:
+            parts.append(item)
+    return ("\n\n".join(parts) + "\n").encode()
 
 
 def make_text(paragraphs: Sequence[str]) -> bytes:

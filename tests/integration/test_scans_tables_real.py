@@ -4,6 +4,8 @@ must cite the passage that holds the fact, with its page."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from rag_core.config import Settings
@@ -61,3 +63,62 @@ def test_a_scanned_pdf_is_read_by_ocr_and_cited_with_its_page(engine_factory, db
     # the logged turn keeps the mark (sources panel after a reload, REST, CLI)
     turn = engine.log.get_turn(logged.turn_id, "local")
     assert [c.chunk.ocr for c in turn.citations] == [True] * len(turn.citations)
+
+
+TABLE_DOCS = {
+    "routers.docx": docmaker.make_docx(
+        [
+            "# Routers",
+            "The shop sells two home routers. Both come with a power supply.",
+            [
+                ["Model", "Ethernet ports", "Wi-Fi"],
+                ["X200", "four 2.5 Gbit ports", "Wi-Fi 6E"],
+                ["X100", "two 1 Gbit ports", "Wi-Fi 5"],
+            ],
+        ]
+    ),
+    "pumps.html": docmaker.make_html(
+        [
+            "# Pumps",
+            "Our pumps are built for irrigation and fountains.",
+            [["Pump", "Maximum flow", "Motor"], ["P-40", "120 litres per minute", "0.75 kW"]],
+        ]
+    ),
+    "trains.md": docmaker.make_markdown(
+        [
+            "# Morning trains",
+            "Trains leave the central station every morning.",
+            [["Train", "Departure", "Platform"], ["Coastal Express", "08:15", "platform 7"]],
+        ]
+    ),
+    "boilers.pdf": docmaker.make_table_pdf(
+        "Boiler care. A certified technician services every boiler.",
+        [["Boiler", "Service interval", "Pressure"], ["Therma 9", "every 18 months", "1.5 bar"]],
+    ),
+}
+TABLE_QUESTIONS = [
+    ("How many Ethernet ports does the X200 router have?", "routers.docx", "four 2.5 Gbit"),
+    ("What is the maximum flow of the P-40 pump?", "pumps.html", "120 litres per minute"),
+    ("From which platform does the Coastal Express leave?", "trains.md", "platform 7"),
+    ("How often must the Therma 9 boiler be serviced?", "boilers.pdf", "18 months"),
+]
+
+
+def test_a_fact_only_in_a_table_cell_is_answered_and_cited_in_every_format(
+    engine_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    engine = engine_factory("sqlite://")
+    for name, data in TABLE_DOCS.items():
+        assert engine.ingest_bytes(data, name).status == "added", name
+    for question, name, fact in TABLE_QUESTIONS:
+        done, _ = chat(engine, question)
+        assert not done.refused, question
+        cited = [c.chunk for c in done.citations]
+        assert cited and cited[0].document_name == name, (question, done.answer)
+        # the cited passage holds the cell with its column header
+        header = {"routers.docx": "Ethernet ports: ", "pumps.html": "Maximum flow: ",
+                  "trains.md": "Platform: ", "boilers.pdf": "Service interval: "}[name]  # fmt: skip
+        assert re.search(re.escape(header) + r"[^|]*" + re.escape(fact), cited[0].text), cited[0]
+        assert fact.lower() in done.answer.lower(), (question, done.answer)
+        if name == "boilers.pdf":
+            assert cited[0].page == 1
