@@ -144,3 +144,16 @@ def test_page_ranges() -> None:
 def test_old_chunks_without_the_mark_read_as_not_ocr() -> None:
     chunk = Chunk("i", "d", "n", "v", 0, "t", 0, 1)
     assert chunk.ocr is False and chunk.shown_location == ""
+
+
+def test_cli_ingest_line_lists_the_pages_ocr_read() -> None:
+    from datetime import UTC, datetime
+
+    from rag_core.types import DocumentRecord, IngestResult
+    from webapp.cli import _result_line
+
+    doc = DocumentRecord(
+        "d1", "scan.pdf", "h", 1, 10, "pdf", 4, 3, datetime.now(UTC), ocr_pages=(1, 2, 4)
+    )
+    line = _result_line(Path("scan.pdf"), IngestResult("scan.pdf", "added", doc, 3, seconds=2.0))
+    assert line.startswith("added") and "3 chunks, OCR read page(s) 1-2, 4 in 2.0s" in line

@@ -20,11 +20,15 @@ from rag_core.ingest.loaders.common import _PARSER_ERRORS, _Piece, table_lines, 
 log = logging.getLogger(__name__)
 
 MIN_RULES = 4  # lines and rectangles a page must draw before its tables are looked for
+# ...and at most: a page of more paths is a drawing (a map, a plan), where pdfplumber's search
+# for ruled cells grows with the square of the paths and finds no table worth the time
+MAX_RULES = 3000
 _PATH_OBJECT = 2  # FPDF_PAGEOBJ_PATH
 
 
 def ruled_pages(data: bytes, pages: Sequence[int]) -> list[int]:
-    """The pages among `pages` that draw at least MIN_RULES paths: where a ruled table may be."""
+    """The pages among `pages` that draw MIN_RULES to MAX_RULES paths: where a ruled table may
+    be."""
     if not pages:
         return []
     import pypdfium2 as pdfium
@@ -38,7 +42,7 @@ def ruled_pages(data: bytes, pages: Sequence[int]) -> list[int]:
         for number in pages:
             page = pdf[number - 1]
             paths = page.get_objects(filter=[_PATH_OBJECT], max_depth=2)
-            if sum(1 for _ in itertools.islice(paths, MIN_RULES)) >= MIN_RULES:
+            if MIN_RULES <= sum(1 for _ in itertools.islice(paths, MAX_RULES + 1)) <= MAX_RULES:
                 found.append(number)
             page.close()
     except (pdfium.PdfiumError, *_PARSER_ERRORS) as exc:
