@@ -16,8 +16,6 @@ from rag_core.ingest.loaders.common import (
 from rag_core.ingest.ocr import OcrOptions, ocr_image
 from rag_core.types import ParsedDocument
 
-MAX_IMAGE_PIXELS = 200_000_000  # a bigger picture is refused before it is decoded
-
 
 def load_image(
     data: bytes,
@@ -28,7 +26,9 @@ def load_image(
     max_unpacked_mb: float = DEFAULT_MAX_UNPACKED_MB,
     ocr: OcrOptions | None = None,
 ) -> ParsedDocument:
-    """The text OCR reads in a PNG or JPEG picture (turned upright by its EXIF orientation)."""
+    """The text OCR reads in a PNG or JPEG picture (turned upright by its EXIF orientation).
+    A picture over Pillow's decompression-bomb limit (about 89 megapixels) is refused before
+    it is decoded."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     options = ocr or OcrOptions()
@@ -36,29 +36,23 @@ def load_image(
         raise UnsupportedFormatError(
             name, "is a picture: reading its text needs OCR, which is off (RAGCHAT_OCR=off)"
         )
-    image_errors: tuple[type[BaseException], ...] = (
+    too_big: tuple[type[BaseException], ...] = (
         Image.DecompressionBombError,
         Image.DecompressionBombWarning,  # raised as an error here
-        *_PARSER_ERRORS,
     )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            opened = Image.open(io.BytesIO(data))
-            width, height = opened.size
-            if width * height > MAX_IMAGE_PIXELS:
-                raise IngestError(
-                    name,
-                    f"is a picture of {width:,} x {height:,} pixels, more than the "
-                    f"{MAX_IMAGE_PIXELS:,} pixels OCR accepts",
-                )
+            opened = Image.open(io.BytesIO(data))  # reads the header only; checks the size
             opened.load()
             image = ImageOps.exif_transpose(opened)
-    except IngestError:
-        raise
+    except too_big as exc:
+        raise IngestError(
+            name, f"is a picture of more than {Image.MAX_IMAGE_PIXELS:,} pixels, too big for OCR"
+        ) from exc
     except UnidentifiedImageError as exc:
         raise IngestError(name, f"corrupt {_kind(data)} picture (unreadable format)") from exc
-    except image_errors as exc:
+    except _PARSER_ERRORS as exc:
         raise IngestError(name, f"corrupt or truncated {_kind(data)} picture: {exc}") from exc
     text = ocr_image(image, name, "the picture", options)
     found = bool(text.strip())
