@@ -15,7 +15,9 @@ import os
 import re
 import shutil
 import subprocess
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -29,6 +31,8 @@ OCR_DPI = 300  # Tesseract reads body text best at about 300 dpi
 MAX_OCR_PIXELS = 40_000_000  # a bigger page or picture is scaled down to this first
 # A PDF page with fewer visible characters than this in its text layer is taken as a scan.
 MIN_TEXT_LAYER_CHARS = 16
+# Pages read at once (each a Tesseract process of one thread): the cores, at most four
+OCR_WORKERS = max(1, min(4, len(os.sched_getaffinity(0))))
 INSTALL_HINT = "install it (Debian: apt-get install tesseract-ocr tesseract-ocr-eng)"
 _LANG = re.compile(r"^[A-Za-z0-9_]+(?:\+[A-Za-z0-9_]+)*$")
 
@@ -167,3 +171,36 @@ def render_pdf_pages(data: bytes, pages: Sequence[int], name: str) -> Iterator[t
             yield number, image
     finally:
         pdf.close()
+
+
+def ocr_pdf_pages(
+    data: bytes, pages: Sequence[int], name: str, options: OcrOptions
+) -> dict[int, str]:
+    """The text OCR reads on each of `pages` (1-based) of a PDF, for the pages where it finds
+    any. Pages are rendered one after another and read by up to OCR_WORKERS Tesseract processes
+    at once, so only a few rendered pages are held at any time."""
+    read: dict[int, str] = {}
+    if not pages:
+        return read
+    with ThreadPoolExecutor(OCR_WORKERS) as pool:
+        running: deque[tuple[int, Future[str]]] = deque()
+
+        def collect() -> None:
+            number, future = running.popleft()
+            text = future.result()  # an IngestError of that page surfaces here
+            if text.strip():
+                read[number] = text
+
+        try:
+            for number, image in render_pdf_pages(data, pages, name):
+                running.append(
+                    (number, pool.submit(ocr_image, image, name, f"page {number}", options))
+                )
+                if len(running) >= OCR_WORKERS:
+                    collect()
+            while running:
+                collect()
+        finally:
+            for _, future in running:
+                future.cancel()
+    return read

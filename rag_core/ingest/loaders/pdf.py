@@ -17,7 +17,7 @@ from rag_core.ingest.loaders.common import (
     _too_long,
 )
 from rag_core.ingest.loaders.pdf_tables import ruled_pages, table_page_pieces
-from rag_core.ingest.ocr import OcrOptions, needs_ocr, ocr_image, render_pdf_pages
+from rag_core.ingest.ocr import OcrOptions, needs_ocr, ocr_pdf_pages
 from rag_core.types import ParsedDocument
 
 
@@ -54,11 +54,7 @@ def load_pdf(
             f"of {options.max_pages:,} (RAGCHAT_OCR_MAX_PAGES); raise the limit, split the file, "
             "or set RAGCHAT_OCR=off to skip scanned pages",
         )
-    read: dict[int, str] = {}
-    for number, image in render_pdf_pages(data, scanned, name):
-        text = ocr_image(image, name, f"page {number}", options)
-        if text.strip():
-            read[number] = text
+    read = ocr_pdf_pages(data, scanned, name, options)
     typed = [n for n, layer in enumerate(layers, 1) if n not in read and layer.strip()]
     tables = table_page_pieces(data, ruled_pages(data, typed))
     pieces = itertools.chain.from_iterable(
