@@ -95,6 +95,24 @@ def make_text_image(lines: Sequence[str], *, fmt: str = "PNG", width: int = 1700
     return out.getvalue()
 
 
+def make_png_bomb(side: int = 100_000) -> bytes:
+    """A tiny PNG whose header declares side x side grey pixels (10 gigapixels by default)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + body))
+        return struct.pack(">I", len(body)) + kind + body + crc
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 99))
+        + chunk(b"IEND", b"")
+    )
+
+
 def make_image_pdf(pages: Sequence[Sequence[str]]) -> bytes:
     """A PDF of scanned pages: each page one picture of its lines (make_text_image), no text
     layer at all, as a scanner without OCR makes it."""
