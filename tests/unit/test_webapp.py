@@ -156,6 +156,9 @@ def test_citations_passages_and_documents_say_when_text_was_read_by_ocr() -> Non
     assert "9 (OCR: 1-3, 7)" in render.render_documents([doc])
     added = render.render_ingest_results([IngestResult("scan.pdf", "added", doc, 4)])
     assert "OCR read page(s) 1-3, 7" in added
+    shown = render.render_chunks(doc, [scanned])
+    assert "scan.pdf · 1 chunks · OCR read page(s) 1-3, 7" in shown
+    assert "p. 3 · Setup · read by OCR" in shown
 
 
 def test_highlight_marks_support_and_question_words() -> None:

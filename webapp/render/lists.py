@@ -131,9 +131,10 @@ def render_chunks(doc: DocumentRecord | None, chunks: Sequence[Chunk]) -> str:
             f'<span class="rc-offsets">chars {c.char_start}–{c.char_end}</span></header>'
             f'<div class="rc-chunk-text">{esc(c.text)}</div></article>'
         )
+    ocr = f" · OCR read page(s) {page_ranges(doc.ocr_pages)}" if doc.ocr_pages else ""
     return (
         f'<div class="rc-chunks"><div class="rc-panel-title">{esc(doc.name)} · '
-        f"{len(chunks)} chunks</div>{''.join(items)}</div>"
+        f"{len(chunks)} chunks{ocr}</div>{''.join(items)}</div>"
     )
 
 
