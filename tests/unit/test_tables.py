@@ -77,6 +77,16 @@ def test_html_row_headers_and_layout_tables_stay_as_they_were() -> None:
     assert parsed.tables == 1  # ...and not counted
 
 
+def test_html_tables_never_show_scripts_or_hidden_cells() -> None:
+    page = (
+        b"<table><tr><th>Part</th><th>Price</th></tr><tr><td>Seal<script>SECRET1</script></td>"
+        b"<td>4 EUR<span style='display: none'>SECRET2</span></td><td hidden>SECRET3</td></tr>"
+        b"</table>"
+    )
+    parsed = load(page, "tricky.html")
+    assert "SECRET" not in parsed.text and "Seal" in parsed.text and "4 EUR" in parsed.text
+
+
 def test_markdown_tables_in_code_fences_stay_code() -> None:
     source = (
         b"```\n| a | b |\n|---|---|\n| 1 | 2 |\n```\n\n| k | v |\n|:--|--:|\n| x \\| y | **z** |\n"
@@ -123,3 +133,16 @@ def test_chunks_of_a_long_table_each_keep_the_headers_and_whole_rows() -> None:
             assert "| Inspection: every " in line and line.endswith("months")
     covered = "\n".join(c.text for c in in_table)
     assert "Valve: V-59 | Pressure: 59 kPa | Inspection: every 12 months" in covered
+
+
+def test_hostile_markdown_tables_are_read_in_linear_time() -> None:
+    import time
+
+    long_cell = "*a " * 100_000 + "[" * 100_000
+    data = (
+        "| a | b |\n|-" + " " * 200_000 + "x\n\n| a | b |\n|---|---|\n| " + long_cell + " | y |\n"
+    )
+    started = time.perf_counter()
+    parsed = load(data.encode(), "hostile.md")
+    assert time.perf_counter() - started < 3
+    assert parsed.tables == 1  # the first is no table: its delimiter row is not one

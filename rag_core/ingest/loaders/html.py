@@ -177,8 +177,9 @@ def _data_table(table: Any) -> tuple[str, list[list[str]], bool | None] | None:
     them), and whether its first row holds column headers: True when marked (all <th>, or in
     <thead>), False when <th> cells are elsewhere (they head rows, not columns), None when there
     are none (table_lines guesses). None for a layout table (one holding tables, headings,
-    paragraphs or lists), whose content is walked as text instead."""
-    if table.find(_LAYOUT_TAGS) is not None:
+    paragraphs or lists), whose content is walked as text instead, as is a table that holds
+    anything the walk leaves out (scripts, hidden elements...)."""
+    if table.find([*_LAYOUT_TAGS, *_DROP_TAGS]) is not None or table.find(_hidden) is not None:
         return None
     rows: list[list[str]] = []
     marked: bool | None = None

@@ -110,8 +110,19 @@ def _clean_md_heading(raw: str) -> str:
     return " ".join(text.split())
 
 
-_TABLE_DELIMITER = re.compile(r"^ {0,3}\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*$")
+_DELIMITER_CELL = re.compile(r":?-+:?")
 _CELL_SPLIT = re.compile(r"(?<!\\)\|")
+
+
+def _is_delimiter(line: str) -> bool:
+    """Whether `line` is a table's delimiter row (|:---|---:|). Checked cell by cell in linear
+    time: one regular expression for the whole row backtracks quadratically on long lines."""
+    if len(line) - len(line.lstrip(" ")) > 3:
+        return False
+    inner = line.strip()
+    inner = inner[1:] if inner.startswith("|") else inner
+    inner = inner[:-1] if inner.endswith("|") else inner
+    return all(_DELIMITER_CELL.fullmatch(cell.strip(" \t")) for cell in inner.split("|"))
 
 
 def _cells(line: str) -> list[str]:
@@ -119,7 +130,18 @@ def _cells(line: str) -> list[str]:
     inner = line.strip()
     inner = inner[1:] if inner.startswith("|") else inner
     inner = inner[:-1] if inner.endswith("|") and not inner.endswith("\\|") else inner
-    return [_clean_md_heading(cell.replace("\\|", "|")) for cell in _CELL_SPLIT.split(inner)]
+    return [_clean_cell(cell.replace("\\|", "|")) for cell in _CELL_SPLIT.split(inner)]
+
+
+_CELL_LINK = re.compile(r"!?\[([^\[\]]*)\]\([^()]{0,2000}\)")  # no [ inside: linear
+_CELL_EMPHASIS = re.compile(r"(?<![\w*_])[*_]{1,3}(?=\S)|(?<=\S)[*_]{1,3}(?![\w*_])")
+
+
+def _clean_cell(raw: str) -> str:
+    """A table cell without link syntax, code ticks or emphasis markers, in linear time (a
+    hostile cell may be long: no pairing of markers, which backtracks)."""
+    text = _CELL_LINK.sub(r"\1", raw).replace("`", "")
+    return " ".join(_CELL_EMPHASIS.sub("", text).split())
 
 
 def _rewrite_tables(text: str) -> tuple[str, list[tuple[int, int]]]:
@@ -143,7 +165,7 @@ def _rewrite_tables(text: str) -> tuple[str, list[tuple[int, int]]]:
             "|" in line
             and i + 1 < len(lines)
             and "|" in lines[i + 1]
-            and _TABLE_DELIMITER.match(lines[i + 1])
+            and _is_delimiter(lines[i + 1])
             and len(_cells(lines[i + 1])) == len(_cells(line))
         ):
             end = i + 2
