@@ -17,6 +17,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
+# Tesseract reads scanned PDF pages and pictures of text (RAGCHAT_OCR); more languages:
+# add tesseract-ocr-<lang> here and set RAGCHAT_OCR_LANG. Unpinned: Debian's security updates
+# replace the exact versions, and a pin would stop the build when they do.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng \
+    && rm -rf /var/lib/apt/lists/*
+
 # The CPU build of torch first, from PyTorch's CPU index (the PyPI wheel drags in CUDA, ~4 GB);
 # constraints.txt then keeps every later install from replacing it.
 RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu torch==2.13.0

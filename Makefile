@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: install run test test-fast lint format browser bench bench-insights eval-data clean
+.PHONY: install run test test-fast lint format browser system-deps bench bench-insights eval-data clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -24,11 +24,15 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-run: install
+run: install system-deps
 	$(VENV)/bin/ragchat serve --host $(HOST) --port $(PORT)
 
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+# Tesseract reads scanned PDF pages and PNG/JPEG pictures (RAGCHAT_OCR=auto)
+system-deps:
+	@command -v tesseract >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq tesseract-ocr tesseract-ocr-eng >/dev/null)
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -39,10 +43,10 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: install browser lint
+test: install browser system-deps lint
 	$(PY) -m pytest -q --timeout=900
 
-test-fast: install
+test-fast: install system-deps
 	$(PY) -m pytest -q tests/unit
 
 bench: install

@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rag_core.errors import InvalidOptionError
+from rag_core.ingest.ocr import OcrOptions
 from rag_core.types import (
     AnswerMode,
     AnswerOptions,
@@ -247,6 +248,24 @@ class Settings(BaseSettings):
         200.0, gt=0, description="Largest unpacked size of a Word document (zip bomb guard)."
     )
     max_question_chars: int = Field(4000, ge=10)
+    ocr: Literal["auto", "off"] = Field(
+        "auto",
+        description=(
+            "auto: read PDF pages without a text layer and PNG/JPEG pictures with Tesseract "
+            "(Debian tesseract-ocr); off: refuse pictures and skip scanned pages."
+        ),
+    )
+    ocr_lang: str = Field(
+        "eng",
+        pattern=r"^[A-Za-z0-9_]+(\+[A-Za-z0-9_]+)*$",
+        description="Tesseract languages, joined by + (eng+deu); each needs tesseract-ocr-<lang>.",
+    )
+    ocr_max_pages: int = Field(
+        200, ge=1, description="Most pages of one file read by OCR (~2-10 s a page on 2 cores)."
+    )
+    ocr_page_timeout: float = Field(
+        120.0, gt=0, description="Seconds OCR may take for one page or picture."
+    )
     shared_lease_s: float = Field(
         900.0,
         ge=10.0,
@@ -376,6 +395,10 @@ class Settings(BaseSettings):
     @property
     def models_path(self) -> Path:
         return self.model_cache or Path.home() / ".cache" / "ragchat" / "models"
+
+    def ocr_options(self) -> OcrOptions:
+        """How ingestion reads scanned pages and pictures (RAGCHAT_OCR*)."""
+        return OcrOptions(self.ocr, self.ocr_lang, self.ocr_max_pages, self.ocr_page_timeout)
 
     def snapshot(self) -> dict[str, Any]:
         """The settings that shape an answer, as logged with every turn."""

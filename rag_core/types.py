@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-DocType = Literal["pdf", "docx", "html", "markdown", "text"]
+DocType = Literal["pdf", "docx", "html", "markdown", "text", "image"]
 RetrievalMode = Literal["hybrid", "dense", "bm25"]
 AnswerMode = Literal["generate", "extractive"]
 # How the answer is made from the passages (docs/ANSWERS.md): one prompt with every passage, quotes
@@ -32,6 +32,8 @@ class Block:
     char_end: int
     page: int | None = None
     heading_path: tuple[str, ...] = ()
+    ocr: bool = False  # the text was read from an image by OCR
+    table: bool = False  # rows of a table, one per line, each cell with its column header
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ class ParsedDocument:
     doc_type: DocType
     page_count: int | None = None
     title: str | None = None
+    ocr_pages: tuple[int, ...] = ()  # pages whose text OCR read (1 for an image file)
+    tables: int = 0  # tables whose rows became text
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class Chunk:
     page: int | None = None
     page_end: int | None = None
     heading_path: tuple[str, ...] = ()
+    ocr: bool = False  # its text was read from an image by OCR (a scanned page or a picture)
 
     @property
     def embedding_text(self) -> str:
@@ -80,6 +85,14 @@ class Chunk:
         if self.heading_path:
             parts.append(" > ".join(self.heading_path))
         return " · ".join(parts)
+
+    @property
+    def shown_location(self) -> str:
+        """`location` as citations show it: 'p. 3 · read by OCR' when the text came from OCR,
+        so a reader knows to allow for misread characters."""
+        return " · ".join(
+            part for part in (self.location, "read by OCR" if self.ocr else "") if part
+        )
 
 
 @dataclass(frozen=True)
@@ -295,6 +308,18 @@ class DocumentRecord:
     updated_at: datetime | None = None  # last progress of an unfinished ingest or deletion
     owner: str | None = None  # the user who added the first version (None: added by an operator)
     added_by: str | None = None  # the user who added this version
+    ocr_pages: tuple[int, ...] = ()  # pages whose text OCR read (1 for an image file)
+
+
+def page_ranges(pages: Sequence[int]) -> str:
+    """Page numbers as short ranges: (1, 2, 3, 7) -> '1-3, 7'."""
+    runs: list[list[int]] = []
+    for page in sorted(set(pages)):
+        if runs and page == runs[-1][1] + 1:
+            runs[-1][1] = page
+        else:
+            runs.append([page, page])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
 """Build real test documents in code (no binary fixtures in the repository).
 
-Good files: make_pdf, make_docx, make_html, make_markdown, make_text. Bad files: make_corrupt_pdf,
+Good files: make_pdf, make_table_pdf, make_docx, make_html, make_markdown, make_text (DOCX,
+HTML and Markdown take tables as lists of rows, the first row the header). Bad files: make_corrupt_pdf,
 make_truncated_pdf, make_encrypted_pdf, make_scanned_pdf, make_zip_renamed_docx,
 make_docx_zip_bomb, make_binary_txt, make_invalid_utf8, make_utf16_text, make_nested_html,
-make_script_html. Every function returns the file's bytes; the caller picks the file name.
+make_script_html. Scans: make_text_image (a PNG/JPEG of text), make_image_pdf (pages that are
+only pictures of text). Every function returns the file's bytes; the caller picks the file name.
 
 Headings use one convention everywhere: a string starting with "# " is a level-1 heading,
 "## " level 2, and so on; any other string is a paragraph.
@@ -45,6 +47,27 @@ def make_pdf(pages: Sequence[str], *, title: str | None = None) -> bytes:
     return bytes(pdf.output())
 
 
+def make_table_pdf(before: str, rows: Sequence[Sequence[str]], after: str = "") -> bytes:
+    """A one-page text PDF with a ruled table (fpdf2 draws each cell's borders) between two
+    paragraphs; the first row is the header."""
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=10)
+    pdf.multi_cell(0, 5, before)
+    pdf.ln(4)
+    with pdf.table() as table:
+        for cells in rows:
+            row = table.row()
+            for cell in cells:
+                row.cell(cell)
+    if after:
+        pdf.ln(4)
+        pdf.multi_cell(0, 5, after)
+    return bytes(pdf.output())
+
+
 def make_scanned_pdf(n_pages: int = 2) -> bytes:
     """A PDF whose pages hold only drawings, no text: what a scan without OCR looks like."""
     from fpdf import FPDF
@@ -53,6 +76,54 @@ def make_scanned_pdf(n_pages: int = 2) -> bytes:
     for _ in range(n_pages):
         pdf.add_page()
         pdf.rect(20, 20, 100, 60, style="F")
+    return bytes(pdf.output())
+
+
+def make_text_image(lines: Sequence[str], *, fmt: str = "PNG", width: int = 1700) -> bytes:
+    """A picture of text (Pillow draws it, black on white, about 12 pt at 200 dpi): what a
+    photographed or scanned page looks like to OCR. `fmt` is PNG or JPEG."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=34)
+    height = 120 + 52 * len(lines)
+    image = Image.new("L", (width, height), 255)
+    draw = ImageDraw.Draw(image)
+    for i, line in enumerate(lines):
+        draw.text((80, 60 + 52 * i), line, fill=0, font=font)
+    out = io.BytesIO()
+    image.save(out, format=fmt)
+    return out.getvalue()
+
+
+def make_png_bomb(side: int = 100_000) -> bytes:
+    """A tiny PNG whose header declares side x side grey pixels (10 gigapixels by default)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + body))
+        return struct.pack(">I", len(body)) + kind + body + crc
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 99))
+        + chunk(b"IEND", b"")
+    )
+
+
+def make_image_pdf(pages: Sequence[Sequence[str]]) -> bytes:
+    """A PDF of scanned pages: each page one picture of its lines (make_text_image), no text
+    layer at all, as a scanner without OCR makes it."""
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_auto_page_break(auto=False)
+    for lines in pages:
+        pdf.add_page()
+        picture = io.BytesIO(make_text_image(lines))
+        pdf.image(picture, x=0, y=10, w=pdf.w)
     return bytes(pdf.output())
 
 
@@ -145,10 +216,19 @@ def make_docx_zip_bomb(uncompressed_mb: int = 300) -> bytes:
 # --------------------------------------------------------------------------- HTML
 
 
-def make_html(items: Sequence[str], *, title: str = "Test page") -> bytes:
-    """A UTF-8 HTML page: "# Heading" strings become <h1>..<h6>, others <p> (text is escaped)."""
+def make_html(items: Sequence[str | list[list[str]]], *, title: str = "Test page") -> bytes:
+    """A UTF-8 HTML page: "# Heading" strings become <h1>..<h6>, others <p> (text is escaped),
+    and a list of rows a table whose first row is its header (<thead>, <th>)."""
     body = []
     for item in items:
+        if isinstance(item, list):
+            head = "".join(f"<th>{html.escape(c)}</th>" for c in item[0])
+            rows = "".join(
+                "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                for row in item[1:]
+            )
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+            continue
         heading = _heading(item)
         if heading:
             level, text = heading
@@ -191,9 +271,18 @@ def make_nested_html(depth: int = 5000, text: str = "Deep text.") -> bytes:
 # --------------------------------------------------------------------------- text
 
 
-def make_markdown(items: Sequence[str]) -> bytes:
-    """Markdown source: the items (headings "# ..." as ATX headings) separated by blank lines."""
-    return ("\n\n".join(items) + "\n").encode()
+def make_markdown(items: Sequence[str | list[list[str]]]) -> bytes:
+    """Markdown source: the items (headings "# ..." as ATX headings) separated by blank lines; a
+    list of rows becomes a pipe table whose first row is its header."""
+    parts = []
+    for item in items:
+        if isinstance(item, list):
+            lines = ["| " + " | ".join(row) + " |" for row in item]
+            lines.insert(1, "|" + "---|" * len(item[0]))
+            parts.append("\n".join(lines))
+        else:
+            parts.append(item)
+    return ("\n\n".join(parts) + "\n").encode()
 
 
 def make_text(paragraphs: Sequence[str]) -> bytes:

@@ -14,7 +14,7 @@ from typing import Any, get_args
 from rag_core.config import Settings
 from rag_core.errors import RagError, UserError
 from rag_core.ingest.detect import SUPPORTED_EXTENSIONS
-from rag_core.types import AnswerStrategy, Done, IngestResult, Released, Retrieved
+from rag_core.types import AnswerStrategy, Done, IngestResult, Released, Retrieved, page_ranges
 from webapp import serialize
 
 
@@ -85,9 +85,10 @@ def _result_line(path: Path, result: IngestResult) -> str:
     if result.status == "duplicate":
         return f"duplicate  {shown(path)} (same content as {doc.name}, nothing added)"
     reused = f", {result.reused_embeddings} embeddings reused" if result.reused_embeddings else ""
+    ocr = f", OCR read page(s) {page_ranges(doc.ocr_pages)}" if doc.ocr_pages else ""
     return (
         f"{result.status:<10} {shown(path)} -> {doc.name} v{doc.version}: {result.chunks} "
-        f"chunks{reused} in {result.seconds:.1f}s"
+        f"chunks{reused}{ocr} in {result.seconds:.1f}s"
     )
 
 
@@ -98,10 +99,10 @@ ASK_FIELDS = (
     "timings config"
 )
 CITATION_FIELDS = (
-    "n document document_id version page heading_path chunk_id char_start char_end support text"
+    "n document document_id version page heading_path ocr chunk_id char_start char_end support text"
 )
 RETRIEVED_FIELDS = (
-    "rank score dense_score keyword_score found_by document document_id page heading_path "
+    "rank score dense_score keyword_score found_by document document_id page heading_path ocr "
     "chunk_id cited text"
 )
 
@@ -144,13 +145,13 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     if done.citations:
         print("\nSources:")
         for c in done.citations:
-            where = f" ({c.chunk.location})" if c.chunk.location else ""
+            where = f" ({c.chunk.shown_location})" if c.chunk.shown_location else ""
             quote = " ".join((c.support or c.chunk.text).split())
             print(f"  [{c.n}] {c.chunk.document_name}{where}: “{quote[:200]}”")
     elif done.hits:
         print("\nClosest passages:")
         for h in done.hits[:3]:
-            where = f" ({h.chunk.location})" if h.chunk.location else ""
+            where = f" ({h.chunk.shown_location})" if h.chunk.shown_location else ""
             print(
                 f"  {h.rank}. {h.chunk.document_name}{where}: {' '.join(h.chunk.text.split())[:160]}"
             )
@@ -180,8 +181,11 @@ def cmd_docs(args: argparse.Namespace, settings: Settings) -> int:
         print(f"deleted {record.name} ({record.id[:8]}, {record.chunk_count} chunks)")
         return 0
     if args.docs_cmd == "show":
+        record = engine.document(args.document)
+        if record.ocr_pages:
+            print(f"{record.name}: OCR read page(s) {page_ranges(record.ocr_pages)}")
         for c in engine.chunks_of(args.document):
-            print(f"--- chunk {c.index} {c.location} [{c.char_start}:{c.char_end}]")
+            print(f"--- chunk {c.index} {c.shown_location} [{c.char_start}:{c.char_end}]")
             print(c.text)
         return 0
     return 2

@@ -28,6 +28,7 @@ def chunk(c: Chunk) -> dict[str, Any]:
         "page": c.page,
         "page_end": c.page_end,
         "heading_path": list(c.heading_path),
+        "ocr": c.ocr,
         "chunk_id": c.id,
         "char_start": c.char_start,
         "char_end": c.char_end,

@@ -99,6 +99,7 @@ def _chunk(p: TurnPassageRow) -> Chunk:
         page=p.page,
         page_end=p.page_end,
         heading_path=tuple(p.heading_path),
+        ocr=bool(p.ocr),
     )
 
 
@@ -421,6 +422,7 @@ class ConversationLog:
                     page=h.chunk.page,
                     page_end=h.chunk.page_end,
                     heading_path=list(h.chunk.heading_path),
+                    ocr=h.chunk.ocr,
                     char_start=h.chunk.char_start,
                     char_end=h.chunk.char_end,
                     text=h.chunk.text,

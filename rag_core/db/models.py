@@ -109,6 +109,8 @@ class DocumentRow(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     owner: Mapped[str | None] = mapped_column(sa.String(255))  # may delete or replace it
     added_by: Mapped[str | None] = mapped_column(sa.String(255))  # who added this version
+    # pages whose text OCR read; NULL for rows from before OCR (none were read)
+    ocr_pages: Mapped[list[Any] | None] = mapped_column(sa.JSON)
 
 
 class ConversationRow(Base):
@@ -227,6 +229,7 @@ class TurnPassageRow(Base):
     page: Mapped[int | None] = mapped_column(sa.Integer)
     page_end: Mapped[int | None] = mapped_column(sa.Integer)
     heading_path: Mapped[list[Any]]
+    ocr: Mapped[bool | None] = mapped_column(sa.Boolean)  # text read by OCR; NULL before 0008
     char_start: Mapped[int] = mapped_column(sa.Integer)
     char_end: Mapped[int] = mapped_column(sa.Integer)
     text: Mapped[str] = mapped_column(sa.Text)

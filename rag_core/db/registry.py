@@ -15,7 +15,7 @@ from __future__ import annotations
 import builtins
 import re
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -44,6 +44,7 @@ def _record(row: DocumentRow) -> DocumentRecord:
         updated_at=row.updated_at,
         owner=row.owner,
         added_by=row.added_by,
+        ocr_pages=tuple(row.ocr_pages or ()),
     )
 
 
@@ -149,9 +150,11 @@ class DocumentRegistry:
         page_count: int | None,
         replaces_id: str | None = None,
         added_by: str | None = None,
+        ocr_pages: Sequence[int] = (),
     ) -> DocumentRecord:
         """Register a document being ingested: version 1, or the replaced version + 1. A new
-        document is owned by whoever adds it; a new version keeps its document's owner."""
+        document is owned by whoever adds it; a new version keeps its document's owner.
+        `ocr_pages` are the pages whose text OCR read (kept for the document's report)."""
         with self.db.session() as s:
             version = 1
             owner = added_by
@@ -173,6 +176,7 @@ class DocumentRegistry:
                 replaces_id=replaces_id,
                 owner=owner,
                 added_by=added_by,
+                ocr_pages=list(ocr_pages),
             )
             s.add(row)
             s.flush()

@@ -19,16 +19,21 @@ from rag_core.errors import EmptyDocumentError, IngestError, UnsupportedFormatEr
 from rag_core.text import CONTROL_CODES
 from rag_core.types import DocType
 
-SUPPORTED = "PDF, Word (.docx), HTML, Markdown and plain text"
+SUPPORTED = "PDF, Word (.docx), HTML, Markdown, plain text and PNG/JPEG pictures of text"
 
 HTML_EXTENSIONS = frozenset({".html", ".htm", ".xhtml", ".shtml"})
 MARKDOWN_EXTENSIONS = frozenset({".md", ".markdown", ".mdown", ".mkd", ".mkdn"})
 TEXT_EXTENSIONS = frozenset(
     {".txt", ".text", ".rst", ".log", ".csv", ".tsv", ".json", ".yaml", ".yml", ".toml", ".ini"}
 )
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg"})
 _TEXTUAL_EXTENSIONS = HTML_EXTENSIONS | MARKDOWN_EXTENSIONS | TEXT_EXTENSIONS
 # Every extension a folder ingest picks up and an upload keeps: what the loaders read.
-SUPPORTED_EXTENSIONS: frozenset[str] = frozenset({".pdf", ".docx"}) | _TEXTUAL_EXTENSIONS
+SUPPORTED_EXTENSIONS: frozenset[str] = (
+    frozenset({".pdf", ".docx"}) | _TEXTUAL_EXTENSIONS | IMAGE_EXTENSIONS
+)
+# Pictures read by OCR: their magic bytes (the name must not claim a text format).
+_IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
 
 # (magic bytes, offset, what it looks like); checked before any text sniffing.
 _MAGIC: tuple[tuple[bytes, int, str | None], ...] = (
@@ -73,7 +78,8 @@ def detect_type(data: bytes, name: str) -> DocType:
     """The document type of `data`, judged by content first and the file name second.
 
     Raises EmptyDocumentError for an empty file and UnsupportedFormatError (naming what the file
-    looks like) for anything that is not PDF, DOCX, HTML, Markdown or text.
+    looks like) for anything that is not PDF, DOCX, HTML, Markdown, text or a PNG/JPEG picture
+    (a picture named as a text file is refused: the name says it should be text).
     """
     if not data:
         raise EmptyDocumentError(name, "the file is empty (0 bytes)")
@@ -86,6 +92,8 @@ def detect_type(data: bytes, name: str) -> DocType:
         return "pdf"
     if data[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         return _detect_zip(data, name, ext)
+    if data.startswith(_IMAGE_MAGIC) and ext not in _TEXTUAL_EXTENSIONS | {".pdf", ".docx"}:
+        return "image"
     looks_like = _looks_like(data)
     if ext == ".pdf":
         what = f" (it looks like {looks_like})" if looks_like else ""

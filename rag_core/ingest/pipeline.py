@@ -252,12 +252,10 @@ class IngestPipeline:
             if content_hash in seen:
                 return IngestResult(name, "duplicate", seen[content_hash])
             parsed = load_document(
-                data,
-                name,
-                max_pages=self.settings.max_pages,
+                data, name, max_pages=self.settings.max_pages,
                 max_text_chars=self.settings.max_text_chars,
-                max_unpacked_mb=self.settings.max_unpacked_mb,
-            )
+                max_unpacked_mb=self.settings.max_unpacked_mb, ocr=self.settings.ocr_options(),
+            )  # fmt: skip
             previous = self.registry.by_name(name)
             if previous is not None and not actor.may_change(previous):
                 raise IngestError(name, not_yours(previous, "replace"))
@@ -271,6 +269,7 @@ class IngestPipeline:
                 parsed.page_count,
                 replaces_id=previous.id if previous else None,
                 added_by=actor.name,
+                ocr_pages=parsed.ocr_pages,
             )
         except UserError as exc:
             return IngestResult(

@@ -84,7 +84,7 @@ _register: Any = register_embedding_function  # chromadb's decorator is untyped
 _register(PrecomputedEmbeddings)
 
 
-def chunk_to_metadata(chunk: Chunk) -> dict[str, str | int]:
+def chunk_to_metadata(chunk: Chunk) -> dict[str, str | int | bool]:
     """Every Chunk field but id and text (Chroma's id and document), plus the text_hash.
 
     text_hash hashes `embedding_text` (heading path + text), the string the embedder saw, so a
@@ -100,6 +100,7 @@ def chunk_to_metadata(chunk: Chunk) -> dict[str, str | int]:
         "page": NO_PAGE if chunk.page is None else chunk.page,
         "page_end": NO_PAGE if chunk.page_end is None else chunk.page_end,
         "heading_path": json.dumps(list(chunk.heading_path), ensure_ascii=False),
+        "ocr": chunk.ocr,
         "text_hash": text_hash(chunk.embedding_text),
     }
 
@@ -120,6 +121,7 @@ def chunk_from_metadata(chunk_id: str, text: str, metadata: Mapping[str, Any]) -
         page=None if page == NO_PAGE else page,
         page_end=None if page_end == NO_PAGE else page_end,
         heading_path=tuple(json.loads(str(metadata["heading_path"]))),
+        ocr=bool(metadata.get("ocr", False)),  # absent in chunks written before OCR
     )
 
 

@@ -244,6 +244,16 @@ def _cases() -> list[tuple[Case, Callable[[], bytes] | None]]:
         lambda: dm.make_scanned_pdf(3),
     )  # fmt: skip
     add(
+        Case("png-pixel-bomb", "bomb.png", "error", ("picture of more than", "pixels"),
+             IngestError),
+        dm.make_png_bomb,
+    )  # fmt: skip
+    add(
+        Case("pdf-scan-of-text", "scan-of-text.pdf", "added", contains=("Zorblat gasket",),
+             pages=1),
+        lambda: dm.make_image_pdf([["Only a picture: the Zorblat gasket is changed yearly."]]),
+    )  # fmt: skip
+    add(
         Case("pdf-zero-pages", "no-pages.pdf", "error", ("no pages",), EmptyDocumentError),
         lambda: blank_pages_pdf(0),
     )

@@ -55,7 +55,7 @@ def _done(question: str = "How do I install it?", status: str = "complete") -> D
         page=3,
         heading_path=("Setup", "Install"),
     )
-    c2 = _chunk("d1", 1, "Start it with ragchat serve.", page=4, page_end=5)
+    c2 = _chunk("d1", 1, "Start it with ragchat serve.", page=4, page_end=5, ocr=True)
     c3 = _chunk("d2", 7, "Unrelated passage about licences.")
     hits = (
         Hit(
@@ -213,9 +213,11 @@ def test_registry_lifecycle(db: Database) -> None:
     assert reg.by_hash("a" * 64) == a and reg.by_name("guide.pdf") == a
     assert reg.ready_ids() == {a.id} and reg.not_ready() == []
 
-    b = reg.begin("guide.pdf", "b" * 64, 2000, "pdf", 12, replaces_id=a.id)
+    b = reg.begin("guide.pdf", "b" * 64, 2000, "pdf", 12, replaces_id=a.id, ocr_pages=[3, 4])
     assert b.version == 2 and reg.ready_ids() == {a.id}  # old version serves until commit
+    assert a.ocr_pages == () and b.ocr_pages == (3, 4)  # the pages OCR read, for its report
     b = reg.commit(b.id, 50)
+    assert reg.get(b.id).ocr_pages == (3, 4)
     assert reg.ready_ids() == {b.id}
     assert reg.by_name("guide.pdf") == b and reg.by_hash("a" * 64) is None
     assert [(d.id, d.status) for d in reg.not_ready()] == [(a.id, "deleting")]
@@ -346,6 +348,9 @@ def test_log_round_trip(db: Database) -> None:
     )
     assert turn.config == dict(done.config)
     assert turn.hits[0].chunk.location == "p. 3 · Setup > Install"
+    # a passage read by OCR still says so when the turn is replayed
+    assert [h.chunk.ocr for h in turn.hits] == [False, True, False]
+    assert turn.hits[1].chunk.shown_location == "pp. 4-5 · read by OCR"
     assert turn.feedback_rating is None
 
     second = log.record_turn(conv.id, "alice", _done("And then?", status="error"))

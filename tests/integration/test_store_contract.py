@@ -168,8 +168,11 @@ def test_metadata_conversion_round_trip() -> None:
     assert meta["text_hash"] == text_hash(chunk.embedding_text)  # what the embedder saw
     assert all(isinstance(v, str | int) for v in meta.values())
     assert chunk_from_metadata(chunk.id, chunk.text, meta) == chunk
-    paged = replace(chunk, page=0, page_end=2)
+    paged = replace(chunk, page=0, page_end=2, ocr=True)
     assert chunk_from_metadata(paged.id, paged.text, chunk_to_metadata(paged)) == paged
+    # a chunk written before OCR existed has no "ocr" key: its text was not read by OCR
+    old = {k: v for k, v in meta.items() if k != "ocr"}
+    assert chunk_from_metadata(chunk.id, chunk.text, old).ocr is False
 
 
 # ---------------------------------------------------------------------------- vector stores
@@ -395,6 +398,7 @@ def test_metadata_round_trip_of_every_field(store: ChromaStore) -> None:
             page_end=5,
             heading_path=("Setup > Install", "Ünïcødé 日本語", 'say "hi"', ""),
             version="sha256:abc",
+            ocr=True,
         ),
         make_chunk("meta", 2, "page zero", page=0, page_end=0, heading_path=("Only",)),
     ]

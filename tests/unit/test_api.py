@@ -604,3 +604,18 @@ def test_without_accounts_the_operator_changes_everything(client: TestClient) ->
     (doc,) = client.get("/api/documents").json()
     assert doc["owner"] is None and doc["added_by"] is None
     assert client.delete("/api/documents/acme.md").status_code == 200
+
+
+def test_a_picture_upload_reports_its_ocr_pages_and_ocr_chunks(client: TestClient) -> None:
+    from tests import docmaker as dm
+
+    picture = dm.make_text_image(["The spare boiler key hangs in the garage."])
+    result = upload(client, ("key-note.png", picture)).json()["results"][0]
+    assert result["status"] == "added", result
+    assert result["document"]["doc_type"] == "image" and result["document"]["ocr_pages"] == [1]
+    shown = client.get("/api/documents/key-note.png").json()
+    assert shown["ocr_pages"] == [1]
+    assert shown["chunks"] and all(c["ocr"] for c in shown["chunks"])
+    assert "spare boiler key" in shown["chunks"][0]["text"]
+    listed = client.get("/api/documents").json()
+    assert [d["ocr_pages"] for d in listed] == [[1]]

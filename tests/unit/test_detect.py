@@ -62,6 +62,18 @@ def test_binary_data_named_as_text(name: str) -> None:
         detect_type(dm.make_binary_txt(), name)
 
 
+@pytest.mark.parametrize(
+    ("data", "name"),
+    [
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 32, "scan.png"),
+        (b"\xff\xd8\xff\xe0" + b"\x00" * 32, "photo"),
+    ],
+    ids=["png", "jpeg-without-extension"],
+)
+def test_pictures_are_images_read_by_ocr(data: bytes, name: str) -> None:
+    assert detect_type(data, name) == "image"
+
+
 def test_png_named_txt_says_what_it_is() -> None:
     png = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
     with pytest.raises(UnsupportedFormatError, match=r"binary data, not text \(.*PNG image"):
@@ -71,12 +83,12 @@ def test_png_named_txt_says_what_it_is() -> None:
 @pytest.mark.parametrize(
     ("data", "what"),
     [
-        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 32, "a PNG image"),
+        (b"GIF89a" + b"\x00" * 32, "a GIF image"),
         (b"\x7fELF\x02\x01\x01" + b"\x00" * 32, "an ELF executable"),
         (b"\x1f\x8b\x08\x00" + b"\x00" * 32, "a gzip archive"),
         (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 32, "a legacy Office file"),
     ],
-    ids=["png", "elf", "gzip", "doc"],
+    ids=["gif", "elf", "gzip", "doc"],
 )
 def test_known_binary_types_are_named(data: bytes, what: str) -> None:
     with pytest.raises(UnsupportedFormatError, match=f"looks like {what}"):
@@ -163,10 +175,11 @@ def test_a_folder_ingest_takes_every_format_the_loaders_read(tmp_path: Path) -> 
 
     for ext in ("mkd", "xhtml", "log", "csv", "json", "yaml", "tsv", "md", "pdf", "docx", "PDF"):
         (tmp_path / f"file.{ext}").write_bytes(b"x")
-    (tmp_path / "image.png").write_bytes(b"x")
+    (tmp_path / "image.png").write_bytes(b"x")  # pictures are read by OCR
+    (tmp_path / "image.gif").write_bytes(b"x")
     (tmp_path / ".hidden.md").write_bytes(b"x")
     found = {p.name for p in iter_files([str(tmp_path)])}
-    assert "image.png" not in found and ".hidden.md" not in found
+    assert "image.gif" not in found and ".hidden.md" not in found
     assert found == {f"file.{ext}" for ext in ("mkd", "xhtml", "log", "csv", "json", "yaml",
-                                              "tsv", "md", "pdf", "docx", "PDF")}  # fmt: skip
+                                              "tsv", "md", "pdf", "docx", "PDF")} | {"image.png"}  # fmt: skip
     assert {".mkd", ".xhtml", ".log", ".csv", ".json"} <= SUPPORTED_EXTENSIONS

@@ -119,10 +119,10 @@ def test_docx_headings_paragraphs_and_tables() -> None:
     assert parsed.doc_type == "docx"
     assert parsed.title == "Report"
     assert parsed.text.startswith("Introduction\n\nOpening paragraph.\n\nBackground")
-    assert "Name | Value\nalpha | 1" in parsed.text
+    assert "\n\nName: alpha | Value: 1\n\n" in parsed.text  # each cell with its column header
     assert block_at(parsed, "Opening")[1] == ("Introduction",)
     assert block_at(parsed, "History")[1] == ("Introduction", "Background")
-    assert block_at(parsed, "alpha | 1")[1] == ("Introduction", "Background")
+    assert block_at(parsed, "Name: alpha")[1] == ("Introduction", "Background")
     assert block_at(parsed, "Fine print")[1] == ("Introduction", "Background", "Detail")
     assert block_at(parsed, "It worked")[1] == ("Results",)
     assert all(b.page is None for b in parsed.blocks)

@@ -51,6 +51,7 @@ def test_a_done_becomes_plain_dicts() -> None:
             "page": 3,
             "page_end": 4,
             "heading_path": ["Pump", "Care"],
+            "ocr": False,
             "chunk_id": "c1",
             "char_start": 10,
             "char_end": 10 + len(TEXT),
@@ -140,11 +141,12 @@ def test_ragchat_ask_json_keeps_its_field_names() -> None:
         "retrieved timings config"
     )
     assert " ".join(data["citations"][0]) == (
-        "n document document_id version page heading_path chunk_id char_start char_end support text"
-    )
+        "n document document_id version page heading_path ocr chunk_id char_start char_end "
+        "support text"
+    )  # `ocr` added (text read from a scan); the older fields keep their names and order
     assert [p["rank"] for p in data["retrieved"]] == [1, 2]
     assert " ".join(data["retrieved"][0]) == (
-        "rank score dense_score keyword_score found_by document document_id page heading_path "
+        "rank score dense_score keyword_score found_by document document_id page heading_path ocr "
         "chunk_id cited text"
     )
     assert data["sentences"] == serialize.answer(DONE)["sentences"]

@@ -135,6 +135,32 @@ def test_refusal_and_stopped_turns_are_labelled() -> None:
     assert "stopped" in render.render_turn(view)
 
 
+def test_citations_passages_and_documents_say_when_text_was_read_by_ocr() -> None:
+    from dataclasses import replace
+
+    scanned = replace(chunk("The valve runs at 42 bar."), ocr=True)
+    typed = chunk("The pump is grey.", cid="c2")
+    hits = (hit(scanned), hit(typed, 2))
+    check = SentenceCheck(0, "It runs at 42 bar. [1]", True, 0.9, 1, "The valve runs at 42 bar.")
+    view = render.TurnView(question="q")
+    view.apply(done("It runs at 42 bar. [1]", hits, (check,)))
+    sources = render.render_sources(view, focus=1)
+    card = sources.split('class="rc-citation"')[1]
+    assert "p. 3 · Setup · read by OCR" in card  # the citation card
+    passages = sources.split('data-rank="')
+    assert "read by OCR" in passages[1] and "read by OCR" not in passages[2]
+    assert 'title="[1] guide.md · p. 3 · Setup · read by OCR"' in render.render_turn(view)
+    doc = DocumentRecord(
+        "d1", "scan.pdf", "x", 1, 1, "pdf", 9, 4, datetime.now(UTC), ocr_pages=(1, 2, 3, 7)
+    )
+    assert "9 (OCR: 1-3, 7)" in render.render_documents([doc])
+    added = render.render_ingest_results([IngestResult("scan.pdf", "added", doc, 4)])
+    assert "OCR read page(s) 1-3, 7" in added
+    shown = render.render_chunks(doc, [scanned])
+    assert "scan.pdf · 1 chunks · OCR read page(s) 1-3, 7" in shown
+    assert "p. 3 · Setup · read by OCR" in shown
+
+
 def test_highlight_marks_support_and_question_words() -> None:
     text = "Intro. The valve runs at 42 bar. Valves rust."
     start = text.index("The valve")

@@ -33,6 +33,9 @@ class DocumentOut(BaseModel):
     size: int = Field(description="bytes")
     doc_type: str
     page_count: int | None
+    ocr_pages: list[int] = Field(
+        default_factory=list, description="pages whose text OCR read (1 for a picture)"
+    )
     chunk_count: int
     added_at: datetime
     status: str
@@ -53,6 +56,7 @@ class ChunkOut(BaseModel):
     page: int | None
     page_end: int | None
     heading_path: list[str]
+    ocr: bool = Field(False, description="its text was read from an image by OCR")
     char_start: int
     char_end: int
 
@@ -117,6 +121,7 @@ class _Source(BaseModel):
     page: int | None
     page_end: int | None
     heading_path: list[str]
+    ocr: bool = Field(False, description="the passage's text was read from an image by OCR")
     chunk_id: str
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rag_core.db.records import ConversationRecord
-from rag_core.types import Chunk, DocumentRecord, IngestResult
+from rag_core.types import Chunk, DocumentRecord, IngestResult, page_ranges
 from webapp.render.text import esc, fmt_time
 
 _STATUS_LABEL = {
@@ -63,7 +63,8 @@ def _ingest_detail(r: IngestResult) -> str:
         return f"same content as {doc.name} (v{doc.version}); nothing added"
     if doc is not None:
         reused = f", {r.reused_embeddings} embeddings reused" if r.reused_embeddings else ""
-        return f"v{doc.version}: {_plural(r.chunks, 'chunk')}{reused} in {r.seconds:.1f} s"
+        ocr = f", OCR read page(s) {page_ranges(doc.ocr_pages)}" if doc.ocr_pages else ""
+        return f"v{doc.version}: {_plural(r.chunks, 'chunk')}{reused}{ocr} in {r.seconds:.1f} s"
     return ""
 
 
@@ -99,6 +100,8 @@ def render_documents(docs: Sequence[DocumentRecord]) -> str:
     rows = []
     for d in docs:
         pages = "–" if d.page_count is None else str(d.page_count)
+        if d.ocr_pages:
+            pages += f" (OCR: {page_ranges(d.ocr_pages)})"
         rows.append(
             f'<tr><td class="rc-fname" title="{esc(d.id)}">{esc(d.name)}</td>'
             f"<td>{esc(d.doc_type)}</td><td class='rc-num'>{pages}</td>"
@@ -122,15 +125,16 @@ def render_chunks(doc: DocumentRecord | None, chunks: Sequence[Chunk]) -> str:
         return '<p class="rc-muted">Pick a document to see how it was split into chunks.</p>'
     items = []
     for c in chunks:
-        loc = f" · {c.location}" if c.location else ""
+        loc = f" · {c.shown_location}" if c.shown_location else ""
         items.append(
             f'<article class="rc-chunk"><header>chunk {c.index + 1}{esc(loc)}'
             f'<span class="rc-offsets">chars {c.char_start}–{c.char_end}</span></header>'
             f'<div class="rc-chunk-text">{esc(c.text)}</div></article>'
         )
+    ocr = f" · OCR read page(s) {page_ranges(doc.ocr_pages)}" if doc.ocr_pages else ""
     return (
         f'<div class="rc-chunks"><div class="rc-panel-title">{esc(doc.name)} · '
-        f"{len(chunks)} chunks</div>{''.join(items)}</div>"
+        f"{len(chunks)} chunks{ocr}</div>{''.join(items)}</div>"
     )
 
 

@@ -103,7 +103,7 @@ def _passage(
         if numbers
         else '<span class="rc-badge rc-badge-muted">not cited</span>'
     )
-    loc = f'<span class="rc-loc">{esc(c.location)}</span>' if c.location else ""
+    loc = f'<span class="rc-loc">{esc(c.shown_location)}</span>' if c.shown_location else ""
     return (
         f'<article class="{" ".join(classes)}" data-rank="{h.rank}" data-chunk="{esc(c.id)}">'
         f'<header><span class="rc-rank">#{h.rank}</span>'
@@ -121,7 +121,7 @@ def _passage(
 
 def _citation_card(cite: Citation, terms: Sequence[str]) -> str:
     c = cite.chunk
-    loc = f'<div class="rc-cite-loc">{esc(c.location)}</div>' if c.location else ""
+    loc = f'<div class="rc-cite-loc">{esc(c.shown_location)}</div>' if c.shown_location else ""
     support = (
         f'<div class="rc-cite-support"><span>Supporting sentence</span>“{esc(cite.support)}”</div>'
         if cite.support

@@ -110,7 +110,7 @@ def _chip(n: int, view: TurnView, cites: dict[int, Citation]) -> str:
         chunk = view.hits[n - 1].chunk
     if chunk is None:
         return esc(f"[{n}]")
-    where = f" · {chunk.location}" if chunk.location else ""
+    where = f" · {chunk.shown_location}" if chunk.shown_location else ""
     title = f"[{n}] {chunk.document_name}{where}"
     turn = "" if view.turn_id is None else str(view.turn_id)
     cls = "rc-chip rc-chip-weak" if weak else "rc-chip"

@@ -406,6 +406,7 @@ def turn_json(rec: TurnRecord) -> dict[str, Any]:
             "document": c.chunk.document_name,
             "page": c.chunk.page,
             "heading_path": list(c.chunk.heading_path),
+            "ocr": c.chunk.ocr,
             "support": c.support,
             "text": c.chunk.text,
         }

@@ -36,9 +36,9 @@ STRATEGIES = [
 ]
 
 KB_INTRO = (
-    '<div class="rc-kb-intro">Drop PDF, Word, HTML, Markdown or text files. A file '
-    "with the same content is recognised as a duplicate; the same name with new "
-    "content becomes a new version.</div>"
+    '<div class="rc-kb-intro">Drop PDF, Word, HTML, Markdown or text files, or PNG/JPEG '
+    "pictures of text (scans are read by OCR). A file with the same content is recognised "
+    "as a duplicate; the same name with new content becomes a new version.</div>"
 )
 # event options: UI-only events that answer at once (QUIET: without a progress bar either),
 # and the one queue answers go through, one at a time

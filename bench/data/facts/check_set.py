@@ -57,6 +57,26 @@ def norm(text: str) -> str:
     return " ".join(text.replace("|", " ").split())
 
 
+def in_loaded_text(evidence: str, loaded: str) -> bool:
+    """Whether the loader's text holds `evidence`; evidence from a table row ('a | b | c') is
+    held when one line has its cells in order, each under its column header as the loaders
+    write rows ('Model: a | Motor: b | Price: c')."""
+    if norm(evidence) in norm(loaded):
+        return True
+    cells = [norm(cell) for cell in evidence.split("|") if cell.strip()]
+    if len(cells) < 2:
+        return False
+    for line in loaded.splitlines():
+        parts = [norm(part) for part in line.split(" | ")]
+        k = 0
+        for part in parts:
+            if k < len(cells) and (part == cells[k] or part.endswith(": " + cells[k])):
+                k += 1
+        if k == len(cells):
+            return True
+    return False
+
+
 def fold(text: str) -> str:
     return norm(text).casefold()
 
@@ -360,7 +380,7 @@ def _check_answerable(
     pages = loaded.get(name)
     if pages is not None:
         key = row["page"] if doc.fmt == "pdf" else None
-        if ev not in norm(pages.get(key, "")):
+        if not in_loaded_text(evidence, pages.get(key, "")):
             err(f"{where}: evidence not in the text ragchat's loader gives for {name}")
     # answers in the evidence (a yes/no question's answer is a key word; its reason is checked)
     canonical = fold(answers[0])

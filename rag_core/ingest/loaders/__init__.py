@@ -1,4 +1,4 @@
-"""Format loaders: bytes of a PDF, DOCX, HTML, Markdown or text file -> ParsedDocument.
+"""Format loaders: bytes of a PDF, DOCX, HTML, Markdown, text or PNG/JPEG file -> ParsedDocument.
 
 Every loader returns normalised text (no NUL or stray control characters, \\n line ends, at most
 one blank line in a row) and blocks that tile that text exactly: block i covers
@@ -13,9 +13,11 @@ from rag_core.ingest.detect import detect_type
 from rag_core.ingest.loaders.common import DEFAULT_MAX_UNPACKED_MB, LoaderFn, normalize_text
 from rag_core.ingest.loaders.docx import check_zip_bomb, load_docx
 from rag_core.ingest.loaders.html import load_html
+from rag_core.ingest.loaders.image import load_image
 from rag_core.ingest.loaders.markdown import load_markdown
 from rag_core.ingest.loaders.pdf import load_pdf
 from rag_core.ingest.loaders.text import load_text
+from rag_core.ingest.ocr import OcrOptions
 from rag_core.types import DocType, ParsedDocument
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "load_document",
     "load_docx",
     "load_html",
+    "load_image",
     "load_markdown",
     "load_pdf",
     "load_text",
@@ -40,19 +43,23 @@ def load_document(
     max_pages: int,
     max_text_chars: int,
     max_unpacked_mb: float = DEFAULT_MAX_UNPACKED_MB,
+    ocr: OcrOptions | None = None,
 ) -> ParsedDocument:
     """Detect the format of `data` and parse it; the single entry point of this module.
 
-    The limits (RAGCHAT_MAX_PAGES, _MAX_TEXT_CHARS, _MAX_UNPACKED_MB) bound the work and memory
-    one file can cost; each error that enforces one names the setting and its value.
+    The limits (RAGCHAT_MAX_PAGES, _MAX_TEXT_CHARS, _MAX_UNPACKED_MB, _OCR_MAX_PAGES,
+    _OCR_PAGE_TIMEOUT) bound the work and memory one file can cost; each error that enforces one
+    names the setting and its value. `ocr` says how scanned pages and pictures are read.
     """
     doc_type = detect_type(data, name)
+    extra = {"ocr": ocr or OcrOptions()} if doc_type in ("pdf", "image") else {}
     return LOADERS[doc_type](
         data,
         name,
         max_pages=max_pages,
         max_text_chars=max_text_chars,
         max_unpacked_mb=max_unpacked_mb,
+        **extra,
     )
 
 
@@ -62,4 +69,5 @@ LOADERS: dict[DocType, LoaderFn] = {
     "html": load_html,
     "markdown": load_markdown,
     "text": load_text,
+    "image": load_image,
 }

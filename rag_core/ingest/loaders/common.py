@@ -6,7 +6,7 @@ import re
 import struct
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from rag_core.errors import EmptyDocumentError, IngestError
@@ -64,6 +64,12 @@ class _Piece:
     page: int | None = None
     heading_path: tuple[str, ...] = ()
     sep: str = "\n\n"
+    ocr: bool = False  # read from an image by OCR
+    table: bool = False  # table rows, one per line (see table_lines)
+
+
+# Where a block starts: (offset, page, heading path, ocr, table).
+_Start = tuple[int, int | None, tuple[str, ...], bool, bool]
 
 
 def _assemble(
@@ -75,7 +81,7 @@ def _assemble(
     never doubled and every offset refers to the final text.
     """
     parts: list[str] = []
-    starts: list[tuple[int, int | None, tuple[str, ...]]] = []  # (offset, page, heading_path)
+    starts: list[_Start] = []
     pos = 0
     for piece in pieces:
         text = _LEADING_BLANK_LINES.sub("", normalize_text(piece.text)).rstrip()
@@ -84,10 +90,10 @@ def _assemble(
         if parts:
             parts.append(piece.sep)
             pos += len(piece.sep)
-        key = (piece.page, piece.heading_path)
-        if not starts or (starts[-1][1], starts[-1][2]) != key:
+        key = (piece.page, piece.heading_path, piece.ocr, piece.table)
+        if not starts or starts[-1][1:] != key:
             # The separator belongs to the block before it; the new block starts at its text.
-            starts.append((pos, piece.page, piece.heading_path))
+            starts.append((pos, *key))
         parts.append(text)
         pos += len(text)
         if pos > max_text_chars:
@@ -95,12 +101,12 @@ def _assemble(
     return "".join(parts), _tile(starts, pos)
 
 
-def _tile(starts: list[tuple[int, int | None, tuple[str, ...]]], end: int) -> tuple[Block, ...]:
+def _tile(starts: list[_Start], end: int) -> tuple[Block, ...]:
     """Blocks from their start offsets: each runs to the next one's start, the last to `end`."""
     blocks = []
-    for i, (start, page, path) in enumerate(starts):
+    for i, (start, page, path, ocr, table) in enumerate(starts):
         stop = starts[i + 1][0] if i + 1 < len(starts) else end
-        blocks.append(Block(0 if i == 0 else start, stop, page, path))
+        blocks.append(Block(0 if i == 0 else start, stop, page, path, ocr, table))
     return tuple(blocks)
 
 
@@ -122,13 +128,16 @@ def _finish(
     page_count: int | None = None,
     title: str | None = None,
     empty_reason: str = "has no text (it is empty or only whitespace)",
+    ocr_pages: tuple[int, ...] = (),
 ) -> ParsedDocument:
     if not text.strip():
         raise EmptyDocumentError(name, empty_reason)
     if len(text) > max_text_chars:
         raise _too_long(name, max_text_chars)
     title = " ".join(title.split()) if title else None
-    return ParsedDocument(text, blocks, doc_type, page_count, title or None)
+    # a table's blocks sit between other blocks: each run of table blocks is one table
+    tables = sum(1 for i, b in enumerate(blocks) if b.table and (i == 0 or not blocks[i - 1].table))
+    return ParsedDocument(text, blocks, doc_type, page_count, title or None, ocr_pages, tables)
 
 
 class _HeadingStack:
@@ -146,3 +155,70 @@ class _HeadingStack:
     @property
     def path(self) -> tuple[str, ...]:
         return tuple(title for _, title in self._stack)
+
+
+_MAX_HEADER_CELL = 60  # a longer first-row cell is text, not a column header
+_NUMBER = re.compile(r"^[\s\d.,:%/+()-]+$")
+
+
+def _looks_like_header(row: list[str], rows: int) -> bool:
+    """A first row taken as column headers when nothing marks it: a table of two rows or more
+    whose first row has two or more cells, all short, none empty and none a number."""
+    return (
+        rows >= 2
+        and len(row) >= 2
+        and all(cell and len(cell) <= _MAX_HEADER_CELL and not _NUMBER.match(cell) for cell in row)
+    )
+
+
+def table_lines(rows: Sequence[Sequence[str]], *, header: bool | None = None) -> list[str]:
+    """A table as lines of text, one per row, each cell with its column header:
+    'Model: X200 | Ethernet ports: four 2.5 Gbit ports'. Every line carries its headers, so any
+    run of rows (a chunk) is understood without the header row.
+
+    `header` True: the first row holds the column headers (th cells, a Markdown table, a Word
+    header row); None: it does when it looks like it (see _looks_like_header); False: no headers,
+    cells joined by ' | '. Empty cells are left out; a cell repeated by a merged cell once.
+    """
+    cleaned = [[" ".join(cell.split()) for cell in row] for row in rows]
+    cleaned = [row for row in cleaned if any(row)]
+    if not cleaned:
+        return []
+    has_header = header if header is not None else _looks_like_header(cleaned[0], len(cleaned))
+    if not has_header or len(cleaned) == 1:
+        return [" | ".join(_unique(c for c in row if c)) for row in cleaned]
+    names = cleaned[0]
+    lines = []
+    for row in cleaned[1:]:
+        filled = [cell for cell in row if cell]
+        if len(filled) > 1 and len(set(filled)) == 1:  # one cell across the row: a label
+            lines.append(filled[0])
+            continue
+        cells = []
+        for i, cell in enumerate(row):
+            name = names[i] if i < len(names) else ""
+            if cell:
+                cells.append(f"{name}: {cell}" if name and name != cell else cell)
+        if cells:
+            lines.append(" | ".join(_unique(cells)))
+    return lines
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    """`items` without a repeat of the item just before (a merged cell spans columns)."""
+    out: list[str] = []
+    for item in items:
+        if not out or out[-1] != item:
+            out.append(item)
+    return out
+
+
+def table_pieces(
+    lines: Sequence[str], heading_path: tuple[str, ...] = (), page: int | None = None
+) -> list[_Piece]:
+    """Table lines as pieces of one table block: a blank line before the table, a line break
+    between its rows."""
+    return [
+        _Piece(line, page=page, heading_path=heading_path, sep="\n" if i else "\n\n", table=True)
+        for i, line in enumerate(lines)
+    ]

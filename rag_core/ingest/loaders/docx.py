@@ -19,6 +19,8 @@ from rag_core.ingest.loaders.common import (
     _finish,
     _HeadingStack,
     _Piece,
+    table_lines,
+    table_pieces,
 )
 from rag_core.types import ParsedDocument
 
@@ -90,19 +92,9 @@ def load_docx(
     def pieces() -> Iterator[_Piece]:
         for item in document.iter_inner_content():
             if hasattr(item, "rows"):  # a Table
-                sep = "\n\n"
-                for row in item.rows:
-                    cells: list[str] = []
-                    seen: set[int] = set()
-                    for cell in row.cells:  # merged cells repeat: keep each once
-                        if id(cell._tc) in seen:
-                            continue
-                        seen.add(id(cell._tc))
-                        cells.append(" ".join(cell.text.split()))
-                    line = " | ".join(c for c in cells if c)
-                    if line:
-                        yield _Piece(line, heading_path=headings.path, sep=sep)
-                        sep = "\n"
+                rows, marked = _table_rows(item)
+                lines = table_lines(rows, header=True if marked else None)
+                yield from table_pieces(lines, headings.path)
                 continue
             text = item.text
             level = _docx_heading_level(item)
@@ -121,6 +113,18 @@ def load_docx(
     return _finish(
         name, "docx", text, blocks, max_text_chars, title=core_title or next(iter(titles), None)
     )
+
+
+def _table_rows(table: Any) -> tuple[list[list[str]], bool]:
+    """The cell texts of a Word table, row by row (a horizontally merged cell fills each column
+    it spans, so cells stay under their headers), and whether its first row is marked as a
+    header row ('Repeat as header row')."""
+    rows: list[list[str]] = []
+    for row in table.rows:
+        rows.append([" ".join(cell.text.split()) for cell in row.cells])
+    first = table.rows[0]._tr if rows else None
+    marked = first is not None and bool(first.xpath("./w:trPr/w:tblHeader"))
+    return rows, marked
 
 
 def _docx_heading_level(paragraph: Any) -> int | None:

@@ -18,6 +18,8 @@ from rag_core.ingest.loaders.common import (
     _finish,
     _HeadingStack,
     _Piece,
+    table_lines,
+    table_pieces,
 )
 from rag_core.types import ParsedDocument
 
@@ -120,6 +122,17 @@ class _Walk:
         name = str(tag.name)
         if name in _DROP_TAGS or _hidden(tag):
             return False
+        if name == "table":
+            data = _data_table(tag)
+            if data is not None:  # rows with their column headers; a layout table is walked
+                caption, rows, marked = data
+                lines = table_lines(rows, header=marked)
+                self.brk("\n\n")
+                self.pieces += table_pieces(
+                    [caption, *lines] if caption else lines, self.headings.path
+                )
+                self.pending = "\n\n"
+                return False
         if name in _PARAGRAPH_TAGS:
             self.brk("\n\n")
         elif name in _LINE_TAGS:
@@ -153,6 +166,42 @@ class _Walk:
         self.buf.append(text)
         if self.heading_level:
             self.heading_buf.append(text)
+
+
+_LAYOUT_TAGS = ["table", "h1", "h2", "h3", "h4", "h5", "h6", "p", "ul", "ol", "pre", "blockquote"]
+_MAX_SPAN = 50  # colspan beyond this is taken as 1 (a hostile page cannot blow a row up)
+
+
+def _data_table(table: Any) -> tuple[str, list[list[str]], bool | None] | None:
+    """A data table's caption, its rows as cell texts (a cell spanning n columns fills each of
+    them), and whether its first row holds column headers: True when marked (all <th>, or in
+    <thead>), False when <th> cells are elsewhere (they head rows, not columns), None when there
+    are none (table_lines guesses). None for a layout table (one holding tables, headings,
+    paragraphs or lists), whose content is walked as text instead, as is a table that holds
+    anything the walk leaves out (scripts, hidden elements...)."""
+    if table.find([*_LAYOUT_TAGS, *_DROP_TAGS]) is not None or table.find(_hidden) is not None:
+        return None
+    rows: list[list[str]] = []
+    marked: bool | None = None
+    caption = table.find("caption")
+    for i, tr in enumerate(table.find_all("tr")):
+        cells = [c for c in tr.find_all(["td", "th"], recursive=False) if not _hidden(c)]
+        row: list[str] = []
+        for cell in cells:
+            span = str(cell.get("colspan") or "1").strip()
+            repeat = int(span) if span.isdigit() and 0 < int(span) <= _MAX_SPAN else 1
+            row += [_WS.sub(" ", cell.get_text(" ")).strip()] * repeat
+        if (
+            i == 0
+            and cells
+            and (tr.find_parent("thead") is not None or all(c.name == "th" for c in cells))
+        ):
+            marked = True
+        rows.append(row)
+    if marked is None and table.find("th") is not None:
+        marked = False
+    title = _WS.sub(" ", caption.get_text(" ")).strip() if caption is not None else ""
+    return title, rows, marked
 
 
 def _hidden(tag: Any) -> bool:
