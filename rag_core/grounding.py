@@ -208,7 +208,8 @@ _LEAD_IN = re.compile(
 # What is left talking about the passages themselves is not a claim about the world.
 _SELF_REFERENCE = re.compile(
     r"\b(?:the|this|that)\s+(?:passages?|sentences?)\b|^\s*question\s*:|"
-    r"\bgenerated answer\b|\byour documents (?:say|don't say)\b",
+    r"\bgenerated answer\b|\byour documents (?:say|don't say)\b|"
+    r"\b(?:the|this|that|my) (?:reason for the |final |correct )?answer\b",
     re.IGNORECASE,
 )
 
