@@ -70,6 +70,7 @@ def line_units(text: str) -> list[tuple[int, int]]:
                 not bare
                 or bare[-1] in ".:;!?|"
                 or _ROW_LINE.match(line) is not None
+                or " | " in line  # a table row written as "Header: cell | Header: cell"
                 or _ROW_LINE.match(following) is not None
                 or (len(bare) < 45 and following[:1].isupper())
             )

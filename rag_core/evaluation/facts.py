@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from rag_core.errors import UserError
 from rag_core.evaluation.corpus import Progress, run_grid
 from rag_core.evaluation.metrics import percentile, ratio
+from rag_core.prompting import strip_markers
 from rag_core.types import AnswerOptions, Done, Token
 
 if TYPE_CHECKING:
@@ -48,6 +49,17 @@ class FactsSet:
     root: Path
     documents: tuple[Path, ...]
     questions: tuple[FactQuestion, ...]
+
+
+def _own_words(done: Done) -> str:
+    """The answer without the sentences it quotes verbatim from a passage: a document's own
+    "This document describes ..." is its content, not the answer talking about itself."""
+    kept = [done.lead] + [
+        s.text
+        for s in done.shown
+        if not (s.support and strip_markers(s.text) == " ".join(s.support.split()))
+    ]
+    return " ".join(kept)
 
 
 def load_facts(path: str | Path) -> FactsSet:
@@ -143,7 +155,7 @@ def run_fact(engine: Engine, q: FactQuestion, options: AnswerOptions, strategy: 
         right=fact and gold,
         fact_shown=fact,
         cites_gold=gold,
-        meta_talk=META_TALK.search(shown) is not None,
+        meta_talk=META_TALK.search(_own_words(done)) is not None,
         quoted_fallback=done.mode == "extractive" and strategy != "extractive",
         sentences=sum(1 for s in done.shown if s.claim),
         first_token_ms=first,

@@ -126,3 +126,9 @@ def test_only_sentences_with_the_asked_kind_are_quoted() -> None:
     q = "What is the phone number of Northwind?"
     ev = evidence(q, "Northwind answers by e-mail at care@northwind.example. Write any day.")
     assert extractive_answer(q, ev, min_score=-1) == []
+
+
+def test_a_table_row_with_its_headers_is_a_unit_of_its_own() -> None:
+    text = "Component: CPU | Minimum: 2 cores\nComponent: Memory | Minimum: 4 GB\nThe server needs"
+    units = [text[s:e].strip() for s, e in line_units(text)]
+    assert units[:2] == ["Component: CPU | Minimum: 2 cores", "Component: Memory | Minimum: 4 GB"]
