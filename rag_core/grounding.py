@@ -198,6 +198,7 @@ def _present(term: str, haystack: str) -> bool:
 # Lead-ins that talk about the answer instead of giving it; removed, the rest kept.
 _LEAD_IN = re.compile(
     r"^\s*(?:(?:yes|no|sure|okay|ok)\s*[,:]\s*)?(?:"
+    r"(?:(?:the\s+)?answer\s+)?to\s+(?:the|your)\s+question(?:\s+is)?\s*[:,]|"
     r"(?:the\s+)?answer(?:\s+is)?\s*[:,]?|"
     r"(?:according\s+to|based\s+on|from|in)\s+(?:the\s+)?(?:passages?|text|documents?|docs?)"
     r"(?:\s*\[\d+\])?\s*[,:]?|"

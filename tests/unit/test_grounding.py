@@ -233,3 +233,14 @@ def test_fit_gate_separates_on_coverage_and_keeps_the_similarity_scale() -> None
     assert GateModel(0.5, 0.2).score(GateFeatures(0.1, 0.0, 0.0)) == 0.0  # never below 0
     with pytest.raises(ValueError, match="two numbers"):
         GateModel.from_weights([1.0, 2.0, 3.0])
+
+
+def test_lead_ins_that_address_the_question_are_removed() -> None:
+    from rag_core.grounding import clean_sentence
+
+    assert (
+        clean_sentence("To the question is: It spins at 7200 rpm [1].")
+        == "It spins at 7200 rpm [1]."
+    )
+    assert clean_sentence("The answer to your question is: 2 years.") == "2 years."
+    assert clean_sentence("The reason for the answer is: 2 years.") == ""
