@@ -461,7 +461,7 @@ class FailingGenerator:
 
 
 def _engine(home: Path, embedder: Any, generator: Any) -> Engine:
-    settings = Settings(home=home, max_new_tokens=48)
+    settings = Settings(home=home, max_new_tokens=48, answer_strategy="concat")
     store = ChromaStore(path=settings.chroma_path)
     engine = fake_engine(settings, embedder=embedder, store=store, generator=generator)
     assert engine.ingest_bytes(PUMP.encode(), "pump.txt").status == "added"

@@ -36,7 +36,7 @@ ZORBLAX = (
 def engine_factory(real_embedder, real_generator, tmp_path_factory):  # type: ignore[no-untyped-def]
     def make(db_url: str) -> Engine:
         home = tmp_path_factory.mktemp("home")
-        settings = Settings(home=home, database_url=db_url)
+        settings = Settings(home=home, database_url=db_url, answer_strategy="concat")
         return fake_engine(
             settings,
             embedder=real_embedder,

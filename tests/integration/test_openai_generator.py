@@ -150,6 +150,7 @@ def _engine(tmp_path: Path, url: str, model: str) -> Any:
         generator=f"openai:{url}",
         generator_model=model,
         max_new_tokens=40,
+        answer_strategy="concat",  # the generator answers (the shipped default quotes)
         _env_file=None,  # type: ignore[call-arg]
     )
     engine = build_engine(settings)
