@@ -55,7 +55,7 @@ _HOLDS: dict[str, re.Pattern[str]] = {
     ),
     "percent": re.compile(r"\d\s*(?:%|percent\b|per cent\b)", re.IGNORECASE),
     "date": re.compile(
-        rf"\b(?:{_MONTHS})\b|\b\d{{1,2}}[./]\d{{1,2}}\.?(?:\d{{2,4}})?\b|\b\d{{4}}-\d\d-\d\d\b|"
+        rf"\b(?:{_MONTHS})\b|\b\d{{1,2}}([./])\d{{1,2}}\1(?:\d{{2,4}})?|\b\d{{4}}-\d\d-\d\d\b|"
         r"\b(?:1[5-9]|20)\d\d\b|\b(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)s?\b",
         re.IGNORECASE,
     ),
@@ -134,6 +134,7 @@ _ASKS: tuple[tuple[re.Pattern[str], tuple[AnswerKind, ...]], ...] = (
 )
 
 
+_CLAUSE_NUMBER = re.compile(r"^\s*(?:\d+(?:\.\d+)+\.?|\d+\.)\s+(?=[A-Z])")
 _PHONE = re.compile(r"(?<![\w.:/])\+?\(?\d[\d ()/-]{6,}\d(?![\w.:/])")
 _YEARS = re.compile(r"^(?:1[5-9]|20)\d\d\s*[-/]\s*(?:1[5-9]|20)\d\d$")
 
@@ -157,7 +158,8 @@ def expected_kinds(question: str) -> tuple[AnswerKind, ...]:
 
 def holds_kind(sentence: str, kind: AnswerKind) -> bool:
     """Whether `sentence` states a fact of `kind` (citation markers ignored)."""
-    text = strip_markers(sentence)
+    # a clause number ("2.2 New members pay ...") is neither a date nor a quantity
+    text = _CLAUSE_NUMBER.sub("", strip_markers(sentence), count=1)
     if kind == "phone" or (kind == "contact" and _has_phone_number(text)):
         return _has_phone_number(text)
     units = _MEASURES.get(kind)

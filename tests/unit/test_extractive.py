@@ -132,3 +132,10 @@ def test_a_table_row_with_its_headers_is_a_unit_of_its_own() -> None:
     text = "Component: CPU | Minimum: 2 cores\nComponent: Memory | Minimum: 4 GB\nThe server needs"
     units = [text[s:e].strip() for s, e in line_units(text)]
     assert units[:2] == ["Component: CPU | Minimum: 2 cores", "Component: Memory | Minimum: 4 GB"]
+
+
+def test_a_clause_number_is_neither_a_date_nor_a_quantity() -> None:
+    assert not holds_kind("2.2 New rowing members pay a joining fee.", "date")
+    assert not holds_kind("1.2 Every rowing member must pass the swim test.", "quantity")
+    assert holds_kind("15 Full members must be present.", "quantity")
+    assert holds_kind("Subscriptions are due by 31.01. each year.", "date")
