@@ -16,11 +16,10 @@ import re
 from dataclasses import dataclass
 
 from rag_core.answer_types import AnswerKind, expected_kinds, holds_any
-from rag_core.grounding import Evidence, PassageSentence, cosine
+from rag_core.grounding import REQUEST_TERMS, Evidence, PassageSentence, cosine
 from rag_core.prompting import strip_markers
 from rag_core.quantities import quantities
 from rag_core.stores.tokenize import tokenize
-from rag_core.text import REQUEST_WORDS
 from rag_core.types import SentenceCheck
 
 MAX_FACTOID_SENTENCES = 2
@@ -39,7 +38,6 @@ _FOOTER = re.compile(
     r"\bprinted in\b|\bversion \d[\d.]*\s*$",
     re.IGNORECASE,
 )
-_REQUEST_TERMS = frozenset(tokenize(" ".join(sorted(REQUEST_WORDS))))
 
 
 def is_factoid(question: str) -> bool:
@@ -89,7 +87,7 @@ def _question_weights(question: str, idf: dict[str, float]) -> dict[str, float]:
     numbers = {q.value for q in quantities(question)}
     weights: dict[str, float] = {}
     for term in tokenize(question):
-        if term in _REQUEST_TERMS:
+        if term in REQUEST_TERMS:
             continue
         w = idf.get(term, max(idf.values(), default=1.0))
         weights[term] = w * (2.0 if term in numbers or term.isdigit() else 1.0)
@@ -105,10 +103,14 @@ def score_sentences(question: str, evidence: Evidence) -> list[Scored]:
     idf = _idf(evidence)
     weights = _question_weights(question, idf)
     total = sum(weights.values())
+    # each passage's document name and heading path, tokenized once for all its sentences
+    contexts = {
+        n: set(tokenize(evidence.passage_context(n))) for n in range(1, len(evidence.hits) + 1)
+    }
     scored = []
     for i, ps in enumerate(evidence.sentences):
         tokens = evidence.sentence_tokens(i)
-        context = set(tokenize(evidence.passage_context(ps.passage)))
+        context = contexts[ps.passage]
         got = 0.0
         for term, w in weights.items():
             if term in tokens:

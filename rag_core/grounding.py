@@ -438,14 +438,14 @@ GATE_FEATURES = ("top_dense", "coverage", "known")
 
 
 # Words of a request are not topic terms (see rag_core.text.REQUEST_WORDS).
-_QUESTION_WORDS = frozenset(tokenize(" ".join(sorted(REQUEST_WORDS))))
+REQUEST_TERMS = frozenset(tokenize(" ".join(sorted(REQUEST_WORDS))))
 
 
 def gate_features(
     hits: Sequence[Hit], top_dense: float | None, terms: Sequence[TermStat]
 ) -> GateFeatures:
     """The gate's evidence from the ranked passages and the idf of the question's terms."""
-    terms = [t for t in terms if t.term not in _QUESTION_WORDS]
+    terms = [t for t in terms if t.term not in REQUEST_TERMS]
     total = sum(t.idf for t in terms)
     covered = 0.0
     for h in hits:

@@ -76,7 +76,7 @@ class AnswerChoices:
             "max_new_tokens": LENGTHS.get(self.length),
             **(
                 {"answer_mode": self.style}
-                if self.style in ("generate",)
+                if self.style == "generate"  # the older answer mode keeps the configured strategy
                 else {"strategy": self.style or None}
             ),
         }
