@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from dataclasses import KW_ONLY, dataclass, replace
+from dataclasses import KW_ONLY, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,8 @@ from rag_core.types import (
     Done,
     Event,
     Hit,
+    IndexRecord,
+    IndexStatus,
     IngestResult,
     Logged,
     Retrieved,
@@ -43,7 +45,20 @@ from rag_core.types import (
     Turn,
 )
 
-__all__ = ["Engine", "clean_question", "refusal_text"]
+__all__ = ["Engine", "IndexWatch", "clean_question", "refusal_text"]
+
+_FOLLOW_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class IndexWatch:
+    """The vector index an engine serves, and how it follows a reindex: `status()` reads the
+    registry's active and building indexes; `follow(record)` builds an engine over a newly
+    active one (its embedder and collection)."""
+
+    record: IndexRecord
+    status: Callable[[], IndexStatus]
+    follow: Callable[[IndexRecord], Engine]
 
 
 @dataclass(eq=False, repr=False)
@@ -67,6 +82,31 @@ class Engine:
     retriever: Retriever
     # brings a replica's local keyword index up to date with the shared registry and store
     keyword_sync: Callable[[], object] | None = None
+    # the recorded vector index served (None: composed by hand, as tests do)
+    index: IndexWatch | None = None
+
+    # -- the vector index ---------------------------------------------------------------------
+
+    def index_status(self) -> IndexStatus | None:
+        """The active index and a reindex in progress (None for an engine without records)."""
+        return self.index.status() if self.index is not None else None
+
+    def follow_index(self) -> None:
+        """Switch to the active index if a reindex swapped it in since this engine was built
+        (its embedder, collection, pipeline and retriever; a request already under way
+        finishes on the old ones). Every request checks first: one small registry read."""
+        watch = self.index
+        if watch is None:
+            return
+        active = watch.status().active
+        if active is None or active.id == watch.record.id:
+            return
+        with _FOLLOW_LOCK:
+            if self.index is not None and self.index.record.id == active.id:
+                return
+            fresh = watch.follow(active)
+            for f in fields(self):
+                setattr(self, f.name, getattr(fresh, f.name))
 
     # -- documents ----------------------------------------------------------------------------
 
@@ -80,6 +120,7 @@ class Engine:
         """Ingest files through one batched path (see IngestPipeline.ingest_sources): their
         chunks are embedded together; each file succeeds or fails on its own; results in order.
         Every entry point (the page, the API, the command line) ingests through here."""
+        self.follow_index()
         return self.pipeline.ingest_sources(sources, progress, actor=actor)
 
     def ingest_path(
@@ -90,15 +131,18 @@ class Engine:
         name: str | None = None,
         actor: Actor = OPERATOR,
     ) -> IngestResult:
+        self.follow_index()
         return self.pipeline.ingest_path(Path(path), progress, name=name, actor=actor)
 
     def ingest_bytes(
         self, data: bytes, name: str, progress: Progress | None = None, *, actor: Actor = OPERATOR
     ) -> IngestResult:
+        self.follow_index()
         return self.pipeline.ingest_bytes(data, name, progress, actor=actor)
 
     def delete_document(self, id_or_name: str, *, actor: Actor = OPERATOR) -> DocumentRecord:
         """Delete a document (PermissionDeniedError if `actor` may not change it)."""
+        self.follow_index()
         return self.pipeline.delete(id_or_name, actor=actor)
 
     def documents(self) -> list[DocumentRecord]:
@@ -121,6 +165,7 @@ class Engine:
         return self.registry.count()
 
     def chunks_of(self, id_or_name: str) -> list[Chunk]:
+        self.follow_index()
         return self.store.chunks_of(self.registry.get(id_or_name).id)
 
     # -- maintenance --------------------------------------------------------------------------
@@ -175,6 +220,7 @@ class Engine:
         options = options or s.answer_options()
         question = clean_question(question, s.max_question_chars)
         started = time.perf_counter()
+        self.follow_index()
         if self.keyword_sync is not None:
             self.keyword_sync()
         query = standalone_query(question, history)

@@ -58,3 +58,11 @@ class InvalidQuestionError(UserError):
 
 class InvalidOptionError(InvalidQuestionError):
     """An answer option (retrieval mode, top_k, answer mode, ...) has a value that cannot work."""
+
+
+class IndexMismatchError(ConfigError):
+    """The vector index was built by another embedder than the configured one."""
+
+
+class IndexChangedError(UserError):
+    """A reindex swapped the vector index while files were being added to the old one."""

@@ -27,8 +27,10 @@ class FakeEmbedder:
     name = "fake"
     max_tokens = 512
 
-    def __init__(self, dimension: int = 64) -> None:
+    def __init__(self, dimension: int = 64, *, name: str = "fake") -> None:
         self.dimension = dimension
+        self.name = name
+        self.embedded = 0  # texts embedded so far (tests count reuse with it)
 
     def _vector(self, text: str) -> list[float]:
         vec = [0.0] * self.dimension
@@ -39,6 +41,7 @@ class FakeEmbedder:
         return [v / norm for v in vec]
 
     def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        self.embedded += len(texts)
         return [self._vector(t) for t in texts]
 
     def embed_query(self, text: str) -> list[float]:
@@ -78,10 +81,12 @@ class FakeGenerator(BaseGenerator):
 class InMemoryStore:
     """A VectorStore in a dict, cosine similarity by brute force."""
 
-    def __init__(self, dimension: int | None = None) -> None:
+    def __init__(self, dimension: int | None = None, *, embedder_key: str | None = None) -> None:
         self.chunks: dict[str, Chunk] = {}
         self.vectors: dict[str, list[float]] = {}
+        self.keys: dict[str, str | None] = {}  # chunk id -> key of the embedder that made it
         self.dimension = dimension
+        self.embedder_key = embedder_key
 
     def add(self, chunks: Sequence[Chunk], embeddings: Sequence[Sequence[float]]) -> None:
         if len(chunks) != len(embeddings):
@@ -100,6 +105,7 @@ class InMemoryStore:
         for c, e in zip(chunks, embeddings, strict=True):
             self.chunks[c.id] = c
             self.vectors[c.id] = list(e)
+            self.keys[c.id] = self.embedder_key
 
     def close(self) -> None:
         """Nothing to release (the contract suite closes every store)."""
@@ -113,6 +119,7 @@ class InMemoryStore:
         for cid in chunk_ids:
             self.chunks.pop(cid, None)
             self.vectors.pop(cid, None)
+            self.keys.pop(cid, None)
 
     def query(
         self, embedding: Sequence[float], k: int, document_ids: Sequence[str] | None = None
@@ -139,6 +146,8 @@ class InMemoryStore:
         out = {}
         for cid, c in self.chunks.items():
             h = text_hash(c.embedding_text)
+            if self.embedder_key is not None and self.keys.get(cid) != self.embedder_key:
+                continue
             if h in wanted:
                 out[h] = self.vectors[cid]
         return out

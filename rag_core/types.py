@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from rag_core.embedders.identity import EmbedderIdentity
+
 DocType = Literal["pdf", "docx", "html", "markdown", "text", "image"]
 RetrievalMode = Literal["hybrid", "dense", "bm25"]
 AnswerMode = Literal["generate", "extractive"]
@@ -309,6 +311,33 @@ class DocumentRecord:
     owner: str | None = None  # the user who added the first version (None: added by an operator)
     added_by: str | None = None  # the user who added this version
     ocr_pages: tuple[int, ...] = ()  # pages whose text OCR read (1 for an image file)
+
+
+IndexState = Literal["active", "building", "retired"]
+
+
+@dataclass(frozen=True)
+class IndexRecord:
+    """A vector index (one Chroma collection) as the registry knows it: the embedder that
+    fills it, and while it is being built, how far it got."""
+
+    id: str
+    collection: str
+    status: IndexState
+    identity: EmbedderIdentity
+    chunks_done: int
+    chunks_total: int
+    created_at: datetime
+    updated_at: datetime  # last progress while building
+
+
+@dataclass(frozen=True)
+class IndexStatus:
+    """The index that answers, and the one a `ragchat reindex` is building (None if none)."""
+
+    active: IndexRecord | None
+    building: IndexRecord | None
+    stalled: bool = False  # the building one made no progress for a while: its run has died
 
 
 def page_ranges(pages: Sequence[int]) -> str:

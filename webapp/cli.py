@@ -1,4 +1,4 @@
-"""The `ragchat` command line: ingest, ask, docs, doctor, serve, apikey, eval, replay."""
+"""The `ragchat` command line: ingest, ask, docs, doctor, serve, apikey, eval, replay, reindex."""
 
 from __future__ import annotations
 
@@ -193,8 +193,15 @@ def cmd_docs(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     """Exit 0 when registry, vector store and keyword index agree (after --repair: once fixed)."""
-    engine = _engine(settings, recover=False)
+    from rag_core.factory import build_engine
+
+    engine = build_engine(settings, check_index=False)
+    mismatch = _index_notes(engine)
     problems = engine.check()
+    if mismatch:  # the embedder first: `ragchat reindex`, then the rest
+        for p in problems:
+            print(f"problem: {p}")
+        return 1
     if not problems:
         print("OK: registry, vector store and keyword index agree.")
         return 0
@@ -210,6 +217,34 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
         print(f"still wrong: {p}")
     print("OK after repair." if not left else f"{len(left)} problems remain.")
     return 0 if not left else 1
+
+
+def _index_notes(engine: Any) -> bool:
+    """What `doctor` says about the vector index: its embedder, one that does not match the
+    configured one (True: then nothing else can be repaired first), a re-embedding left
+    unfinished."""
+    from rag_core.errors import IndexMismatchError
+    from rag_core.factory import check_embedder
+
+    status = engine.index_status()
+    if status is None or status.active is None:
+        return False
+    print(f"index: {status.active.collection}, made by {status.active.identity.describe()}")
+    mismatch = False
+    try:
+        check_embedder(status.active, engine.embedder)
+    except IndexMismatchError as exc:
+        print(f"problem: {exc}")
+        mismatch = True
+    building = status.building
+    if building is not None:
+        state = "stopped" if status.stalled else "running"
+        print(
+            f"note: a re-embedding with {building.identity.describe()} is {state} at"
+            f" {building.chunks_done} of {building.chunks_total} chunks; `ragchat reindex`"
+            " resumes it"
+        )
+    return mismatch
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -326,10 +361,12 @@ def build_parser() -> argparse.ArgumentParser:
     keys.set_defaults(func=cmd_apikey)
 
     from webapp.eval_cli import add_eval_commands
+    from webapp.reindex_cli import add_reindex_command
     from webapp.replay_cli import add_replay_command
 
     add_eval_commands(sub)
     add_replay_command(sub)
+    add_reindex_command(sub)
     return p
 
 

@@ -18,6 +18,7 @@ DEFAULT_USER = "local"
 DEFAULT_TITLE = "New conversation"
 
 DOCUMENT_STATUSES = ("ingesting", "ready", "deleting")
+INDEX_STATUSES = ("active", "building", "retired")
 TURN_STATUSES = ("complete", "stopped", "error")
 FEEDBACK_REASONS = ("wrong_fact", "wrong_citation", "should_answer", "should_refuse")
 
@@ -287,3 +288,35 @@ class RegistryStateRow(Base):
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
     registry_id: Mapped[str] = mapped_column(sa.String(32))
     generation: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class VectorIndexRow(Base):
+    """A vector index (a Chroma collection) and the embedder that filled it: name, fingerprint
+    of its weights and configuration, precision and dimension. At most one is 'active' (it
+    answers) and one 'building' (`ragchat reindex` fills it); 'retired' ones are dropped."""
+
+    __tablename__ = "vector_indexes"
+    __table_args__ = (
+        sa.CheckConstraint(_in("status", INDEX_STATUSES), name="status"),
+        # one active and one building index at most, whatever several processes do at once
+        sa.Index(
+            "ix_vector_indexes_one_per_status",
+            "status",
+            unique=True,
+            sqlite_where=sa.text("status IN ('active', 'building')"),
+            postgresql_where=sa.text("status IN ('active', 'building')"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True, default=new_id)
+    collection: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    status: Mapped[str] = mapped_column(sa.String(16))
+    embedder_name: Mapped[str] = mapped_column(sa.Text)
+    embedder_source: Mapped[str] = mapped_column(sa.Text)
+    fingerprint: Mapped[str] = mapped_column(sa.String(64))
+    precision: Mapped[str] = mapped_column(sa.String(16))
+    dimension: Mapped[int] = mapped_column(sa.Integer)
+    chunks_done: Mapped[int] = mapped_column(sa.Integer, default=0)
+    chunks_total: Mapped[int] = mapped_column(sa.Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from rag_core.db.database import Database
-from rag_core.db.models import DocumentRow, RegistryStateRow, utcnow
-from rag_core.errors import DocumentNotFoundError
+from rag_core.db.models import DocumentRow, RegistryStateRow, VectorIndexRow, utcnow
+from rag_core.errors import DocumentNotFoundError, IndexChangedError
 from rag_core.types import DocumentRecord
 
 MIN_PREFIX = 6
@@ -52,7 +52,7 @@ def _ready() -> sa.Select[DocumentRow]:
     return sa.select(DocumentRow).where(DocumentRow.status == "ready")
 
 
-def _bump(s: Session) -> None:
+def bump_generation(s: Session) -> None:
     """Count one registry change, inside the caller's transaction (visible when it commits)."""
     bumped = s.execute(
         sa.update(RegistryStateRow)
@@ -66,9 +66,13 @@ def _bump(s: Session) -> None:
 _NO_TOKEN = "none:0"
 
 
-def _token(s: Session) -> str:
-    row = s.get(RegistryStateRow, 1)
+def token_of(row: RegistryStateRow | None) -> str:
+    """The change token '<registry id>:<generation>' of the state row."""
     return f"{row.registry_id}:{row.generation}" if row is not None else _NO_TOKEN
+
+
+def _token(s: Session) -> str:
+    return token_of(s.get(RegistryStateRow, 1))
 
 
 class DocumentRegistry:
@@ -182,9 +186,25 @@ class DocumentRegistry:
             s.flush()
             return _record(row)
 
-    def commit(self, doc_id: str, chunk_count: int) -> DocumentRecord:
-        """Make an ingested document ready; in the same transaction retire the one it replaces."""
+    def commit(
+        self, doc_id: str, chunk_count: int, *, index_id: str | None = None
+    ) -> DocumentRecord:
+        """Make an ingested document ready; in the same transaction retire the one it replaces.
+
+        `index_id`: the vector index its chunks were written to; IndexChangedError if a reindex
+        made another one active meanwhile (the generation is bumped first: that holds the
+        state row's lock, so a concurrent swap is either wholly before or wholly after)."""
         with self.db.session() as s:
+            bump_generation(s)
+            if index_id is not None:
+                active = s.scalars(
+                    sa.select(VectorIndexRow.id).where(VectorIndexRow.status == "active")
+                ).first()
+                if active is not None and active != index_id:
+                    raise IndexChangedError(
+                        "the knowledge base was re-embedded while this file was being added;"
+                        " add it again"
+                    )
             row = s.get(DocumentRow, doc_id)
             if row is None:
                 raise DocumentNotFoundError(f"Cannot commit document {doc_id!r}: unknown")
@@ -201,7 +221,6 @@ class DocumentRegistry:
             row.status = "ready"
             row.chunk_count = chunk_count
             row.updated_at = now
-            _bump(s)
             s.flush()
             return _record(row)
 
@@ -213,14 +232,14 @@ class DocumentRegistry:
                 raise DocumentNotFoundError(f"Cannot delete document {doc_id!r}: unknown")
             row.status = "deleting"
             row.updated_at = utcnow()
-            _bump(s)
+            bump_generation(s)
 
     def remove(self, doc_id: str) -> None:
         """Delete the row (after its chunks are gone); a no-op if it is already gone."""
         with self.db.session() as s:
             deleted = s.execute(sa.delete(DocumentRow).where(DocumentRow.id == doc_id))
             if getattr(deleted, "rowcount", 1):
-                _bump(s)
+                bump_generation(s)
 
     def change_token(self) -> str:
         """'<registry id>:<generation>': changes with every commit, deletion or removal."""

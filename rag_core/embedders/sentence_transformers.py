@@ -10,6 +10,7 @@ from collections.abc import Iterator, MutableMapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rag_core.embedders.identity import EmbedderIdentity, folder_fingerprint
 from rag_core.errors import ConfigError, ModelLoadError
 from rag_core.models import (
     DEFAULT_EMBEDDER_NAME,
@@ -247,6 +248,29 @@ class SentenceTransformerEmbedder:
                 verbose=False,
             )
         return [len(ids) for ids in encoded["input_ids"]]
+
+    def fingerprint(self) -> str:
+        """sha256 of the model folder's files (weights, configuration, tokenizer); for a HF id,
+        of its snapshot in the local cache. Does not load the model."""
+        path = self.path
+        if path is None:
+            from huggingface_hub import snapshot_download
+
+            try:
+                path = Path(snapshot_download(self.model, local_files_only=True))
+            except Exception as exc:
+                raise ModelLoadError(offline_hint(self.model)) from exc
+        return folder_fingerprint(path)
+
+    def identity(self) -> EmbedderIdentity:
+        """Name, fingerprint, precision and dimension (loads the model for the dimension)."""
+        return EmbedderIdentity(
+            name=self.name,
+            source=self.model,
+            fingerprint=self.fingerprint(),
+            precision=self.precision,
+            dimension=int(self.dimension),
+        )
 
     @property
     def path(self) -> Path | None:

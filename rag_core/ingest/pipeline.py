@@ -39,9 +39,9 @@ from rag_core.config import Settings
 from rag_core.db.registry import DocumentRegistry
 from rag_core.errors import IngestError, PermissionDeniedError, UserError
 from rag_core.ingest.chunking import iter_chunks
+from rag_core.ingest.embedding import embed_chunks
 from rag_core.ingest.loaders import load_document
 from rag_core.protocols import Embedder, KeywordIndex, VectorStore
-from rag_core.stores import text_hash
 from rag_core.types import (
     Actor,
     Chunk,
@@ -126,6 +126,8 @@ class IngestPipeline:
         self.keyword = keyword
         self.registry = registry
         self._lock = threading.Lock()  # one writer at a time: duplicate checks stay exact
+        # the registered vector index `store` is (commits check it is still the active one)
+        self.index_id: str | None = None
 
     # Chunks embedded and written together: large enough for few store calls and for the
     # encoder's length-sorted batches, small enough that a batch costs a few MB.
@@ -213,7 +215,7 @@ class IngestPipeline:
         """
         report = progress or (lambda stage, fraction: None)
         results: list[IngestResult] = []
-        with self._exclusive():
+        with self.exclusive():
             writer = _Writer(self, results, report)
             seen: dict[str, DocumentRecord] = {}  # content hash -> registered in this call
             try:
@@ -279,7 +281,7 @@ class IngestPipeline:
 
     def delete(self, id_or_name: str, *, actor: Actor = OPERATOR) -> DocumentRecord:
         """Remove a document from the registry and both indexes; it is never retrieved again."""
-        with self._exclusive():
+        with self.exclusive():
             record = self.registry.get(id_or_name)
             if not actor.may_change(record):
                 raise PermissionDeniedError(f"{record.name}: {not_yours(record, 'delete')}")
@@ -295,7 +297,7 @@ class IngestPipeline:
         another process is writing: that process is alive, and retrieval ignores its unfinished
         rows anyway.
         """
-        with self._exclusive(wait=wait) as held:
+        with self.exclusive(wait=wait) as held:
             if not held:
                 log.info("recovery skipped: another process is writing to the knowledge base")
                 return []
@@ -307,7 +309,7 @@ class IngestPipeline:
         Compares chunk ids document by document: every ready document must have exactly its
         registered chunks in both indexes, and no index may hold chunks of any other document.
         """
-        with self._exclusive():
+        with self.exclusive():
             return [p.message for p in self._problems()]
 
     def repair(self) -> list[str]:
@@ -318,7 +320,7 @@ class IngestPipeline:
         the vector store (which keeps the chunk texts); one whose vector-store chunks are lost
         cannot be rebuilt without its file, so it is removed and must be ingested again.
         """
-        with self._exclusive():
+        with self.exclusive():
             actions = self._recover()
             problems = self._problems()
             lost = {p.record.id for p in problems if p.kind == "vector-missing" and p.record}
@@ -352,7 +354,7 @@ class IngestPipeline:
             return actions
 
     @contextmanager
-    def _exclusive(self, *, wait: bool = True) -> Iterator[bool]:
+    def exclusive(self, *, wait: bool = True) -> Iterator[bool]:
         """Hold this process's writer lock and the lock file in RAGCHAT_HOME; yields False
         (holding nothing) when wait=False and another thread or process holds them."""
         if not self._lock.acquire(blocking=wait):
@@ -478,28 +480,14 @@ class IngestPipeline:
     ) -> None:
         """Embed one batch of chunks (reusing stored embeddings of the same texts) and write it
         to both indexes; counts per document the embeddings taken from the store."""
-        texts = [c.embedding_text for c in chunks]
-        hashes = [text_hash(t) for t in texts]
-        known = self.store.embeddings_by_text_hash(sorted(set(hashes)))
-        vectors: dict[str, list[float]] = dict(known)
-        todo: dict[str, str] = {}  # hash -> text, each distinct text embedded once
-        for h, t in zip(hashes, texts, strict=True):
-            if h not in vectors:
-                todo.setdefault(h, t)
-        # similar lengths share a batch: less padding through the encoder (order is irrelevant)
-        pending = sorted(todo.items(), key=lambda item: len(item[1]))
-        batch = max(self.settings.embed_batch_size, 1)
-        for start in range(0, len(pending), batch):
-            touch()
-            part = pending[start : start + batch]
-            embedded = self.embedder.embed_documents([t for _, t in part])
-            for (h, _), vec in zip(part, embedded, strict=True):
-                vectors[h] = vec
-        self.store.add(chunks, [vectors[h] for h in hashes])
+        done = embed_chunks(
+            self.embedder, self.store, chunks, self.settings.embed_batch_size, touch
+        )
+        self.store.add(chunks, done.vectors)
         self.keyword.add(chunks)
-        for h, c in zip(hashes, chunks, strict=True):
+        for h, c in zip(done.hashes, chunks, strict=True):
             doc = docs[c.document_id]
-            if h in todo:
+            if h in done.fresh:
                 doc.fresh.add(h)
             elif h not in doc.fresh:  # in the store before this document's ingest began
                 doc.reused += 1
@@ -573,7 +561,7 @@ class _Writer:
 
     def commit(self, doc: _Prepared) -> None:
         pipeline = self.pipeline
-        record = pipeline.registry.commit(doc.record.id, doc.chunks)
+        record = pipeline.registry.commit(doc.record.id, doc.chunks, index_id=pipeline.index_id)
         del self.open[doc.record.id]
         if doc.previous is not None:
             pipeline._purge(doc.previous.id)

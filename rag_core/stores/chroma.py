@@ -5,11 +5,13 @@ ragchat always computes embeddings itself and passes them in: the collection is 
 back to its default ONNX model (which it would try to download). Telemetry is off. Each chunk is
 stored with its text as the Chroma document and every other field in the metadata (see
 `chunk_to_metadata`), plus `text_hash`, the sha256 of `Chunk.embedding_text` (what was
-embedded), so unchanged chunks of a new document version can reuse their embeddings.
+embedded), so unchanged chunks of a new document version can reuse their embeddings, and
+`embedder`, the key of the embedder that made the vector, so that only its own are reused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -22,6 +24,7 @@ import chromadb
 import numpy as np
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.config import Settings
+from chromadb.errors import NotFoundError
 from chromadb.utils.embedding_functions import register_embedding_function
 
 from rag_core.errors import ConfigError
@@ -160,6 +163,7 @@ class ChromaStore:
         collection: str = "ragchat",
         dimension: int | None = None,
         ef_search: int = DEFAULT_EF_SEARCH,
+        embedder_key: str | None = None,
     ) -> None:
         if ef_search < 1:
             raise ConfigError(f"HNSW ef_search must be at least 1, got {ef_search}")
@@ -171,6 +175,8 @@ class ChromaStore:
             )
         if dimension is not None and dimension <= 0:
             raise ConfigError(f"embedding dimension must be positive, got {dimension}")
+        self.embedder_key = embedder_key
+        self._path, self._url, self._ef_search = path, url, ef_search
         settings = Settings(anonymized_telemetry=False, allow_reset=False)
         if url is not None:
             host, port, ssl = _parse_url(url)
@@ -214,6 +220,26 @@ class ChromaStore:
             embedding_function=PrecomputedEmbeddings(),  # type: ignore[arg-type]
         )
         self._lock = threading.Lock()  # makes delete_document's read-then-delete atomic
+
+    def sibling(
+        self, collection: str, *, dimension: int | None = None, embedder_key: str | None = None
+    ) -> ChromaStore:
+        """Another collection of the same Chroma (its own client: closing one leaves the
+        other working)."""
+        return ChromaStore(
+            path=self._path,
+            url=self._url,
+            collection=collection,
+            dimension=dimension,
+            ef_search=self._ef_search,
+            embedder_key=embedder_key,
+        )
+
+    def drop(self) -> None:
+        """Delete this store's collections (chunks and document vectors) from Chroma."""
+        for name in (self.collection_name, self.collection_name + DOCUMENTS_SUFFIX):
+            with contextlib.suppress(ValueError, NotFoundError):  # already gone
+                self._client.delete_collection(name)
 
     def _check_space(self) -> None:
         config = self._collection.configuration_json or {}
@@ -292,7 +318,7 @@ class ChromaStore:
                     ids=[c.id for c in batch],
                     embeddings=vectors[start : start + size],
                     documents=[c.text for c in batch],
-                    metadatas=[chunk_to_metadata(c) for c in batch],
+                    metadatas=[self._metadata(c) for c in batch],
                 )
             if sums is None:
                 self._refresh_documents(documents)
@@ -303,6 +329,12 @@ class ChromaStore:
                     total += vectors[owners == doc].sum(axis=0, dtype=np.float64)
             self._save_documents({d: t for d, t in sums.items() if t is not None})
             self._refresh_documents([d for d, t in sums.items() if t is None])
+
+    def _metadata(self, chunk: Chunk) -> dict[str, str | int | bool]:
+        meta = chunk_to_metadata(chunk)
+        if self.embedder_key is not None:
+            meta["embedder"] = self.embedder_key
+        return meta
 
     def _document_sums(
         self, documents: Sequence[str], new_ids: Sequence[str]
@@ -423,11 +455,14 @@ class ChromaStore:
             self._refresh_documents(sorted(owners))
 
     def embeddings_by_text_hash(self, text_hashes: Sequence[str]) -> dict[str, list[float]]:
-        """{text_hash: embedding} for the hashes some stored chunk has (to skip re-embedding)."""
+        """{text_hash: embedding} for the hashes some stored chunk has (to skip re-embedding).
+        With an `embedder_key`, only chunks embedded by that embedder count."""
         out: dict[str, list[float]] = {}
         unique = list(dict.fromkeys(text_hashes))
         for batch in _batches(unique, min(self.max_batch_size, 1000)):
             where: dict[str, Any] = {"text_hash": {"$in": list(batch)}}
+            if self.embedder_key is not None:
+                where = {"$and": [where, {"embedder": self.embedder_key}]}
             res = self._collection.get(where=where, include=["embeddings", "metadatas"])
             embeddings = res["embeddings"]
             if embeddings is None:

@@ -302,6 +302,37 @@ class HealthOut(BaseModel):
     accounts: bool
 
 
+class EmbedderOut(BaseModel):
+    """The embedder that fills a vector index."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    source: str = Field(description="the RAGCHAT_EMBEDDER value that loads it")
+    fingerprint: str = Field(description="sha256 of its weights and configuration files")
+    precision: str
+    dimension: int
+
+
+class VectorIndexOut(BaseModel):
+    """A vector index (a Chroma collection) and its embedder."""
+
+    collection: str
+    status: Literal["active", "building", "retired"]
+    embedder: EmbedderOut
+    chunks_done: int = Field(description="while building: chunks embedded so far")
+    chunks_total: int = Field(description="while building: chunks of the ready documents")
+    updated_at: datetime = Field(description="while building: its last progress")
+
+
+class IndexStatusOut(BaseModel):
+    """The index that answers and, while `ragchat reindex` runs, the one it builds."""
+
+    active: VectorIndexOut | None
+    building: VectorIndexOut | None = Field(description="null when no re-embedding is under way")
+    stalled: bool = Field(description="the building index made no progress for two minutes")
+
+
 class ErrorOut(BaseModel):
     detail: str
 

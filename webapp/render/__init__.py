@@ -10,9 +10,11 @@ or a server restart. Nothing here parses HTML or text back.
 - `turns`: `TurnView` (one question and its answer) -> chat bubbles, the transcript, errors
 - `sources`: the sources inspector (citation card, score chart, every passage)
 - `replay`: a replayed answer beside the logged one, in the sources inspector
+- `index_banner`: the banner shown while the knowledge base is re-embedded
 - `lists`: the history sidebar and the knowledge base (upload results, documents, chunks)
 """
 
+from webapp.render.index_banner import render_index_banner
 from webapp.render.lists import (
     added_by,
     document_choices,
@@ -45,6 +47,7 @@ __all__ = [
     "render_documents",
     "render_error",
     "render_history",
+    "render_index_banner",
     "render_ingest_results",
     "render_replay",
     "render_replay_pending",

@@ -144,6 +144,15 @@ class KnowledgeController:
     def _documents(self) -> list[DocumentRecord]:
         return self.engine.documents()
 
+    def index_banner(self) -> str:
+        """The re-embedding banner (polled by the page): follows a finished reindex first, so
+        the server switches to the new index even while nobody asks."""
+        try:
+            self.engine.follow_index()
+        except UserError as exc:
+            return render.render_index_banner(None, str(exc))
+        return render.render_index_banner(self.engine.index_status())
+
     def welcome(self) -> str:
         """The welcome card of an empty conversation, with the knowledge base's counts."""
         docs = self._documents()

@@ -118,6 +118,8 @@ class Page:
     del_doc_btn: gr.Button
     refresh_btn: gr.Button
     chunks_view: gr.HTML
+    # above the tabs: shown while the knowledge base is re-embedded
+    index_banner: gr.HTML
     # insights tab
     insights_tab: gr.Tab
     insights_days: gr.Radio
@@ -191,6 +193,7 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
                 "</div></div></div>",
                 elem_classes="rc-plain",
             )
+        page.index_banner = gr.HTML("", elem_id="rc-index-banner", elem_classes="rc-plain")
         with gr.Tabs(elem_id="rc-tabs"):
             with gr.Tab("Chat", id="chat", elem_id="rc-chat-tab"):  # noqa: SIM117 - KB tab follows
                 with gr.Row(equal_height=False, elem_id="rc-chat-row"):
@@ -218,6 +221,7 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
         _wire_knowledge(page, knowledge)
         _wire_insights(app, page, InsightsController(engine, settings))
         _wire_programs(app, page, chat, history)
+        _wire_index_banner(app, page, knowledge)
     knowledge.blocks = app  # webapp.api sets its upload ledger on the Blocks
     blocks: gr.Blocks = app
     return blocks
@@ -496,3 +500,15 @@ def _wire_programs(
     # the events above keep their fn_index)
     replay_opts = {**GENERATE, "api_visibility": "private"}
     page.sources.click(chat.replay_click, [page.state], [page.sources, page.state], **replay_opts)
+
+
+INDEX_POLL_S = 10.0  # how often an open page asks whether a re-embedding runs
+
+
+def _wire_index_banner(app: gr.Blocks, page: Page, knowledge: KnowledgeController) -> None:
+    """The re-embedding banner: filled on load and refreshed every INDEX_POLL_S seconds, so a
+    `ragchat reindex` started anywhere shows on every open page (registered last: the events
+    above keep their fn_index)."""
+    app.load(knowledge.index_banner, None, [page.index_banner], **QUIET)
+    timer = gr.Timer(INDEX_POLL_S)
+    timer.tick(knowledge.index_banner, None, [page.index_banner], **QUIET)
