@@ -229,7 +229,10 @@ def _index_notes(engine: Any) -> bool:
     status = engine.index_status()
     if status is None or status.active is None:
         return False
-    print(f"index: {status.active.collection}, made by {status.active.identity.describe()}")
+    print(
+        f"index: {status.active.collection}, made by {status.active.identity.describe()}",
+        file=sys.stderr,
+    )
     mismatch = False
     try:
         check_embedder(status.active, engine.embedder)
