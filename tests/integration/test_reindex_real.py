@@ -183,3 +183,38 @@ def test_a_reindex_that_dies_resumes_where_it_stopped(
     assert result.chunks == total + 1
     assert result.embedded <= total + 1 - before  # the chunks written before the failure stay
     assert _every_chunk_found(build_engine(switched)) == total + 1
+
+
+def test_reindex_on_a_chroma_server(
+    tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deployment with a `chroma run` server: the new index is a collection of its own on
+    the server, the old one is dropped from it after the swap."""
+    import chromadb
+
+    from tests.services import chroma_run
+
+    with chroma_run(tmp_path) as url:
+        settings = Settings(
+            home=tmp_path / "home", chroma_url=url, chunk_size=48, chunk_overlap=0,
+            embed_precision="float32",
+        )  # fmt: skip
+        old_engine = _seed(settings)
+        total = sum(d.chunk_count for d in old_engine.documents())
+        switched = settings.model_copy(update={"embedder": str(tiny_model)})
+        with pytest.raises(IndexMismatchError):
+            build_engine(switched)
+        reindexer = build_reindexer(build_engine(switched, check_index=False))
+        result = reindexer.run()
+        assert result.status == "swapped" and result.chunks == total
+        assert [r.collection for r in reindexer.drop_retired()] == ["ragchat"]
+        host, port = url.rsplit(":", 1)
+        client = chromadb.HttpClient(host=host.split("//")[1], port=int(port))
+        names = {c.name for c in client.list_collections()}
+        active = IndexRegistry(old_engine.registry.db).active()
+        assert active is not None
+        assert names == {active.collection, active.collection + "-documents"}
+        assert _every_chunk_found(build_engine(switched)) == total
+        assert old_engine.retrieve("tinderfox lamp battery").hits[0].chunk.document_name == (
+            "gamma.txt"
+        )
