@@ -94,18 +94,20 @@ class Reindexer:
         self.open_store = open_store
         self.lock = lock
         self.collection_prefix = collection_prefix
-        self.batch_chunks = 256  # chunks embedded and written together
+        # chunks embedded and written together: the grain of progress and of resuming
+        self.batch_chunks = 64
 
     def run(self, *, force: bool = False, progress: ReindexProgress | None = None) -> ReindexResult:
         """Re-embed every ready document unless the active index is this embedder's already
-        (`force` re-embeds all the same); resumes an unfinished run by the same embedder."""
+        (`force` re-embeds all the same); an unfinished run by the same embedder is resumed
+        (with or without `force`), one by another embedder dropped."""
         started = time.perf_counter()
         identity = embedder_identity(self.embedder)
         active = self.indexes.active()
         if active is None:
             raise ConfigError("no vector index is recorded yet: start ragchat once first")
         building = self.indexes.building()
-        if building is not None and not (building.identity.same(identity) and (not force)):
+        if building is not None and not building.identity.same(identity):
             self._abandon(building)
             building = None
         if building is None and active.identity.same(identity) and not force:
