@@ -84,7 +84,8 @@ def _legacy_identity(settings: Settings, configured: EmbedderIdentity) -> Embedd
     from rag_core.stores.chroma import ChromaStore
 
     where = {"url": settings.chroma_url} if settings.chroma_url else {"path": settings.chroma_path}
-    with ChromaStore(**where, collection=LEGACY_COLLECTION) as legacy:
+    ef_search = settings.hnsw_ef_search
+    with ChromaStore(**where, collection=LEGACY_COLLECTION, ef_search=ef_search) as legacy:
         stored, count = legacy.dimension, legacy.count()
     if count == 0 or stored in (None, configured.dimension):
         return configured

@@ -264,9 +264,11 @@ class SentenceTransformerEmbedder:
 
     def identity(self) -> EmbedderIdentity:
         """Name, fingerprint, precision and dimension (loads the model for the dimension)."""
+        path = self.path
+        local = self.model != "default" and path is not None
         return EmbedderIdentity(
             name=self.name,
-            source=self.model,
+            source=str(path) if local else self.model,  # a folder as an absolute path
             fingerprint=self.fingerprint(),
             precision=self.precision,
             dimension=int(self.dimension),

@@ -64,7 +64,10 @@ class Kb:
         return engine
 
     def follow(self, record: IndexRecord) -> Engine:
-        return self.engine(self.embedders[record.identity.fingerprint], record)
+        embedder = self.embedders.get(record.identity.fingerprint)
+        if embedder is None:  # as factory's follow says when it cannot load the model
+            raise IndexMismatchError(f"this server cannot load {record.identity.name}")
+        return self.engine(embedder, record)
 
     def reindexer(self, embedder: FakeEmbedder, engine: Engine) -> Reindexer:
         self.embedders[embedder_identity(embedder).fingerprint] = embedder
@@ -235,3 +238,25 @@ def test_api_index_status(kb: Kb) -> None:
     assert body["active"]["embedder"]["dimension"] == 64
     assert body["building"]["embedder"]["name"] == "small"
     assert body["building"]["chunks_done"] == 0 and body["stalled"] is False
+
+
+def test_the_page_banner_polls_and_follows(kb: Kb) -> None:
+    from webapp.ui.knowledge import KnowledgeController
+
+    engine = kb.engine(FakeEmbedder(64))
+    _ingest(engine, DOCS)
+    knowledge = KnowledgeController(engine, kb.settings)
+    assert knowledge.index_banner() == ""
+    small = FakeEmbedder(32, name="fake-small")
+    building = kb.indexes.start_building("ragchat", embedder_identity(small))
+    kb.indexes.progress(building.id, 2, 5)
+    assert "fake-small</b>: 2 of 5 passages (40%)" in knowledge.index_banner()
+    kb.indexes.remove(building.id)
+    assert kb.reindexer(small, engine).run().status == "swapped"
+    assert knowledge.index_banner() == ""
+    assert engine.embedder is small  # the poll switched the server to the new index
+    assert kb.reindexer(FakeEmbedder(16, name="fake-tiny"), engine).run().status == "swapped"
+    kb.embedders.clear()  # a server that cannot load the new embedder says so
+    banner = knowledge.index_banner()
+    assert 'role="alert"' in banner and "cannot load fake-tiny" in banner
+    assert engine.embedder is small
