@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from rag_core.config import Settings
 from rag_core.db.log import ConversationLog
@@ -12,6 +12,9 @@ from rag_core.engine import Engine
 from rag_core.ingest.pipeline import IngestPipeline
 from rag_core.protocols import Embedder, Generator, KeywordIndex, VectorStore
 from rag_core.retrieval import FusionParams, Retriever
+
+if TYPE_CHECKING:
+    from rag_core.db.database import Database
 
 
 def offline_environment() -> None:
@@ -35,7 +38,6 @@ def build_engine(settings: Settings, *, migrate: bool = True) -> Engine:
     from rag_core.generators.transformers import TransformersGenerator
     from rag_core.stores.chroma import ChromaStore
     from rag_core.stores.keyword import BM25Index
-    from rag_core.stores.keyword_sync import KeywordSync
 
     private_folder(settings.home)
     db = Database(settings.db_url)
@@ -70,39 +72,44 @@ def build_engine(settings: Settings, *, migrate: bool = True) -> Engine:
             gguf_file=settings.generator_gguf_file,
             threads=settings.threads,
         )
-    registry = DocumentRegistry(db)
-    keyword_sync = KeywordSync(
-        keyword,
-        store,
-        change_token=registry.change_token,
-        ready=registry.list,
-        unfinished=lambda: {r.id for r in registry.not_ready() if r.status == "ingesting"},
-    )
     return compose_engine(
         settings,
+        db=db,
         embedder=embedder,
         store=store,
         keyword=keyword,
         generator=generator,
-        registry=registry,
-        log=ConversationLog(db),
-        keyword_sync=keyword_sync,
+        follow_registry=True,
     )
 
 
 def compose_engine(
     settings: Settings,
     *,
+    db: Database,
     embedder: Embedder,
     store: VectorStore,
     keyword: KeywordIndex,
     generator: Generator,
-    registry: DocumentRegistry,
-    log: ConversationLog,
-    keyword_sync: Callable[[], object] | None = None,
+    follow_registry: bool = False,
 ) -> Engine:
-    """An engine over these backends: the ingestion pipeline and the retriever are built here,
-    over the same embedder, stores and registry, and handed in (tests compose fakes the same way)."""
+    """An engine over these backends, its document registry and conversation log over `db`.
+
+    The ingestion pipeline and the retriever are built here, over the same embedder, stores and
+    registry, and handed in (tests compose fakes the same way). `follow_registry`: before each
+    question the keyword index (a BM25Index) catches up with what the registry says is ready,
+    so replicas sharing one database and vector store agree (build_engine always does).
+    """
+    from rag_core.stores.keyword import BM25Index
+    from rag_core.stores.keyword_sync import KeywordSync
+
+    registry = DocumentRegistry(db)
+    keyword_sync = None
+    if follow_registry:
+        if not isinstance(keyword, BM25Index):
+            raise TypeError(f"only a BM25Index follows the registry, not {type(keyword).__name__}")
+        keyword_sync = KeywordSync.following(keyword, store, registry)
+    log = ConversationLog(db)
     pipeline = IngestPipeline(settings, embedder, store, keyword, registry)
     retriever = Retriever(
         embedder, store, keyword, registry.ready_chunk_counts, FusionParams.from_settings(settings)
