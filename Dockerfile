@@ -18,11 +18,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 
 # Tesseract reads scanned PDF pages and pictures of text (RAGCHAT_OCR); more languages:
-# add tesseract-ocr-<lang> here and set RAGCHAT_OCR_LANG. Unpinned: Debian's security updates
-# replace the exact versions, and a pin would stop the build when they do.
+# add tesseract-ocr-<lang> here and set RAGCHAT_OCR_LANG. DejaVu lets PDF exports of
+# conversations show most of Unicode (without it, characters outside Latin-1 print as '?').
+# Unpinned: Debian's security updates replace the exact versions, and a pin would stop the
+# build when they do.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng \
+    && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng fonts-dejavu-core \
     && rm -rf /var/lib/apt/lists/*
 
 # The CPU build of torch first, from PyTorch's CPU index (the PyPI wheel drags in CUDA, ~4 GB);

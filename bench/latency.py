@@ -312,20 +312,7 @@ def ready_counts_uncached(registry: Any) -> dict[str, int]:
 
 def _with_retriever(engine: Engine, retriever: Any) -> Engine:
     """The same engine (stores, registry, models, keyword sync) over another retriever."""
-    from rag_core.engine import Engine
-
-    return Engine(
-        engine.settings,
-        embedder=engine.embedder,
-        store=engine.store,
-        keyword=engine.keyword,
-        generator=engine.generator,
-        registry=engine.registry,
-        log=engine.log,
-        pipeline=engine.pipeline,
-        retriever=retriever,
-        keyword_sync=engine.keyword_sync,
-    )
+    return replace(engine, retriever=retriever)
 
 
 def with_search_term_stats(engine: Engine) -> Engine:

@@ -75,24 +75,24 @@ def rag_source(
     softmax(retrieval score / tau). Raises ConfigError for a generator without token
     probabilities (an OpenAI-compatible server)."""
     from rag_core.generators.rag_decoding import (
+        RagSequenceDecoding,
+        RagTokenDecoding,
         passage_messages,
-        passage_prior,
-        rag_sequence_stream,
-        rag_token_stream,
+        passage_prompts,
+        require_token_probabilities,
     )
 
     scores = [h.score for h in hits]
+    gen = require_token_probabilities(generator, strategy)
+    prompts = passage_prompts(gen, question, hits, scores=scores, tau=settings.rag_tau)
+    limit = options.max_new_tokens
     stream: Any
     if strategy == "rag-token":
-        stream = rag_token_stream(
-            generator, question, hits, max_new_tokens=options.max_new_tokens, scores=scores,
-            tau=settings.rag_tau, stop=halt,
-        )  # fmt: skip
+        stream = prompts.stream(RagTokenDecoding(prompts.mixture, max_new_tokens=limit, stop=halt))
     else:
-        stream = rag_sequence_stream(
-            generator, question, hits, max_new_tokens=options.max_new_tokens, scores=scores,
-            tau=settings.rag_tau, mode=settings.rag_sequence_mode, stop=halt,
-        )  # fmt: skip
+        mode = settings.rag_sequence_mode
+        decoding = RagSequenceDecoding(prompts.mixture, max_new_tokens=limit, mode=mode, stop=halt)
+        stream = prompts.stream(decoding)
 
     def span(start: int, end: int) -> tuple[float, ...]:
         return tuple(stream.span_posterior(*stream.token_span(start, end)))
@@ -100,7 +100,7 @@ def rag_source(
     return TextSource(
         iter(stream),
         passage_messages(question, hits[0], 1) if hits else [],
-        prior=passage_prior(scores, settings.rag_tau),
+        prior=prompts.mixture.prior,
         span_posterior=span,
         posterior=lambda: tuple(stream.posterior()),
     )

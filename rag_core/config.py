@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rag_core.errors import InvalidOptionError
+from rag_core.ingest.loaders.common import LoadLimits
 from rag_core.ingest.ocr import OcrOptions
 from rag_core.types import (
     AnswerMode,
@@ -399,6 +400,12 @@ class Settings(BaseSettings):
     def ocr_options(self) -> OcrOptions:
         """How ingestion reads scanned pages and pictures (RAGCHAT_OCR*)."""
         return OcrOptions(self.ocr, self.ocr_lang, self.ocr_max_pages, self.ocr_page_timeout)
+
+    def load_limits(self) -> LoadLimits:
+        """What one uploaded file may cost, and how its scans are read (RAGCHAT_MAX_*, _OCR*)."""
+        return LoadLimits(
+            self.max_pages, self.max_text_chars, self.max_unpacked_mb, self.ocr_options()
+        )
 
     def snapshot(self) -> dict[str, Any]:
         """The settings that shape an answer, as logged with every turn."""

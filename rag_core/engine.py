@@ -131,8 +131,10 @@ class Engine:
         name: str | None = None,
         actor: Actor = OPERATOR,
     ) -> IngestResult:
-        self.follow_index()
-        return self.pipeline.ingest_path(Path(path), progress, name=name, actor=actor)
+        """Ingest one file from disk through the batched path; `name` is the name the user gave
+        the file (an upload stored under a generated name), else its own."""
+        source: IngestSource = Path(path) if name is None else (Path(path), name)
+        return self.ingest([source], progress, actor=actor)[0]
 
     def ingest_bytes(
         self, data: bytes, name: str, progress: Progress | None = None, *, actor: Actor = OPERATOR

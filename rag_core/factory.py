@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -133,33 +132,19 @@ class _Backends:
 
     settings: Settings
     db: Database
-    registry: DocumentRegistry
     indexes: IndexRegistry
-    log: ConversationLog
     keyword: BM25Index
     generator: Generator
 
     def engine(self, embedder: Embedder, record: IndexRecord) -> Engine:
-        from rag_core.stores.keyword_sync import KeywordSync
-
-        store = open_store(self.settings, record)
-        registry = self.registry
-        keyword_sync = KeywordSync(
-            self.keyword,
-            store,
-            change_token=registry.change_token,
-            ready=registry.list,
-            unfinished=lambda: {r.id for r in registry.not_ready() if r.status == "ingesting"},
-        )
         engine = compose_engine(
             self.settings,
+            db=self.db,
             embedder=embedder,
-            store=store,
+            store=open_store(self.settings, record),
             keyword=self.keyword,
             generator=self.generator,
-            registry=registry,
-            log=self.log,
-            keyword_sync=keyword_sync,
+            follow_registry=True,
         )
         engine.pipeline.index_id = record.id
         engine.index = IndexWatch(record, self.indexes.status, self.follow)
@@ -227,13 +212,7 @@ def build_engine(settings: Settings, *, migrate: bool = True, check_index: bool 
     if check_index:
         check_embedder(record, embedder)
     backends = _Backends(
-        settings,
-        db,
-        DocumentRegistry(db),
-        indexes,
-        ConversationLog(db),
-        BM25Index(settings.keyword_path),
-        _generator(settings),
+        settings, db, indexes, BM25Index(settings.keyword_path), _generator(settings)
     )
     return backends.engine(embedder, record)
 
@@ -259,16 +238,30 @@ def build_reindexer(engine: Engine) -> Reindexer:
 def compose_engine(
     settings: Settings,
     *,
+    db: Database,
     embedder: Embedder,
     store: VectorStore,
     keyword: KeywordIndex,
     generator: Generator,
-    registry: DocumentRegistry,
-    log: ConversationLog,
-    keyword_sync: Callable[[], object] | None = None,
+    follow_registry: bool = False,
 ) -> Engine:
-    """An engine over these backends: the ingestion pipeline and the retriever are built here,
-    over the same embedder, stores and registry, and handed in (tests compose fakes the same way)."""
+    """An engine over these backends, its document registry and conversation log over `db`.
+
+    The ingestion pipeline and the retriever are built here, over the same embedder, stores and
+    registry, and handed in (tests compose fakes the same way). `follow_registry`: before each
+    question the keyword index (a BM25Index) catches up with what the registry says is ready,
+    so replicas sharing one database and vector store agree (build_engine always does).
+    """
+    from rag_core.stores.keyword import BM25Index
+    from rag_core.stores.keyword_sync import KeywordSync
+
+    registry = DocumentRegistry(db)
+    keyword_sync = None
+    if follow_registry:
+        if not isinstance(keyword, BM25Index):
+            raise TypeError(f"only a BM25Index follows the registry, not {type(keyword).__name__}")
+        keyword_sync = KeywordSync.following(keyword, store, registry)
+    log = ConversationLog(db)
     pipeline = IngestPipeline(settings, embedder, store, keyword, registry)
     retriever = Retriever(
         embedder, store, keyword, registry.ready_chunk_counts, FusionParams.from_settings(settings)

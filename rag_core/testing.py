@@ -6,7 +6,7 @@ import hashlib
 import math
 import re
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rag_core.errors import GenerationError
 from rag_core.generators.base import BaseGenerator, Request
@@ -182,13 +182,10 @@ def fake_engine(
     store: VectorStore | None = None,
     keyword: KeywordIndex | None = None,
     generator: Generator | None = None,
-    keyword_sync: Any = None,
 ) -> Engine:
     """An engine on `settings` (its database migrated) with fast fakes wherever no backend is
     given: FakeEmbedder, InMemoryStore, a BM25 index in settings.keyword_path, FakeGenerator."""
     from rag_core.db.database import Database
-    from rag_core.db.log import ConversationLog
-    from rag_core.db.registry import DocumentRegistry
     from rag_core.factory import compose_engine
     from rag_core.stores.keyword import BM25Index
 
@@ -200,11 +197,9 @@ def fake_engine(
     db.migrate()
     return compose_engine(
         settings,
+        db=db,
         embedder=embedder or FakeEmbedder(),
         store=store if store is not None else InMemoryStore(),
         keyword=keyword if keyword is not None else BM25Index(settings.keyword_path),
         generator=generator or FakeGenerator(reply),
-        registry=DocumentRegistry(db),
-        log=ConversationLog(db),
-        keyword_sync=keyword_sync,
     )

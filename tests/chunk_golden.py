@@ -16,7 +16,7 @@ import json
 import random
 from collections.abc import Sequence
 
-from rag_core.ingest.loaders import load_document
+from rag_core.ingest.loaders import LoadLimits, load_document
 from rag_core.types import Chunk, ParsedDocument
 from tests import docmaker as dm
 
@@ -155,7 +155,7 @@ SOURCES = {
 def documents() -> dict[str, ParsedDocument]:
     """The parsed documents, by file name."""
     return {
-        name: load_document(make(), name, max_pages=100, max_text_chars=10_000_000)
+        name: load_document(make(), name, LoadLimits(100, 10_000_000))
         for name, make in SOURCES.items()
     }
 

@@ -56,35 +56,6 @@ class _Unit:
     cost: int  # estimated tokens (without the tokenizer's fixed per-text overhead)
 
 
-def chunk_document(
-    parsed: ParsedDocument,
-    *,
-    document_id: str,
-    document_name: str,
-    version: str,
-    count_tokens: CountTokens,
-    chunk_size: int,
-    chunk_overlap: int,
-) -> list[Chunk]:
-    """Chunks of `parsed` of at most `chunk_size` tokens as `count_tokens` counts them.
-
-    Neighbouring chunks of one section share about `chunk_overlap` tokens of whole sentences. A
-    chunk starts at a new heading once it has some content, and always at a new PDF page, so a
-    citation's page is exact (page_end stays for loaders whose blocks span pages).
-    """
-    return list(
-        iter_chunks(
-            parsed,
-            document_id=document_id,
-            document_name=document_name,
-            version=version,
-            count_tokens=count_tokens,
-            chunk_size=chunk_size,
-            chunk_overlap=chunk_overlap,
-        )
-    )
-
-
 def iter_chunks(
     parsed: ParsedDocument,
     *,
@@ -95,9 +66,14 @@ def iter_chunks(
     chunk_size: int,
     chunk_overlap: int,
 ) -> Iterator[Chunk]:
-    """`chunk_document` one chunk at a time, in order, in memory bounded by a few chunks' worth
-    of sentences whatever the size and shape of the document (the arguments are checked at
-    once, before the first chunk is asked for)."""
+    """Chunks of `parsed` of at most `chunk_size` tokens as `count_tokens` counts them, in order.
+
+    Neighbouring chunks of one section share about `chunk_overlap` tokens of whole sentences. A
+    chunk starts at a new heading once it has some content, and always at a new PDF page, so a
+    citation's page is exact (page_end stays for loaders whose blocks span pages). Memory stays
+    bounded by a few chunks' worth of sentences whatever the size and shape of the document; the
+    arguments are checked at once, before the first chunk is asked for.
+    """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     if not 0 <= chunk_overlap < chunk_size:

@@ -180,19 +180,6 @@ class IngestPipeline:
             reason = exc.strerror or exc
             return IngestResult(name, "error", error=f"{name}: cannot read file ({reason})")
 
-    def ingest_path(
-        self,
-        path: Path,
-        progress: Progress | None = None,
-        *,
-        name: str | None = None,
-        actor: Actor = OPERATOR,
-    ) -> IngestResult:
-        """Ingest one file from disk (see ingest_sources); `name` is the name the user gave the
-        file (an upload stored under a generated name), else its own."""
-        source: IngestSource = path if name is None else (path, name)
-        return self.ingest_sources([source], progress, actor=actor)[0]
-
     def ingest_bytes(
         self, data: bytes, name: str, progress: Progress | None = None, *, actor: Actor = OPERATOR
     ) -> IngestResult:
@@ -253,11 +240,7 @@ class IngestPipeline:
                 )  # fmt: skip
             if content_hash in seen:
                 return IngestResult(name, "duplicate", seen[content_hash])
-            parsed = load_document(
-                data, name, max_pages=self.settings.max_pages,
-                max_text_chars=self.settings.max_text_chars,
-                max_unpacked_mb=self.settings.max_unpacked_mb, ocr=self.settings.ocr_options(),
-            )  # fmt: skip
+            parsed = load_document(data, name, self.settings.load_limits())
             previous = self.registry.by_name(name)
             if previous is not None and not actor.may_change(previous):
                 raise IngestError(name, not_yours(previous, "replace"))

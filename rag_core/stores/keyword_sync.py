@@ -14,10 +14,14 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rag_core.protocols import VectorStore
 from rag_core.stores.keyword import BM25Index
 from rag_core.types import DocumentRecord
+
+if TYPE_CHECKING:
+    from rag_core.db.registry import DocumentRegistry
 
 __all__ = ["KeywordSync", "SyncReport"]
 
@@ -64,6 +68,23 @@ class KeywordSync:
         self.ready = ready
         self.unfinished = unfinished
         self._lock = threading.Lock()
+
+    @classmethod
+    def following(
+        cls, index: BM25Index, store: VectorStore, registry: DocumentRegistry
+    ) -> KeywordSync:
+        """`index` kept equal to what `registry` (a shared database) says is ready in `store`."""
+
+        def unfinished() -> set[str]:
+            return {r.id for r in registry.not_ready() if r.status == "ingesting"}
+
+        return cls(
+            index,
+            store,
+            change_token=registry.change_token,
+            ready=registry.list,
+            unfinished=unfinished,
+        )
 
     def __call__(self) -> SyncReport:
         return self.sync()

@@ -17,15 +17,13 @@ import pytest
 from rag_core.config import Settings
 from rag_core.engine import Engine
 from rag_core.errors import EmptyDocumentError, IngestError
-from rag_core.ingest.loaders import load_document
+from rag_core.ingest.loaders import LoadLimits, load_document
 from tests.hostile.conftest import make_engine, snapshot
 from tests.hostile.corpus import BLANK_PAGES, GIB, Case, blank_pages_pdf
 
 
-def _limits() -> dict[str, float]:
-    s = Settings()
-    return {"max_pages": s.max_pages, "max_text_chars": s.max_text_chars,
-            "max_unpacked_mb": s.max_unpacked_mb}  # fmt: skip
+def _limits() -> LoadLimits:
+    return Settings().load_limits()
 
 
 def _ids(cases: list[Case]) -> list[str]:
@@ -73,7 +71,7 @@ def test_loaders(corpus: tuple[Path, list[Case]]) -> None:
         name = case.disk_shown
         started = time.perf_counter()
         try:
-            parsed = load_document(data, name, **_limits())  # type: ignore[arg-type]
+            parsed = load_document(data, name, _limits())
         except IngestError as exc:
             if case.status == "added":
                 failures.append(f"{case.key}: unexpected error {exc}")
@@ -198,7 +196,7 @@ def test_ten_thousand_blank_pages(tmp_path: Path) -> None:
         "blank.pdf: has 10,000 pages, more than the limit of 5,000 (RAGCHAT_MAX_PAGES)"
     )
     with pytest.raises(EmptyDocumentError, match="no extractable text in 10000 page"):
-        load_document(data, "blank.pdf", max_pages=20_000, max_text_chars=10**6)
+        load_document(data, "blank.pdf", LoadLimits(max_pages=20_000, max_text_chars=10**6))
     raised = make_engine(tmp_path / "b", max_pages=20_000)
     started = time.perf_counter()
     result = raised.ingest_bytes(data, "blank.pdf")

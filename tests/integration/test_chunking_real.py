@@ -1,4 +1,4 @@
-"""chunk_document with the real default tokenizer pinned down on representative documents: the
+"""iter_chunks with the real default tokenizer pinned down on representative documents: the
 same chunks as before the chunker's streaming rewrite (see tests/chunk_golden.py)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from rag_core.ingest.chunking import chunk_document
+from rag_core.ingest.chunking import iter_chunks
 from tests.chunk_golden import digest, documents
 
 pytestmark = pytest.mark.integration
@@ -108,14 +108,16 @@ def test_chunks_with_the_real_tokenizer_are_unchanged(real_embedder: Any) -> Non
         got = {}
         for config in configs:
             _, size, overlap = config.split("-")
-            chunks = chunk_document(
-                documents()[name],
-                document_id="doc",
-                document_name=name,
-                version="0123456789abcdef" * 4,
-                count_tokens=real_embedder.count_tokens,
-                chunk_size=int(size),
-                chunk_overlap=int(overlap),
+            chunks = list(
+                iter_chunks(
+                    documents()[name],
+                    document_id="doc",
+                    document_name=name,
+                    version="0123456789abcdef" * 4,
+                    count_tokens=real_embedder.count_tokens,
+                    chunk_size=int(size),
+                    chunk_overlap=int(overlap),
+                )
             )
             got[config] = (len(chunks), digest(chunks))
             if config == "real-224-16":

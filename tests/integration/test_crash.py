@@ -273,17 +273,16 @@ def verify(
     db = Database(settings.db_url)
     store = ChromaStore(path=settings.chroma_path)
     keyword = BM25Index(settings.keyword_path)
-    registry = DocumentRegistry(db)
     try:
         engine = compose_engine(
             settings,
+            db=db,
             embedder=embedder,
             store=store,
             keyword=keyword,
             generator=FakeGenerator(),
-            registry=registry,
-            log=ConversationLog(db),
         )
+        registry = engine.registry
         ready = registry.list()
         by_name: dict[str, list[Any]] = {}
         for r in ready:

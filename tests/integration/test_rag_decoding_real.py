@@ -11,7 +11,11 @@ from typing import Any
 
 import pytest
 
-from rag_core.generators.rag_decoding import rag_sequence_stream, rag_token_stream
+from rag_core.generators.rag_decoding import (
+    RagSequenceDecoding,
+    RagTokenDecoding,
+    passage_prompts,
+)
 from rag_core.prompting import build_messages
 from rag_core.types import Chunk, Hit
 
@@ -43,8 +47,9 @@ def _argmax(values: tuple[float, ...]) -> int:
 
 @pytest.mark.parametrize("weighting", ["prior", "posterior"])
 def test_rag_token_answers_from_the_right_passage(real_generator: Any, weighting: Any) -> None:
-    stream = rag_token_stream(
-        real_generator, QUESTION, _hits(TEXTS[:3]), max_new_tokens=40, weighting=weighting
+    prompts = passage_prompts(real_generator, QUESTION, _hits(TEXTS[:3]))
+    stream = prompts.stream(
+        RagTokenDecoding(prompts.mixture, max_new_tokens=40, weighting=weighting)
     )
     text = "".join(stream)
     posterior = stream.posterior()
@@ -57,9 +62,8 @@ def test_rag_token_answers_from_the_right_passage(real_generator: Any, weighting
 
 @pytest.mark.parametrize("mode", ["thorough", "fast"])
 def test_rag_sequence_answers_from_the_right_passage(real_generator: Any, mode: Any) -> None:
-    stream = rag_sequence_stream(
-        real_generator, QUESTION, _hits(TEXTS[:3]), max_new_tokens=40, mode=mode
-    )
+    prompts = passage_prompts(real_generator, QUESTION, _hits(TEXTS[:3]))
+    stream = prompts.stream(RagSequenceDecoding(prompts.mixture, max_new_tokens=40, mode=mode))
     text = "".join(stream)
     assert stream.decoding is not None
     print(
@@ -95,7 +99,8 @@ def test_rag_token_speed_next_to_plain_generation(real_generator: Any) -> None:
     )
     plain_tokens = real_generator.count_tokens(plain_text) + 1  # + the EOS token, not shown
 
-    stream = rag_token_stream(real_generator, QUESTION, hits, max_new_tokens=max_new)
+    prompts = passage_prompts(real_generator, QUESTION, hits)
+    stream = prompts.stream(RagTokenDecoding(prompts.mixture, max_new_tokens=max_new))
     rag_text, rag_first, rag_total = _timed(stream)
     rag_tokens = len(stream.token_ids)
 

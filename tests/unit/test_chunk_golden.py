@@ -1,4 +1,4 @@
-"""chunk_document pinned down on representative documents: the same chunks (ids, text, offsets,
+"""iter_chunks pinned down on representative documents: the same chunks (ids, text, offsets,
 pages, heading paths) as the chunker gave before its streaming rewrite, for several token counters
 and sizes (tests/chunk_golden.py builds the documents and the digest)."""
 
@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import pytest
 
 from rag_core.ingest import chunking
-from rag_core.ingest.chunking import CountTokens, chunk_document
+from rag_core.ingest.chunking import CountTokens, iter_chunks
 from rag_core.testing import FakeEmbedder
 from rag_core.types import Chunk
 from tests.chunk_golden import digest, documents
@@ -126,14 +126,16 @@ SPOTS = {
 
 def _chunks(name: str, config: str) -> list[Chunk]:
     counter, size, overlap = config.split("-")
-    return chunk_document(
-        documents()[name],
-        document_id="doc",
-        document_name=name,
-        version="0123456789abcdef" * 4,
-        count_tokens=COUNTERS[counter],
-        chunk_size=int(size),
-        chunk_overlap=int(overlap),
+    return list(
+        iter_chunks(
+            documents()[name],
+            document_id="doc",
+            document_name=name,
+            version="0123456789abcdef" * 4,
+            count_tokens=COUNTERS[counter],
+            chunk_size=int(size),
+            chunk_overlap=int(overlap),
+        )
     )
 
 
@@ -154,14 +156,16 @@ def test_small_windows_change_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
 
     def all_chunks() -> dict[str, list[Chunk]]:
         return {
-            name: chunk_document(
-                parsed,
-                document_id="d",
-                document_name=name,
-                version="v" * 64,
-                count_tokens=FakeEmbedder().count_tokens,
-                chunk_size=48,
-                chunk_overlap=8,
+            name: list(
+                iter_chunks(
+                    parsed,
+                    document_id="d",
+                    document_name=name,
+                    version="v" * 64,
+                    count_tokens=FakeEmbedder().count_tokens,
+                    chunk_size=48,
+                    chunk_overlap=8,
+                )
             )
             for name, parsed in documents().items()
         }

@@ -8,11 +8,13 @@ from collections.abc import Sequence
 import pytest
 
 from rag_core.ingest import chunking
-from rag_core.ingest.chunking import CountTokens, chunk_document, iter_chunks
-from rag_core.ingest.loaders import load_document
+from rag_core.ingest.chunking import CountTokens, iter_chunks
+from rag_core.ingest.loaders import LoadLimits, load_document
 from rag_core.text import split_sentences
 from rag_core.types import Block, Chunk, ParsedDocument
 from tests import docmaker as dm
+
+LIMITS = LoadLimits(max_pages=10, max_text_chars=10**6)
 
 
 def words(texts: Sequence[str]) -> list[int]:
@@ -36,14 +38,16 @@ class CountingTokenizer:
 def chunk(
     parsed: ParsedDocument, size: int = 50, overlap: int = 10, count: CountTokens = words
 ) -> list[Chunk]:
-    return chunk_document(
-        parsed,
-        document_id="doc1",
-        document_name="test",
-        version="0123456789abcdef",
-        count_tokens=count,
-        chunk_size=size,
-        chunk_overlap=overlap,
+    return list(
+        iter_chunks(
+            parsed,
+            document_id="doc1",
+            document_name="test",
+            version="0123456789abcdef",
+            count_tokens=count,
+            chunk_size=size,
+            chunk_overlap=overlap,
+        )
     )
 
 
@@ -180,7 +184,7 @@ def test_real_count_overhead_is_respected() -> None:
 
 def test_pdf_chunks_carry_pages() -> None:
     pages = [prose(12, f"Page{p}") for p in (1, 2, 3)]
-    parsed = load_document(dm.make_pdf(pages), "three.pdf", max_pages=10, max_text_chars=10**6)
+    parsed = load_document(dm.make_pdf(pages), "three.pdf", LIMITS)
     chunks = chunk(parsed, size=40, overlap=8)
     check_invariants(parsed, chunks, 40)
     assert chunks[0].page == 1
@@ -198,7 +202,7 @@ def test_markdown_chunks_start_at_sections() -> None:
     md = dm.make_markdown(
         ["# Guide", prose(6, "Intro"), "## Install", prose(6, "Setup"), "# FAQ", prose(3, "Ask")]
     )
-    parsed = load_document(md, "guide.md", max_pages=10, max_text_chars=10**6)
+    parsed = load_document(md, "guide.md", LIMITS)
     chunks = chunk(parsed, size=100, overlap=10)
     check_invariants(parsed, chunks, 100)
     assert [c.heading_path for c in chunks] == [("Guide",), ("Guide", "Install"), ("FAQ",)]
@@ -210,7 +214,7 @@ def test_markdown_chunks_start_at_sections() -> None:
 
 def test_tiny_heading_does_not_make_its_own_chunk() -> None:
     md = dm.make_markdown(["# Title", "## First", prose(3, "One")])
-    parsed = load_document(md, "t.md", max_pages=10, max_text_chars=10**6)
+    parsed = load_document(md, "t.md", LIMITS)
     chunks = chunk(parsed, size=100, overlap=10)
     assert len(chunks) == 1
     assert chunks[0].heading_path == ("Title",)
@@ -220,7 +224,7 @@ def test_tiny_heading_does_not_make_its_own_chunk() -> None:
 def test_html_and_docx_heading_paths_reach_chunks() -> None:
     items = ["# Alpha", prose(8, "A"), "## Beta", prose(8, "B"), "# Gamma", prose(8, "C")]
     for data, name in ((dm.make_html(items), "x.html"), (dm.make_docx(items), "x.docx")):
-        parsed = load_document(data, name, max_pages=10, max_text_chars=10**6)
+        parsed = load_document(data, name, LIMITS)
         chunks = chunk(parsed, size=40, overlap=8)
         check_invariants(parsed, chunks, 40)
         expected = {"Alpha": ("Alpha",), "A": ("Alpha",), "Beta": ("Alpha", "Beta")}

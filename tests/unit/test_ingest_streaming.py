@@ -13,7 +13,7 @@ import pytest
 from rag_core.config import Settings
 from rag_core.db.database import Database
 from rag_core.db.registry import DocumentRegistry
-from rag_core.ingest.chunking import chunk_document
+from rag_core.ingest.chunking import iter_chunks
 from rag_core.ingest.pipeline import IngestPipeline
 from rag_core.stores.keyword import BM25Index
 from rag_core.testing import FakeEmbedder, InMemoryStore
@@ -128,8 +128,8 @@ def test_document_is_written_in_batches_and_visible_only_when_complete(tmp_path:
     assert pipeline.check() == []
 
 
-def test_streamed_chunks_are_what_chunk_document_makes(tmp_path: Path) -> None:
-    """Batches change nothing: every stored chunk is the one chunk_document makes (which
+def test_streamed_chunks_are_what_iter_chunks_makes(tmp_path: Path) -> None:
+    """Batches change nothing: every stored chunk is the one iter_chunks makes (which
     tests/unit/test_chunk_golden.py pins to the output before streaming)."""
     pipeline = make_pipeline(tmp_path, batch=5)
     for name, parsed in documents().items():
@@ -137,14 +137,16 @@ def test_streamed_chunks_are_what_chunk_document_makes(tmp_path: Path) -> None:
         assert result.status == "added", result.error
         record = result.document
         assert record is not None
-        expected = chunk_document(
-            parsed,
-            document_id=record.id,
-            document_name=name,
-            version=record.content_hash,
-            count_tokens=FakeEmbedder().count_tokens,
-            chunk_size=pipeline.settings.chunk_size,
-            chunk_overlap=pipeline.settings.chunk_overlap,
+        expected = list(
+            iter_chunks(
+                parsed,
+                document_id=record.id,
+                document_name=name,
+                version=record.content_hash,
+                count_tokens=FakeEmbedder().count_tokens,
+                chunk_size=pipeline.settings.chunk_size,
+                chunk_overlap=pipeline.settings.chunk_overlap,
+            )
         )
         assert pipeline.store.chunks_of(record.id) == expected, name
 

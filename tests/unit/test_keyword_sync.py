@@ -12,7 +12,6 @@ from pathlib import Path
 
 from rag_core.config import Settings
 from rag_core.db.database import Database
-from rag_core.db.log import ConversationLog
 from rag_core.db.registry import DocumentRegistry
 from rag_core.engine import Engine
 from rag_core.factory import compose_engine
@@ -159,25 +158,16 @@ def test_the_synced_token_persists_and_a_new_registry_is_checked_again(tmp_path:
 
 
 def replica(tmp_path: Path, name: str, db: Database, store: InMemoryStore) -> Engine:
+    """An engine as build_engine wires one: its keyword index follows the shared registry."""
     settings = Settings(home=tmp_path / name, refusal_threshold=0.0, answer_mode="extractive")
-    keyword = BM25Index(tmp_path / name / "keyword")
-    registry = DocumentRegistry(db)
-    sync = KeywordSync(
-        keyword,
-        store,
-        change_token=registry.change_token,
-        ready=registry.list,
-        unfinished=lambda: {r.id for r in registry.not_ready() if r.status == "ingesting"},
-    )
     return compose_engine(
         settings,
+        db=db,
         embedder=FakeEmbedder(),
         store=store,
-        keyword=keyword,
+        keyword=BM25Index(tmp_path / name / "keyword"),
         generator=FakeGenerator(""),
-        registry=registry,
-        log=ConversationLog(db),
-        keyword_sync=sync,
+        follow_registry=True,
     )
 
 

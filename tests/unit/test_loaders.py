@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import pytest
 
 from rag_core.errors import EmptyDocumentError, IngestError, UnsupportedFormatError
-from rag_core.ingest.loaders import load_document, normalize_text
+from rag_core.ingest.loaders import LoadLimits, load_document, normalize_text
 from rag_core.types import ParsedDocument
 from tests import docmaker as dm
 
-LIMITS = {"max_pages": 50, "max_text_chars": 1_000_000}
+LIMITS = LoadLimits(max_pages=50, max_text_chars=1_000_000)
 
 
-def load(data: bytes, name: str, **limits: int) -> ParsedDocument:
-    return load_document(data, name, **{**LIMITS, **limits})
+def load(data: bytes, name: str, **limits: float) -> ParsedDocument:
+    return load_document(data, name, replace(LIMITS, **limits))
 
 
 def assert_tiles(parsed: ParsedDocument) -> None:

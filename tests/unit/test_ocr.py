@@ -11,8 +11,8 @@ from pydantic import ValidationError
 
 from rag_core.config import Settings
 from rag_core.errors import EmptyDocumentError, IngestError, UnsupportedFormatError
-from rag_core.ingest.chunking import chunk_document
-from rag_core.ingest.loaders import load_document
+from rag_core.ingest.chunking import iter_chunks
+from rag_core.ingest.loaders import LoadLimits, load_document
 from rag_core.ingest.ocr import OcrOptions
 from rag_core.types import Chunk, page_ranges
 from tests import docmaker as dm
@@ -20,7 +20,7 @@ from tests import docmaker as dm
 
 def load(data: bytes, name: str, **ocr: object) -> object:
     options = OcrOptions(**ocr)  # type: ignore[arg-type]
-    return load_document(data, name, max_pages=50, max_text_chars=1_000_000, ocr=options)
+    return load_document(data, name, LoadLimits(50, 1_000_000, ocr=options))
 
 
 def _mixed_pdf() -> bytes:
@@ -54,14 +54,16 @@ def test_an_image_only_pdf_is_read_page_by_page() -> None:
 def test_only_the_scanned_page_of_a_mixed_pdf_is_marked_and_chunks_carry_the_mark() -> None:
     parsed = load(_mixed_pdf(), "mixed.pdf")
     assert parsed.ocr_pages == (2,)  # type: ignore[attr-defined]
-    chunks = chunk_document(
-        parsed,  # type: ignore[arg-type]
-        document_id="d",
-        document_name="mixed.pdf",
-        version="v" * 12,
-        count_tokens=lambda texts: [len(t.split()) + 2 for t in texts],
-        chunk_size=200,
-        chunk_overlap=0,
+    chunks = list(
+        iter_chunks(
+            parsed,  # type: ignore[arg-type]
+            document_id="d",
+            document_name="mixed.pdf",
+            version="v" * 12,
+            count_tokens=lambda texts: [len(t.split()) + 2 for t in texts],
+            chunk_size=200,
+            chunk_overlap=0,
+        )
     )
     marks = [(c.page, c.ocr) for c in chunks]
     assert marks == [(1, False), (2, True)]

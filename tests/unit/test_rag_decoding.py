@@ -12,16 +12,18 @@ from typing import Any
 
 import pytest
 
+from rag_core.answer_sources import rag_source
+from rag_core.config import Settings
 from rag_core.errors import ConfigError
 from rag_core.generators import rag_decoding as rd
 from rag_core.generators.rag_decoding import (
+    PassageMixture,
+    RagSequenceDecoding,
     RagTokenDecoding,
     passage_log_prior,
     passage_messages,
     passage_prior,
-    rag_sequence_decode,
-    rag_sequence_stream,
-    rag_token_stream,
+    passage_prompts,
     require_token_probabilities,
     span_posterior,
 )
@@ -41,6 +43,16 @@ CONTEXTS = [list(range(5, 15)), [20, 21], [30, 31, 32, 33, 34, 35]]
 SCORES = [0.5, 0.45, 0.3]
 TAU = 0.1
 ATOL = 1e-4
+
+
+def mix(
+    model: Any,
+    contexts: Sequence[Sequence[int]] = CONTEXTS,
+    scores: Sequence[float] = SCORES,
+    **kwargs: Any,
+) -> PassageMixture:
+    """The passage mixture of the tests: CONTEXTS and SCORES unless told otherwise."""
+    return PassageMixture(model, contexts, scores, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -198,43 +210,55 @@ def test_prior_is_softmax_of_scores_over_tau() -> None:
     assert passage_prior([0.9, 0.1], tau=1e-3)[0] == pytest.approx(1.0)
 
 
+def test_the_mixture_checks_once_and_holds_the_prior_both_decodings_use(
+    models: dict[str, Any],
+) -> None:
+    mixture = mix(models["llama"], tau=TAU, eos_token_ids=[EOS, EOS])
+    assert mixture.k == 3 and mixture.contexts[1] == (20, 21) and mixture.scores == tuple(SCORES)
+    assert mixture.eos_token_ids == frozenset({EOS})
+    assert mixture.log_prior == pytest.approx(passage_log_prior(SCORES, TAU))
+    assert mixture.prior == pytest.approx(passage_prior(SCORES, TAU))
+    assert RagTokenDecoding(mixture, max_new_tokens=1).log_prior is mixture.log_prior
+    assert RagSequenceDecoding(mixture, max_new_tokens=1).run().log_prior is mixture.log_prior
+
+
 @pytest.mark.parametrize("tau", [0, -0.1, float("nan"), float("inf"), True, "0.1"])
 def test_tau_must_be_positive(models: dict[str, Any], tau: Any) -> None:
     with pytest.raises(ConfigError, match="tau"):
         passage_prior([0.1], tau)
     with pytest.raises(ConfigError, match="tau"):
-        RagTokenDecoding(models["llama"], CONTEXTS, SCORES, max_new_tokens=2, tau=tau)
+        mix(models["llama"], tau=tau)
 
 
 def test_bad_inputs_are_explained(models: dict[str, Any]) -> None:
     llama = models["llama"]
     for call in (
-        lambda: RagTokenDecoding(llama, [], [], max_new_tokens=2),
-        lambda: rag_sequence_decode(llama, [], [], max_new_tokens=2),
+        lambda: mix(llama, [], []),
         lambda: passage_prior([]),
     ):
         with pytest.raises(ValueError, match="k=0"):
             call()
     with pytest.raises(ValueError, match="3 passage contexts but 2 retrieval scores"):
-        RagTokenDecoding(llama, CONTEXTS, SCORES[:2], max_new_tokens=2)
+        mix(llama, CONTEXTS, SCORES[:2])
     with pytest.raises(ValueError, match="3 passage contexts but 4"):
-        rag_sequence_decode(llama, CONTEXTS, [*SCORES, 0.1], max_new_tokens=2)
+        mix(llama, CONTEXTS, [*SCORES, 0.1])
     with pytest.raises(ValueError, match="passage 2 has no tokens"):
-        RagTokenDecoding(llama, [[5], []], [0.1, 0.2], max_new_tokens=2)
+        mix(llama, [[5], []], [0.1, 0.2])
     with pytest.raises(ValueError, match="finite"):
         passage_prior([0.1, float("nan")])
+    mixture = mix(llama)
     with pytest.raises(ConfigError, match="max_new_tokens"):
-        RagTokenDecoding(llama, CONTEXTS, SCORES, max_new_tokens=0)
+        RagTokenDecoding(mixture, max_new_tokens=0)
+    with pytest.raises(ConfigError, match="max_new_tokens"):
+        RagSequenceDecoding(mixture, max_new_tokens=0)
     with pytest.raises(ConfigError, match="temperature"):
-        RagTokenDecoding(llama, CONTEXTS, SCORES, max_new_tokens=2, temperature=-1)
+        RagTokenDecoding(mixture, max_new_tokens=2, temperature=-1)
     with pytest.raises(ConfigError, match="weighting"):
-        RagTokenDecoding(llama, CONTEXTS, SCORES, max_new_tokens=2, weighting="mean")  # type: ignore[arg-type]
+        RagTokenDecoding(mixture, max_new_tokens=2, weighting="mean")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="mode"):
-        rag_sequence_decode(llama, CONTEXTS, SCORES, max_new_tokens=2, mode="beam")  # type: ignore[arg-type]
+        RagSequenceDecoding(mixture, max_new_tokens=2, mode="beam")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="sample_temperature must be > 0"):
-        rag_sequence_decode(
-            llama, CONTEXTS, SCORES, max_new_tokens=2, samples_per_passage=1, sample_temperature=0
-        )
+        RagSequenceDecoding(mixture, max_new_tokens=2, samples_per_passage=1, sample_temperature=0)
     with pytest.raises(ValueError, match="span"):
         span_posterior([0.0], [[-1.0]], 0, 2)
 
@@ -242,8 +266,8 @@ def test_bad_inputs_are_explained(models: dict[str, Any]) -> None:
 def test_only_local_transformers_models_give_token_probabilities(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"'rag-token' decoding strategy.*'fake'"):
         require_token_probabilities(FakeGenerator("hi"), "rag-token")
-    with pytest.raises(ConfigError, match="rag-sequence-thorough"):
-        rag_sequence_stream(FakeGenerator("hi"), "q", ["p"], scores=[1.0], max_new_tokens=2)
+    with pytest.raises(ConfigError, match="rag-sequence"):
+        require_token_probabilities(FakeGenerator("hi"), "rag-sequence")
     local = TransformersGenerator("default", cache_dir=tmp_path)
     assert require_token_probabilities(local, "rag-token") is local
 
@@ -257,9 +281,7 @@ def test_rag_token_greedy_matches_brute_force_marginal(
     models: dict[str, Any], name: str, weighting: rd.Weighting
 ) -> None:
     model = models[name]
-    decoding = RagTokenDecoding(
-        model, CONTEXTS, SCORES, max_new_tokens=6, tau=TAU, weighting=weighting
-    ).run()
+    decoding = RagTokenDecoding(mix(model, tau=TAU), max_new_tokens=6, weighting=weighting).run()
     assert decoding.finish_reason == "length" and len(decoding.steps) == 6
     brute = (brute_rag_token if weighting == "prior" else brute_rag_token_posterior_weighted)(
         model, CONTEXTS, SCORES, list(decoding.token_ids)
@@ -274,9 +296,7 @@ def test_posterior_weighting_telescopes_to_the_rag_sequence_likelihood(
     models: dict[str, Any],
 ) -> None:
     """sum_t log sum_z p(z|x,y<t) p(y_t|x,z,y<t) = log sum_z p(z|x) p(y|x,z)."""
-    decoding = RagTokenDecoding(
-        models["llama"], CONTEXTS, SCORES, max_new_tokens=6, weighting="posterior"
-    ).run()
+    decoding = RagTokenDecoding(mix(models["llama"]), max_new_tokens=6, weighting="posterior").run()
     per_passage = [sum(s.passage_logprobs[z] for s in decoding.steps) for z in range(3)]
     joint = torch.tensor(decoding.log_prior, dtype=torch.float64) + torch.tensor(per_passage)
     assert sum(s.logprob for s in decoding.steps) == pytest.approx(
@@ -289,9 +309,7 @@ def test_rag_token_sampling_is_seeded_and_scores_like_brute_force(models: dict[s
 
     def sample(seed: int) -> RagTokenDecoding:
         rng = torch.Generator().manual_seed(seed)
-        return RagTokenDecoding(
-            model, CONTEXTS, SCORES, max_new_tokens=8, temperature=1.5, rng=rng
-        ).run()
+        return RagTokenDecoding(mix(model), max_new_tokens=8, temperature=1.5, rng=rng).run()
 
     first, again = sample(1), sample(1)
     assert first.token_ids == again.token_ids
@@ -306,7 +324,9 @@ def test_rag_token_sampling_is_seeded_and_scores_like_brute_force(models: dict[s
 def test_one_passage_rag_token_is_plain_greedy_decoding(models: dict[str, Any], name: str) -> None:
     model = models[name]
     context = CONTEXTS[0]
-    ours = RagTokenDecoding(model, [context], [0.3], max_new_tokens=8, eos_token_ids={EOS}).run()
+    ours = RagTokenDecoding(
+        mix(model, [context], [0.3], eos_token_ids={EOS}), max_new_tokens=8
+    ).run()
     with torch.no_grad():
         out = model.generate(
             torch.tensor([context]),
@@ -325,10 +345,10 @@ def test_batched_left_padded_contexts_equal_unpadded_single_runs(models: dict[st
     """RAG-Sequence decodes each passage's greedy answer in one padded batch; each must be what
     the passage alone (k=1, no padding) gives, token for token and log-prob for log-prob."""
     model = models["llama"]
-    batched = rag_sequence_decode(model, CONTEXTS, SCORES, max_new_tokens=6, mode="fast")
+    batched = RagSequenceDecoding(mix(model), max_new_tokens=6, mode="fast").run()
     by_source = {c.sources: c for c in batched.candidates}
     for z, context in enumerate(CONTEXTS):
-        alone = RagTokenDecoding(model, [context], [0.0], max_new_tokens=6).run()
+        alone = RagTokenDecoding(mix(model, [context], [0.0]), max_new_tokens=6).run()
         candidate = next(c for sources, c in by_source.items() if z in sources)
         assert candidate.token_ids == alone.token_ids
         own = [row[z] for row in candidate.step_logprobs]
@@ -337,24 +357,24 @@ def test_batched_left_padded_contexts_equal_unpadded_single_runs(models: dict[st
 
 def test_eos_ends_rag_token_and_stop_interrupts_it(models: dict[str, Any]) -> None:
     model = models["llama"]
-    free = RagTokenDecoding(model, CONTEXTS, SCORES, max_new_tokens=6).run()
+    free = RagTokenDecoding(mix(model), max_new_tokens=6).run()
     third = free.token_ids[2]
-    ends = RagTokenDecoding(model, CONTEXTS, SCORES, max_new_tokens=6, eos_token_ids={third}).run()
+    ends = RagTokenDecoding(mix(model, eos_token_ids={third}), max_new_tokens=6).run()
     assert ends.finish_reason == "eos"
     assert ends.token_ids == free.token_ids[: free.token_ids.index(third) + 1]
 
     stop = threading.Event()
-    decoding = RagTokenDecoding(model, CONTEXTS, SCORES, max_new_tokens=6, stop=stop)
+    decoding = RagTokenDecoding(mix(model), max_new_tokens=6, stop=stop)
     next(decoding), next(decoding)
     stop.set()
     assert list(decoding) == []
     assert decoding.finish_reason == "stopped" and len(decoding.steps) == 2
-    assert RagTokenDecoding(model, CONTEXTS, SCORES, max_new_tokens=6, stop=stop).run().steps == []
+    assert RagTokenDecoding(mix(model), max_new_tokens=6, stop=stop).run().steps == []
 
 
 def test_rag_token_posterior_sums_to_one_and_follows_the_answer(models: dict[str, Any]) -> None:
     model = models["llama"]
-    decoding = RagTokenDecoding(model, CONTEXTS, SCORES, max_new_tokens=6).run()
+    decoding = RagTokenDecoding(mix(model), max_new_tokens=6).run()
     prior, posterior = decoding.prior, decoding.posterior()
     assert math.fsum(posterior) == pytest.approx(1.0)
     # the exact formula: p(z|x,y) ∝ p(z|x) prod_t p(y_t|x,z,y<t)
@@ -381,9 +401,7 @@ def test_rag_sequence_thorough_matches_brute_force_enumeration(
     models: dict[str, Any], name: str
 ) -> None:
     model = models[name]
-    result = rag_sequence_decode(
-        model, CONTEXTS, SCORES, max_new_tokens=5, eos_token_ids={EOS}, tau=TAU
-    )
+    result = RagSequenceDecoding(mix(model, eos_token_ids={EOS}, tau=TAU), max_new_tokens=5).run()
     assert result.mode == "thorough"
     log_prior = brute_log_prior(SCORES, TAU)
     expected: dict[tuple[int, ...], float] = {}
@@ -405,8 +423,8 @@ def test_rag_sequence_fast_scores_only_under_the_passages_that_produced_it(
     models: dict[str, Any],
 ) -> None:
     model = models["llama"]
-    fast = rag_sequence_decode(model, CONTEXTS, SCORES, max_new_tokens=5, mode="fast")
-    thorough = rag_sequence_decode(model, CONTEXTS, SCORES, max_new_tokens=5)
+    fast = RagSequenceDecoding(mix(model), max_new_tokens=5, mode="fast").run()
+    thorough = RagSequenceDecoding(mix(model), max_new_tokens=5).run()
     assert fast.mode == "fast"
     assert {c.token_ids for c in fast.candidates} == {c.token_ids for c in thorough.candidates}
     full = {c.token_ids: c for c in thorough.candidates}
@@ -431,16 +449,13 @@ def test_rag_sequence_samples_are_seeded_and_scored_exactly(models: dict[str, An
     model = models["t5"]
 
     def run(seed: int) -> rd.SequenceDecoding:
-        return rag_sequence_decode(
-            model,
-            CONTEXTS,
-            SCORES,
+        return RagSequenceDecoding(
+            mix(model, eos_token_ids={EOS}),
             max_new_tokens=4,
-            eos_token_ids={EOS},
             samples_per_passage=2,
             sample_temperature=2.0,
             rng=torch.Generator().manual_seed(seed),
-        )
+        ).run()
 
     first = run(7)
     assert first.candidates == run(7).candidates
@@ -462,7 +477,7 @@ def test_posterior_moves_to_the_passage_that_makes_the_answer_likely(
     passages given that answer puts (nearly) everything on passage 2."""
     model = models["llama"]
     answer = tuple(greedy_alone(model, CONTEXTS[1], 5, None))
-    result = rag_sequence_decode(model, CONTEXTS, [0.4, 0.4, 0.4], max_new_tokens=5)
+    result = RagSequenceDecoding(mix(model, CONTEXTS, [0.4, 0.4, 0.4]), max_new_tokens=5).run()
     candidate = next(c for c in result.candidates if c.token_ids == answer)
     assert candidate.posterior[1] > 0.9 > 1 / 3
     assert result.log_prior == pytest.approx([math.log(1 / 3)] * 3)
@@ -479,7 +494,7 @@ def test_posterior_moves_to_the_passage_that_makes_the_answer_likely(
 def test_rag_sequence_stop_before_start_gives_an_empty_answer(models: dict[str, Any]) -> None:
     stop = threading.Event()
     stop.set()
-    result = rag_sequence_decode(models["llama"], CONTEXTS, SCORES, max_new_tokens=5, stop=stop)
+    result = RagSequenceDecoding(mix(models["llama"]), max_new_tokens=5, stop=stop).run()
     assert result.finish_reason == "stopped" and result.mode == "fast"
     assert result.best.token_ids == ()
     assert result.best.posterior == pytest.approx(passage_prior(SCORES, TAU))
@@ -594,9 +609,8 @@ def test_passage_messages_keep_the_passage_number() -> None:
 def test_rag_token_stream_gives_text_pieces_and_posteriors(
     local_generator: TransformersGenerator,
 ) -> None:
-    stream = rag_token_stream(
-        local_generator, "how long does the lamp run ?", HITS, max_new_tokens=8
-    )
+    prompts = passage_prompts(local_generator, "how long does the lamp run ?", HITS)
+    stream = prompts.stream(RagTokenDecoding(prompts.mixture, max_new_tokens=8))
     pieces = list(stream)
     assert len(pieces) > 1 and all(pieces)
     tokenizer = local_generator._tokenizer
@@ -618,16 +632,18 @@ def test_rag_token_stream_gives_text_pieces_and_posteriors(
         ][0].tolist()
         for n, h in enumerate(HITS, start=1)
     ]
-    direct = RagTokenDecoding(
-        local_generator._model, contexts, [h.score for h in HITS], max_new_tokens=8
-    ).run()
+    assert [list(c) for c in prompts.mixture.contexts] == contexts
+    by_hand = mix(local_generator._model, contexts, [h.score for h in HITS])
+    direct = RagTokenDecoding(by_hand, max_new_tokens=8).run()
     assert direct.token_ids == stream.token_ids
+    with pytest.raises(ValueError, match="other passages"):
+        prompts.stream(direct)
 
 
 def test_rag_sequence_stream_chooses_then_streams(local_generator: TransformersGenerator) -> None:
-    stream = rag_sequence_stream(
-        local_generator, "how long ?", HITS, max_new_tokens=6, mode="thorough"
-    )
+    prompts = passage_prompts(local_generator, "how long ?", HITS)
+    decoding = RagSequenceDecoding(prompts.mixture, max_new_tokens=6, mode="thorough")
+    stream = prompts.stream(decoding)
     assert stream.decoding is None and stream.text == ""
     pieces = list(stream)
     assert stream.decoding is not None
@@ -636,7 +652,29 @@ def test_rag_sequence_stream_chooses_then_streams(local_generator: TransformersG
     assert math.fsum(stream.posterior()) == pytest.approx(1.0)
     assert stream.finish_reason == "length"
     with pytest.raises(ValueError, match="scores are required"):
-        rag_sequence_stream(local_generator, "q", ["plain"], max_new_tokens=2)
+        passage_prompts(local_generator, "q", ["plain"])
+
+
+@pytest.mark.parametrize("strategy", ["rag-token", "rag-sequence"])
+def test_the_engines_rag_source_streams_with_the_settings_tau_and_mode(
+    local_generator: TransformersGenerator, tmp_path: Path, strategy: str
+) -> None:
+    settings = Settings(home=tmp_path, rag_tau=0.2, rag_sequence_mode="fast")
+    options = settings.answer_options(strategy=strategy, max_new_tokens=5)
+    halt = threading.Event()
+    source = rag_source(local_generator, strategy, "how long ?", HITS, settings, options, halt)
+    assert source.prior == pytest.approx(passage_prior([h.score for h in HITS], 0.2))
+    text = "".join(source.pieces)
+    assert text and source.posterior is not None and source.span_posterior is not None
+    assert math.fsum(source.posterior()) == pytest.approx(1.0)
+    assert math.fsum(source.span_posterior(0, len(text))) == pytest.approx(1.0)
+    prompts = passage_prompts(local_generator, "how long ?", HITS, tau=0.2)
+    if strategy == "rag-token":
+        expected = prompts.stream(RagTokenDecoding(prompts.mixture, max_new_tokens=5))
+    else:
+        sequence = RagSequenceDecoding(prompts.mixture, max_new_tokens=5, mode="fast")
+        expected = prompts.stream(sequence)
+    assert text == "".join(expected)
 
 
 def test_detokenizer_never_splits_a_character() -> None:
@@ -665,10 +703,11 @@ def test_detokenizer_never_splits_a_character() -> None:
 
 def test_text_layer_runs_an_encoder_decoder_generator(local_seq2seq: TransformersGenerator) -> None:
     assert local_seq2seq.is_encoder_decoder
-    stream = rag_token_stream(local_seq2seq, "how long ?", HITS, max_new_tokens=5)
+    prompts = passage_prompts(local_seq2seq, "how long ?", HITS)
+    stream = prompts.stream(RagTokenDecoding(prompts.mixture, max_new_tokens=5))
     assert "".join(stream) == stream.text and len(stream.token_ids) == 5
     tokenizer = local_seq2seq._tokenizer
     assert stream.text == tokenizer.decode(list(stream.token_ids), skip_special_tokens=True)
-    sequence = rag_sequence_stream(local_seq2seq, "how long ?", HITS, max_new_tokens=5, mode="fast")
+    sequence = prompts.stream(RagSequenceDecoding(prompts.mixture, max_new_tokens=5, mode="fast"))
     assert "".join(sequence) == sequence.candidate_texts()[0]
     assert math.fsum(sequence.posterior()) == pytest.approx(1.0)

@@ -13,7 +13,6 @@ from fastapi.testclient import TestClient
 from rag_core.config import Settings
 from rag_core.db.database import Database
 from rag_core.db.indexes import LEGACY_COLLECTION, IndexRegistry
-from rag_core.db.log import ConversationLog
 from rag_core.db.registry import DocumentRegistry
 from rag_core.embedders.identity import EmbedderIdentity, embedder_identity, folder_fingerprint
 from rag_core.engine import Engine, IndexWatch
@@ -56,8 +55,8 @@ class Kb:
         if record is None:
             record = self.indexes.active() or self.indexes.adopt(LEGACY_COLLECTION, identity)
         engine = compose_engine(
-            self.settings, embedder=embedder, store=self.store(record), keyword=self.keyword,
-            generator=FakeGenerator("ok"), registry=self.registry, log=ConversationLog(self.db),
+            self.settings, db=self.db, embedder=embedder, store=self.store(record),
+            keyword=self.keyword, generator=FakeGenerator("ok"),
         )  # fmt: skip
         engine.pipeline.index_id = record.id
         engine.index = IndexWatch(record, self.indexes.status, self.follow)
@@ -197,8 +196,8 @@ def test_reused_embeddings_come_from_the_same_embedder(tmp_path: Path) -> None:
     kb = Kb(tmp_path / "home")
     emb = FakeEmbedder(64)
     engine = compose_engine(
-        kb.settings, embedder=emb, store=store, keyword=kb.keyword,
-        generator=FakeGenerator("ok"), registry=kb.registry, log=ConversationLog(kb.db),
+        kb.settings, db=kb.db, embedder=emb, store=store, keyword=kb.keyword,
+        generator=FakeGenerator("ok"),
     )  # fmt: skip
     _ingest(engine, {"a.txt": "The brassmoth engine runs on seawater."})
     assert emb.embedded == 1

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from rag_core.ingest.chunking import chunk_document
-from rag_core.ingest.loaders import load_document
-from rag_core.ingest.loaders.common import table_lines
+from rag_core.ingest.chunking import iter_chunks
+from rag_core.ingest.loaders import LoadLimits, load_document
+from rag_core.ingest.loaders.tables import table_lines
 from rag_core.types import ParsedDocument
 from tests import docmaker as dm
 
@@ -21,7 +21,7 @@ X100 = "Model: X100 | Ethernet ports: two 1 Gbit ports | Wi-Fi: 5"
 
 
 def load(data: bytes, name: str) -> ParsedDocument:
-    return load_document(data, name, max_pages=50, max_text_chars=1_000_000)
+    return load_document(data, name, LoadLimits(50, 1_000_000))
 
 
 def table_text(parsed: ParsedDocument) -> list[str]:
@@ -110,14 +110,16 @@ def test_chunks_of_a_long_table_each_keep_the_headers_and_whole_rows() -> None:
     parsed = load(
         dm.make_docx(["# Plant", "Intro paragraph. " * 5, rows, "Closing words."]), "v.docx"
     )
-    chunks = chunk_document(
-        parsed,
-        document_id="d",
-        document_name="v.docx",
-        version="v" * 12,
-        count_tokens=lambda texts: [len(t.split()) + 2 for t in texts],
-        chunk_size=64,
-        chunk_overlap=8,
+    chunks = list(
+        iter_chunks(
+            parsed,
+            document_id="d",
+            document_name="v.docx",
+            version="v" * 12,
+            count_tokens=lambda texts: [len(t.split()) + 2 for t in texts],
+            chunk_size=64,
+            chunk_overlap=8,
+        )
     )
     table = next(b for b in parsed.blocks if b.table)
     in_table = [

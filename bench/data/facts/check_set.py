@@ -155,10 +155,10 @@ def loader_pages(path: Path) -> dict[int | None, str] | None:
     """The text ragchat's own loader gives, by PDF page (key None for other formats);
     None if rag_core cannot be imported."""
     try:
-        from rag_core.ingest.loaders import load_document
+        from rag_core.ingest.loaders import LoadLimits, load_document
     except ImportError:
         return None
-    doc = load_document(path.read_bytes(), path.name, max_pages=1000, max_text_chars=10**7)
+    doc = load_document(path.read_bytes(), path.name, LoadLimits(1000, 10**7))
     pages: dict[int | None, str] = {}
     for block in doc.blocks:
         piece = doc.text[block.char_start : block.char_end]

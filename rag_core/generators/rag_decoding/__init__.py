@@ -21,7 +21,7 @@ by a torch.Generator). Each step records log p(y_t | x, z, y<t) for every passag
 posterior over passages given any span of the answer (a finished sentence, to choose its citation)
 is p(z | x, y_span) ∝ p(z|x) prod_{t in span} p(y_t | x, z, y<t) (``span_posterior``).
 
-RAG-Sequence (``rag_sequence_decode``): (a) candidates: per passage the greedy answer plus
+RAG-Sequence (``RagSequenceDecoding``): (a) candidates: per passage the greedy answer plus
 ``samples_per_passage`` samples, all rows decoded as one batch (rows that end are dropped from the
 batch), identical candidates merged; (b) mode="thorough": every candidate y is re-scored under every
 passage by a teacher-forced batched forward (causal LMs reuse the prompts' KV cache), and
@@ -29,22 +29,31 @@ p(y|x) = sum_z p(z|x) p(y|x,z); (c) mode="fast": p(y|x,z) is taken as 0 for pass
 did not produce y, so no extra forward is needed. The best candidate, its log p(y|x) and its
 posterior over passages are returned; every candidate keeps its per-token, per-passage log-probs.
 
-Two layers. Token ids, for any HF model (what the unit tests check against brute force):
+Two layers. Token ids, for any HF model (what the unit tests check against brute force). What
+both decodings share is one PassageMixture, checked once, with the prior computed once:
     passage_log_prior(scores, tau=DEFAULT_TAU) -> tuple[float, ...]
     passage_prior(scores, tau=DEFAULT_TAU) -> tuple[float, ...]
-    RagTokenDecoding(model, contexts, scores, *, max_new_tokens, eos_token_ids=(), tau=DEFAULT_TAU,
-                     temperature=0.0, rng=None, stop=None, weighting="prior", lock=None)
+    PassageMixture(model, contexts, scores, *, tau=DEFAULT_TAU, eos_token_ids=(), lock=None)
+        .log_prior, .prior, .k
+    RagTokenDecoding(mixture, *, max_new_tokens, temperature=0.0, rng=None, stop=None,
+                     weighting="prior")
         iterator of TokenStep; .steps, .token_ids, .finish_reason, .posterior(),
         .span_posterior(start, end), .run()
-    rag_sequence_decode(model, contexts, scores, *, max_new_tokens, eos_token_ids=(),
-                        tau=DEFAULT_TAU, mode="thorough", samples_per_passage=0,
-                        sample_temperature=1.0, rng=None, stop=None, lock=None) -> SequenceDecoding
+    RagSequenceDecoding(mixture, *, max_new_tokens, mode="thorough", samples_per_passage=0,
+                        sample_temperature=1.0, rng=None, stop=None)
+        .run() -> SequenceDecoding
     span_posterior(log_prior, step_logprobs, start, end) -> tuple[float, ...]
+Both check their settings when made and call the model only when run (iterated).
 Text, over a loaded TransformersGenerator (what the engine calls):
     require_token_probabilities(generator, strategy) -> TransformersGenerator
     passage_messages(question, passage, number) -> list[Message]
-    rag_token_stream(generator, question, passages, *, max_new_tokens, ...) -> RagTokenStream
-    rag_sequence_stream(generator, question, passages, *, max_new_tokens, ...) -> RagSequenceStream
+    passage_prompts(generator, question, passages, *, scores=None, tau=DEFAULT_TAU,
+                    messages_for=passage_messages) -> PassagePrompts (.generator, .mixture)
+    PassagePrompts.stream(RagTokenDecoding(prompts.mixture, ...)) -> RagTokenStream
+    PassagePrompts.stream(RagSequenceDecoding(prompts.mixture, ...)) -> RagSequenceStream
+e.g.
+    prompts = passage_prompts(generator, question, hits, tau=0.075)
+    stream = prompts.stream(RagTokenDecoding(prompts.mixture, max_new_tokens=200, stop=halt))
 Both streams are iterators of new text pieces (cut as TextIteratorStreamer cuts them: cumulative ids
 decoded, the new suffix given up to the last space, at once after a newline or a CJK character, so
 multi-byte characters and merged tokens never come out half-made) and keep the decoding readable:
@@ -81,13 +90,14 @@ Correspondence with transformers/models/rag/modeling_rag.py (transformers 5.24):
 Logits processors (repetition penalty, forced BOS, ...) are not applied.
 
 Concurrency: decoding runs in the consumer's thread, one model call per ``next()`` (RAG-Token) or all
-at the first ``next()`` (RAG-Sequence). Every model call holds ``lock`` (the text layer passes the
-generator's, so it queues with TransformersGenerator.stream and with other decodings). ``stop``
+at the first ``next()`` (RAG-Sequence). Every model call holds the PassageMixture's ``lock``
+(passage_prompts gives it the generator's, so it queues with TransformersGenerator.stream and with other decodings). ``stop``
 ends decoding before the next model call; closing an iterator early stops it too.
 """
 
 from __future__ import annotations
 
+from rag_core.generators.rag_decoding.mixture import PassageMixture
 from rag_core.generators.rag_decoding.prior import (
     DEFAULT_TAU,
     SEQUENCE_MODES,
@@ -102,15 +112,15 @@ from rag_core.generators.rag_decoding.prior import (
 )
 from rag_core.generators.rag_decoding.sequence import (
     Candidate,
+    RagSequenceDecoding,
     SequenceDecoding,
-    rag_sequence_decode,
 )
 from rag_core.generators.rag_decoding.text import (
+    PassagePrompts,
     RagSequenceStream,
     RagTokenStream,
     passage_messages,
-    rag_sequence_stream,
-    rag_token_stream,
+    passage_prompts,
     require_token_probabilities,
 )
 from rag_core.generators.rag_decoding.token import RagTokenDecoding, TokenStep
@@ -122,6 +132,9 @@ __all__ = [
     "Candidate",
     "FinishReason",
     "MessagesFor",
+    "PassageMixture",
+    "PassagePrompts",
+    "RagSequenceDecoding",
     "RagSequenceStream",
     "RagTokenDecoding",
     "RagTokenStream",
@@ -132,9 +145,7 @@ __all__ = [
     "passage_log_prior",
     "passage_messages",
     "passage_prior",
-    "rag_sequence_decode",
-    "rag_sequence_stream",
-    "rag_token_stream",
+    "passage_prompts",
     "require_token_probabilities",
     "span_posterior",
 ]

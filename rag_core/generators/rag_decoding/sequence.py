@@ -4,24 +4,21 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Collection, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Collection
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rag_core.errors import ConfigError
 from rag_core.generators.rag_decoding.contexts import _Contexts
+from rag_core.generators.rag_decoding.mixture import PassageMixture
 from rag_core.generators.rag_decoding.prior import (
-    DEFAULT_TAU,
     SEQUENCE_MODES,
     FinishReason,
     SequenceMode,
-    _check_inputs,
     _check_max_new_tokens,
     _check_temperature,
     _log_normalise,
     _logsumexp,
-    passage_log_prior,
     span_posterior,
 )
 
@@ -71,70 +68,76 @@ class SequenceDecoding:
         return span_posterior(self.log_prior, self.best.step_logprobs, start, end)
 
 
-def _check_sequence_settings(
-    max_new_tokens: int, mode: str, samples_per_passage: int, sample_temperature: float
-) -> None:
-    _check_max_new_tokens(max_new_tokens)
-    if mode not in SEQUENCE_MODES:
-        raise ConfigError(f"RAG-Sequence mode must be one of {SEQUENCE_MODES}, got {mode!r}")
-    samples = samples_per_passage
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 0:
-        raise ConfigError(f"samples_per_passage must be an integer >= 0, got {samples!r}")
-    _check_temperature("sample_temperature", sample_temperature)
-    if samples and sample_temperature == 0:
-        raise ConfigError(
-            "sample_temperature must be > 0 when samples_per_passage > 0 (at 0 every sample would "
-            "repeat the greedy answer)"
-        )
-
-
-def rag_sequence_decode(
-    model: Any,
-    contexts: Sequence[Sequence[int]],
-    scores: Sequence[float],
-    *,
-    max_new_tokens: int,
-    eos_token_ids: Collection[int] = (),
-    tau: float = DEFAULT_TAU,
-    mode: SequenceMode = "thorough",
-    samples_per_passage: int = 0,
-    sample_temperature: float = 1.0,
-    rng: torch.Generator | None = None,
-    stop: threading.Event | None = None,
-    lock: AbstractContextManager[Any] | None = None,
-) -> SequenceDecoding:
-    """RAG-Sequence over token ids: candidates per passage, scored 'thorough' or 'fast'.
+class RagSequenceDecoding:
+    """RAG-Sequence over a PassageMixture: candidates per passage, scored 'thorough' or 'fast'.
 
     Per passage: the greedy answer and ``samples_per_passage`` samples at ``sample_temperature``
-    (> 0 when sampling), all k·(1 + samples) rows decoded as one batch. If ``stop`` is set
-    meanwhile, the candidates so far (cut short) are scored the fast way.
+    (> 0 when sampling), all k·(1 + samples) rows decoded as one batch. Settings are checked
+    here; ``run()`` decodes and scores (it can only choose once every candidate is scored). If
+    ``stop`` is set meanwhile, the candidates so far (cut short) are scored the fast way.
     """
-    _check_inputs(contexts, scores)
-    _check_sequence_settings(max_new_tokens, mode, samples_per_passage, sample_temperature)
-    log_prior = passage_log_prior(scores, tau)
-    eos = frozenset(int(i) for i in eos_token_ids)
-    run = _Rows(len(contexts), 1 + samples_per_passage)
-    batch: _Contexts | None = None
-    if stop is None or not stop.is_set():
-        batch = _Contexts(model, contexts, lock, keep_prompt=mode == "thorough")
-        run.decode(batch, max_new_tokens, eos, sample_temperature, rng, stop)
-    else:
-        run.stopped = True
-    known = run.candidates()
-    sources = {y: tuple(sorted(by_z)) for y, by_z in known.items()}  # the passages that made y
-    scoring: SequenceMode = "fast" if run.stopped else mode
-    if scoring == "thorough":  # RagSequenceForGeneration.generate's self(..., labels=...) / get_nll
-        pairs = [(z, y) for y, by_z in known.items() for z in run.passages if z not in by_z and y]
-        if pairs:
-            assert batch is not None
-            for (z, y), scored in zip(pairs, batch.score(pairs), strict=True):
-                known[y][z] = scored
-    candidates = sorted(
-        (_candidate(y, sources[y], by_z, log_prior, eos) for y, by_z in known.items()),
-        key=lambda c: -c.logprob,
-    )
-    finish: FinishReason = "stopped" if run.stopped else "eos" if candidates[0].ended else "length"
-    return SequenceDecoding(tuple(candidates), log_prior, scoring, finish)
+
+    def __init__(
+        self,
+        mixture: PassageMixture,
+        *,
+        max_new_tokens: int,
+        mode: SequenceMode = "thorough",
+        samples_per_passage: int = 0,
+        sample_temperature: float = 1.0,
+        rng: torch.Generator | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        _check_max_new_tokens(max_new_tokens)
+        if mode not in SEQUENCE_MODES:
+            raise ConfigError(f"RAG-Sequence mode must be one of {SEQUENCE_MODES}, got {mode!r}")
+        samples = samples_per_passage
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 0:
+            raise ConfigError(f"samples_per_passage must be an integer >= 0, got {samples!r}")
+        _check_temperature("sample_temperature", sample_temperature)
+        if samples and sample_temperature == 0:
+            raise ConfigError(
+                "sample_temperature must be > 0 when samples_per_passage > 0 (at 0 every sample "
+                "would repeat the greedy answer)"
+            )
+        self.mixture = mixture
+        self.max_new_tokens = max_new_tokens
+        self.mode: SequenceMode = mode
+        self.samples_per_passage = samples
+        self.sample_temperature = sample_temperature
+        self.rng = rng
+        self.stop = stop
+
+    def run(self) -> SequenceDecoding:
+        """Decode every candidate, score them, and return them best first."""
+        mixture, stop = self.mixture, self.stop
+        run = _Rows(mixture.k, 1 + self.samples_per_passage)
+        batch: _Contexts | None = None
+        if stop is None or not stop.is_set():
+            thorough = self.mode == "thorough"
+            batch = _Contexts(mixture.model, mixture.contexts, mixture.lock, keep_prompt=thorough)
+            eos = mixture.eos_token_ids
+            run.decode(batch, self.max_new_tokens, eos, self.sample_temperature, self.rng, stop)
+        else:
+            run.stopped = True
+        known = run.candidates()
+        sources = {y: tuple(sorted(by_z)) for y, by_z in known.items()}  # the passages that made y
+        scoring: SequenceMode = "fast" if run.stopped else self.mode
+        if scoring == "thorough":  # RagSequenceForGeneration.generate's self(labels=...) / get_nll
+            pairs = [
+                (z, y) for y, by_z in known.items() for z in run.passages if z not in by_z and y
+            ]
+            if pairs:
+                assert batch is not None
+                for (z, y), scored in zip(pairs, batch.score(pairs), strict=True):
+                    known[y][z] = scored
+        candidates = sorted(
+            (_candidate(y, sources[y], by_z, mixture) for y, by_z in known.items()),
+            key=lambda c: -c.logprob,
+        )
+        ended = candidates[0].ended
+        finish: FinishReason = "stopped" if run.stopped else "eos" if ended else "length"
+        return SequenceDecoding(tuple(candidates), mixture.log_prior, scoring, finish)
 
 
 class _Rows:
@@ -153,7 +156,7 @@ class _Rows:
         self,
         batch: _Contexts,
         max_new_tokens: int,
-        eos: frozenset[int],
+        eos: Collection[int],
         temperature: float,
         rng: torch.Generator | None,
         stop: threading.Event | None,
@@ -202,11 +205,10 @@ def _candidate(
     y: tuple[int, ...],
     sources: tuple[int, ...],
     by_z: dict[int, list[float]],
-    log_prior: Sequence[float],
-    eos: frozenset[int],
+    mixture: PassageMixture,
 ) -> Candidate:
     """A candidate with p(y|x) = sum_z p(z|x) p(y|x,z) (0 where a passage did not score it)."""
-    k = len(log_prior)
+    log_prior, k = mixture.log_prior, mixture.k
     steps = tuple(
         tuple(by_z[z][t] if z in by_z else -math.inf for z in range(k)) for t in range(len(y))
     )
@@ -221,5 +223,5 @@ def _candidate(
         passage_logprobs=per_passage,
         logprob=_logsumexp(joint),
         posterior=tuple(math.exp(v) for v in _log_normalise(joint)),
-        ended=bool(y) and y[-1] in eos,
+        ended=bool(y) and y[-1] in mixture.eos_token_ids,
     )

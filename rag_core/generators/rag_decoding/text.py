@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any, overload
 
 from rag_core.errors import ConfigError, GenerationError
-from rag_core.generators.rag_decoding.prior import (
-    DEFAULT_TAU,
-    FinishReason,
-    MessagesFor,
-    SequenceMode,
-    Weighting,
-    _check_tau,
-    passage_log_prior,
-)
-from rag_core.generators.rag_decoding.sequence import (
-    SequenceDecoding,
-    _check_sequence_settings,
-    rag_sequence_decode,
-)
+from rag_core.generators.rag_decoding.mixture import PassageMixture
+from rag_core.generators.rag_decoding.prior import DEFAULT_TAU, FinishReason, MessagesFor
+from rag_core.generators.rag_decoding.sequence import RagSequenceDecoding, SequenceDecoding
 from rag_core.generators.rag_decoding.token import RagTokenDecoding
 from rag_core.generators.transformers import TransformersGenerator
 from rag_core.models import configure_threads
 from rag_core.prompting import SYSTEM_PROMPT, format_passage
 from rag_core.types import Hit, Message
-
-if TYPE_CHECKING:
-    import torch
 
 
 def require_token_probabilities(generator: object, strategy: str) -> TransformersGenerator:
@@ -294,14 +280,47 @@ def _eos_ids(generator: TransformersGenerator) -> frozenset[int]:
     return frozenset(ids)
 
 
-def _passage_contexts(
+@dataclass(frozen=True)
+class PassagePrompts:
+    """A question and its k passages as prompts for a local generator: the PassageMixture that
+    RagTokenDecoding and RagSequenceDecoding run on, and the generator whose tokenizer turns
+    their token ids back into text (``stream``). Made by ``passage_prompts``."""
+
+    generator: TransformersGenerator
+    mixture: PassageMixture
+
+    @overload
+    def stream(self, decoding: RagTokenDecoding) -> RagTokenStream: ...
+
+    @overload
+    def stream(self, decoding: RagSequenceDecoding) -> RagSequenceStream: ...
+
+    def stream(
+        self, decoding: RagTokenDecoding | RagSequenceDecoding
+    ) -> RagTokenStream | RagSequenceStream:
+        """The answer text of a decoding of ``mixture``, as an iterator of text pieces."""
+        if decoding.mixture is not self.mixture:
+            raise ValueError("the decoding runs on other passages than these prompts")
+        tokenizer, lock = self.generator.hf_tokenizer, self.generator.tokenizer_lock
+        if isinstance(decoding, RagTokenDecoding):
+            return RagTokenStream(decoding, tokenizer, lock)
+        return RagSequenceStream(decoding.run, tokenizer, lock)
+
+
+def passage_prompts(
     generator: TransformersGenerator,
     question: str,
     passages: Sequence[Hit | str],
-    scores: Sequence[float] | None,
-    messages_for: MessagesFor,
-) -> tuple[list[list[int]], list[float]]:
-    """Each passage's prompt ids (as TransformersGenerator encodes a prompt) and its score."""
+    *,
+    scores: Sequence[float] | None = None,
+    tau: float = DEFAULT_TAU,
+    messages_for: MessagesFor = passage_messages,
+) -> PassagePrompts:
+    """One prompt per passage (numbered from 1), encoded as TransformersGenerator encodes a prompt.
+
+    ``scores`` default to the hits' retrieval scores; the prior is softmax(score / tau). The
+    generator is loaded here; nothing is generated until a stream made from these is iterated.
+    """
     if not passages:
         raise ValueError("no passages: RAG decoding needs at least one retrieved passage (k=0)")
     if scores is None:
@@ -319,84 +338,12 @@ def _passage_contexts(
         except Exception as exc:
             raise GenerationError(f"cannot build the prompt of passage {number}: {exc}") from exc
         contexts.append([int(i) for i in encoded["input_ids"][0].tolist()])
-    return contexts, [float(s) for s in scores]
-
-
-def rag_token_stream(
-    generator: object,
-    question: str,
-    passages: Sequence[Hit | str],
-    *,
-    max_new_tokens: int,
-    scores: Sequence[float] | None = None,
-    tau: float = DEFAULT_TAU,
-    temperature: float = 0.0,
-    rng: torch.Generator | None = None,
-    stop: threading.Event | None = None,
-    weighting: Weighting = "prior",
-    messages_for: MessagesFor = passage_messages,
-) -> RagTokenStream:
-    """RAG-Token answer text from a local generator, one prompt per passage (numbered from 1).
-
-    ``scores`` default to the hits' retrieval scores. Settings are checked before returning; the
-    prompts are encoded here and the model runs as the stream is iterated.
-    """
-    gen = require_token_probabilities(generator, "rag-token")
-    contexts, values = _passage_contexts(gen, question, passages, scores, messages_for)
-    decoding = RagTokenDecoding(
-        gen.hf_model,
+    mixture = PassageMixture(
+        generator.hf_model,
         contexts,
-        values,
-        max_new_tokens=max_new_tokens,
-        eos_token_ids=_eos_ids(gen),
+        scores,
         tau=tau,
-        temperature=temperature,
-        rng=rng,
-        stop=stop,
-        weighting=weighting,
-        lock=gen.generation_lock,
+        eos_token_ids=_eos_ids(generator),
+        lock=generator.generation_lock,
     )
-    return RagTokenStream(decoding, gen.hf_tokenizer, gen.tokenizer_lock)
-
-
-def rag_sequence_stream(
-    generator: object,
-    question: str,
-    passages: Sequence[Hit | str],
-    *,
-    max_new_tokens: int,
-    scores: Sequence[float] | None = None,
-    tau: float = DEFAULT_TAU,
-    mode: SequenceMode = "thorough",
-    samples_per_passage: int = 0,
-    sample_temperature: float = 1.0,
-    rng: torch.Generator | None = None,
-    stop: threading.Event | None = None,
-    messages_for: MessagesFor = passage_messages,
-) -> RagSequenceStream:
-    """RAG-Sequence answer text from a local generator (see RagSequenceStream for when it runs)."""
-    gen = require_token_probabilities(generator, f"rag-sequence-{mode}")
-    # check the settings now, not at the first next()
-    _check_sequence_settings(max_new_tokens, mode, samples_per_passage, sample_temperature)
-    _check_tau(tau)
-    contexts, values = _passage_contexts(gen, question, passages, scores, messages_for)
-    passage_log_prior(values, tau)
-    eos = _eos_ids(gen)
-
-    def run() -> SequenceDecoding:
-        return rag_sequence_decode(
-            gen.hf_model,
-            contexts,
-            values,
-            max_new_tokens=max_new_tokens,
-            eos_token_ids=eos,
-            tau=tau,
-            mode=mode,
-            samples_per_passage=samples_per_passage,
-            sample_temperature=sample_temperature,
-            rng=rng,
-            stop=stop,
-            lock=gen.generation_lock,
-        )
-
-    return RagSequenceStream(run, gen.hf_tokenizer, gen.tokenizer_lock)
+    return PassagePrompts(generator, mixture)

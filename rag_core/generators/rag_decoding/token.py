@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import math
 import threading
-from collections.abc import Collection, Generator, Iterator, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rag_core.errors import ConfigError
 from rag_core.generators.rag_decoding.contexts import _Contexts
+from rag_core.generators.rag_decoding.mixture import PassageMixture
 from rag_core.generators.rag_decoding.prior import (
-    DEFAULT_TAU,
     WEIGHTINGS,
     FinishReason,
     Weighting,
-    _check_inputs,
     _check_max_new_tokens,
     _check_temperature,
-    passage_log_prior,
     span_posterior,
 )
 
@@ -41,45 +37,35 @@ class TokenStep:
 
 
 class RagTokenDecoding:
-    """RAG-Token decoding over token ids: an iterator of TokenStep, readable while it runs.
+    """RAG-Token decoding over a PassageMixture: an iterator of TokenStep, readable while it runs.
 
-    ``contexts[z]`` are the prompt ids of passage z (for a causal LM, the full prompt after its
-    chat template; for seq2seq, the encoder input) and ``scores[z]`` its retrieval score.
-    Decoding ends after an ``eos_token_ids`` token (which is the last step), after
-    ``max_new_tokens`` steps, or before the next model call once ``stop`` is set; ``finish_reason``
-    then says which. Arguments are checked here; the model runs on the first ``next()``.
+    Decoding ends after one of the mixture's EOS tokens (which is the last step), after
+    ``max_new_tokens`` steps, or before the next model call once ``stop`` is set;
+    ``finish_reason`` then says which. Settings are checked here; the model runs on the first
+    ``next()``.
     """
 
     def __init__(
         self,
-        model: Any,
-        contexts: Sequence[Sequence[int]],
-        scores: Sequence[float],
+        mixture: PassageMixture,
         *,
         max_new_tokens: int,
-        eos_token_ids: Collection[int] = (),
-        tau: float = DEFAULT_TAU,
         temperature: float = 0.0,
         rng: torch.Generator | None = None,
         stop: threading.Event | None = None,
         weighting: Weighting = "prior",
-        lock: AbstractContextManager[Any] | None = None,
     ) -> None:
-        _check_inputs(contexts, scores)
         _check_max_new_tokens(max_new_tokens)
         _check_temperature("temperature", temperature)
         if weighting not in WEIGHTINGS:
             raise ConfigError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-        self.log_prior = passage_log_prior(scores, tau)
-        self.model = model
-        self.contexts = [list(c) for c in contexts]
+        self.mixture = mixture
+        self.log_prior = mixture.log_prior
         self.max_new_tokens = max_new_tokens
-        self.eos_token_ids = frozenset(int(i) for i in eos_token_ids)
         self.temperature = float(temperature)
         self.rng = rng
         self.stop = stop
         self.weighting = weighting
-        self.lock = lock
         self.steps: list[TokenStep] = []
         self.finish_reason: FinishReason | None = None
         self._iterator = self._decode()
@@ -108,7 +94,7 @@ class RagTokenDecoding:
 
     @property
     def prior(self) -> tuple[float, ...]:
-        return tuple(math.exp(v) for v in self.log_prior)
+        return self.mixture.prior
 
     def span_posterior(self, start: int, end: int) -> tuple[float, ...]:
         """p(z | x, y[start:end]) over the tokens decoded so far (see ``span_posterior``)."""
@@ -136,11 +122,11 @@ class RagTokenDecoding:
         if self._stopped():
             self.finish_reason = "stopped"
             return
-        k = len(self.contexts)
-        batch = _Contexts(self.model, self.contexts, self.lock)
+        passages = self.mixture
+        batch = _Contexts(passages.model, passages.contexts, passages.lock)
         logp = batch.start()
         log_prior = torch.tensor(self.log_prior, dtype=torch.float64, device=logp.device)
-        so_far = torch.zeros(k, dtype=torch.float64, device=logp.device)
+        so_far = torch.zeros(passages.k, dtype=torch.float64, device=logp.device)
         for t in range(self.max_new_tokens):
             per_passage = logp.double()
             log_w = log_prior + so_far if self.weighting == "posterior" else log_prior
@@ -152,7 +138,7 @@ class RagTokenDecoding:
             so_far += chosen
             step = TokenStep(token, float(mixture[token]), tuple(chosen.tolist()))
             self.steps.append(step)
-            if token in self.eos_token_ids:
+            if token in passages.eos_token_ids:
                 self.finish_reason = "eos"
             elif t + 1 == self.max_new_tokens:
                 self.finish_reason = "length"
@@ -162,4 +148,4 @@ class RagTokenDecoding:
             if self._stopped():
                 self.finish_reason = "stopped"
                 return
-            logp = batch.advance([token] * k)
+            logp = batch.advance([token] * passages.k)

@@ -10,19 +10,25 @@ message names the file and says what is wrong; no third-party exception type esc
 from __future__ import annotations
 
 from rag_core.ingest.detect import detect_type
-from rag_core.ingest.loaders.common import DEFAULT_MAX_UNPACKED_MB, LoaderFn, normalize_text
+from rag_core.ingest.loaders.common import (
+    DEFAULT_LIMITS,
+    DEFAULT_MAX_UNPACKED_MB,
+    LoaderFn,
+    LoadLimits,
+    normalize_text,
+)
 from rag_core.ingest.loaders.docx import check_zip_bomb, load_docx
 from rag_core.ingest.loaders.html import load_html
 from rag_core.ingest.loaders.image import load_image
 from rag_core.ingest.loaders.markdown import load_markdown
 from rag_core.ingest.loaders.pdf import load_pdf
 from rag_core.ingest.loaders.text import load_text
-from rag_core.ingest.ocr import OcrOptions
 from rag_core.types import DocType, ParsedDocument
 
 __all__ = [
     "DEFAULT_MAX_UNPACKED_MB",
     "LOADERS",
+    "LoadLimits",
     "LoaderFn",
     "check_zip_bomb",
     "load_document",
@@ -36,31 +42,14 @@ __all__ = [
 ]
 
 
-def load_document(
-    data: bytes,
-    name: str,
-    *,
-    max_pages: int,
-    max_text_chars: int,
-    max_unpacked_mb: float = DEFAULT_MAX_UNPACKED_MB,
-    ocr: OcrOptions | None = None,
-) -> ParsedDocument:
-    """Detect the format of `data` and parse it; the single entry point of this module.
+def load_document(data: bytes, name: str, limits: LoadLimits = DEFAULT_LIMITS) -> ParsedDocument:
+    """Detect the format of `data` and parse it within `limits`; the single entry point here.
 
-    The limits (RAGCHAT_MAX_PAGES, _MAX_TEXT_CHARS, _MAX_UNPACKED_MB, _OCR_MAX_PAGES,
-    _OCR_PAGE_TIMEOUT) bound the work and memory one file can cost; each error that enforces one
-    names the setting and its value. `ocr` says how scanned pages and pictures are read.
+    The limits (`Settings.load_limits()`: RAGCHAT_MAX_PAGES, _MAX_TEXT_CHARS, _MAX_UNPACKED_MB,
+    RAGCHAT_OCR*) bound the work and memory one file can cost; each error that enforces one names
+    the setting and its value, and says how scanned pages and pictures are read.
     """
-    doc_type = detect_type(data, name)
-    extra = {"ocr": ocr or OcrOptions()} if doc_type in ("pdf", "image") else {}
-    return LOADERS[doc_type](
-        data,
-        name,
-        max_pages=max_pages,
-        max_text_chars=max_text_chars,
-        max_unpacked_mb=max_unpacked_mb,
-        **extra,
-    )
+    return LOADERS[detect_type(data, name)](data, name, limits)
 
 
 LOADERS: dict[DocType, LoaderFn] = {

@@ -15,13 +15,13 @@ from rag_core.ingest.loaders.common import (
     _PARSER_ERRORS,
     DEFAULT_MAX_UNPACKED_MB,
     MAX_COMPRESSION_RATIO,
+    LoadLimits,
     _assemble,
     _finish,
     _HeadingStack,
     _Piece,
-    table_lines,
-    table_pieces,
 )
+from rag_core.ingest.loaders.tables import table_lines, table_pieces
 from rag_core.types import ParsedDocument
 
 
@@ -64,16 +64,9 @@ def check_zip_bomb(
 _HEADING_STYLE = re.compile(r"^heading\s*([1-9])$", re.I)
 
 
-def load_docx(
-    data: bytes,
-    name: str,
-    *,
-    max_pages: int,
-    max_text_chars: int,
-    max_unpacked_mb: float = DEFAULT_MAX_UNPACKED_MB,
-) -> ParsedDocument:
+def load_docx(data: bytes, name: str, limits: LoadLimits) -> ParsedDocument:
     """Paragraphs and table rows of a Word document in order; Heading n styles give the path."""
-    check_zip_bomb(data, name, max_unpacked_mb)
+    check_zip_bomb(data, name, limits.max_unpacked_mb)
     import docx
     from docx.opc.exceptions import OpcError
     from lxml.etree import LxmlError
@@ -105,13 +98,18 @@ def load_docx(
             yield _Piece(text, heading_path=headings.path)
 
     try:
-        text, blocks = _assemble(pieces(), name, max_text_chars)
+        text, blocks = _assemble(pieces(), name, limits.max_text_chars)
     except IngestError:
         raise
     except docx_errors as exc:
         raise IngestError(name, f"corrupt Word document: {exc}") from exc
     return _finish(
-        name, "docx", text, blocks, max_text_chars, title=core_title or next(iter(titles), None)
+        name,
+        "docx",
+        text,
+        blocks,
+        limits.max_text_chars,
+        title=core_title or next(iter(titles), None),
     )
 
 

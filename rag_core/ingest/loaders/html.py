@@ -13,14 +13,13 @@ from rag_core.ingest.detect import (
 )
 from rag_core.ingest.loaders.common import (
     _PARSER_ERRORS,
-    DEFAULT_MAX_UNPACKED_MB,
+    LoadLimits,
     _assemble,
     _finish,
     _HeadingStack,
     _Piece,
-    table_lines,
-    table_pieces,
 )
+from rag_core.ingest.loaders.tables import table_lines, table_pieces
 from rag_core.types import ParsedDocument
 
 _DROP_TAGS = frozenset(
@@ -41,14 +40,7 @@ _HEADING_TAGS = {f"h{n}": n for n in range(1, 7)}
 _WS = re.compile(r"\s+")
 
 
-def load_html(
-    data: bytes,
-    name: str,
-    *,
-    max_pages: int,
-    max_text_chars: int,
-    max_unpacked_mb: float = DEFAULT_MAX_UNPACKED_MB,
-) -> ParsedDocument:
+def load_html(data: bytes, name: str, limits: LoadLimits) -> ParsedDocument:
     """Visible text of an HTML page, one line per block element, headings h1..h6 tracked."""
     from bs4 import BeautifulSoup, CData, FeatureNotFound, Tag
     from bs4.builder import ParserRejectedMarkup
@@ -68,8 +60,8 @@ def load_html(
     walk = _Walk()
     walk.run(soup, Tag, (NavigableString, CData))
     pieces = walk.pieces
-    text, blocks = _assemble(pieces, name, max_text_chars)
-    return _finish(name, "html", text, blocks, max_text_chars, title=title)
+    text, blocks = _assemble(pieces, name, limits.max_text_chars)
+    return _finish(name, "html", text, blocks, limits.max_text_chars, title=title)
 
 
 class _Walk:

@@ -8,30 +8,22 @@ import warnings
 from rag_core.errors import IngestError, UnsupportedFormatError
 from rag_core.ingest.loaders.common import (
     _PARSER_ERRORS,
-    DEFAULT_MAX_UNPACKED_MB,
+    LoadLimits,
     _assemble,
     _finish,
     _Piece,
 )
-from rag_core.ingest.ocr import OcrOptions, ocr_image
+from rag_core.ingest.ocr import ocr_image
 from rag_core.types import ParsedDocument
 
 
-def load_image(
-    data: bytes,
-    name: str,
-    *,
-    max_pages: int,
-    max_text_chars: int,
-    max_unpacked_mb: float = DEFAULT_MAX_UNPACKED_MB,
-    ocr: OcrOptions | None = None,
-) -> ParsedDocument:
+def load_image(data: bytes, name: str, limits: LoadLimits) -> ParsedDocument:
     """The text OCR reads in a PNG or JPEG picture (turned upright by its EXIF orientation).
     A picture over Pillow's decompression-bomb limit (about 89 megapixels) is refused before
     it is decoded."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    options = ocr or OcrOptions()
+    options = limits.ocr
     if not options.on:
         raise UnsupportedFormatError(
             name, "is a picture: reading its text needs OCR, which is off (RAGCHAT_OCR=off)"
@@ -56,13 +48,13 @@ def load_image(
         raise IngestError(name, f"corrupt or truncated {_kind(data)} picture: {exc}") from exc
     text = ocr_image(image, name, "the picture", options)
     found = bool(text.strip())
-    body, blocks = _assemble([_Piece(text, ocr=True)], name, max_text_chars)
+    body, blocks = _assemble([_Piece(text, ocr=True)], name, limits.max_text_chars)
     return _finish(
         name,
         "image",
         body,
         blocks,
-        max_text_chars,
+        limits.max_text_chars,
         empty_reason="OCR found no text in the picture",
         ocr_pages=(1,) if found else (),
     )

@@ -8,15 +8,15 @@ from rag_core.ingest.detect import (
     decode_text,
 )
 from rag_core.ingest.loaders.common import (
-    DEFAULT_MAX_UNPACKED_MB,
+    LoadLimits,
     _finish,
     _HeadingStack,
     _Start,
     _tile,
     _too_long,
     normalize_text,
-    table_lines,
 )
+from rag_core.ingest.loaders.tables import table_lines
 from rag_core.types import ParsedDocument
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
@@ -26,20 +26,13 @@ _MD_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 _MD_EMPHASIS = re.compile(r"(?<!\w)(\*\*|__|\*|_)(\S|\S.*?\S)\1(?!\w)")
 
 
-def load_markdown(
-    data: bytes,
-    name: str,
-    *,
-    max_pages: int,
-    max_text_chars: int,
-    max_unpacked_mb: float = DEFAULT_MAX_UNPACKED_MB,
-) -> ParsedDocument:
+def load_markdown(data: bytes, name: str, limits: LoadLimits) -> ParsedDocument:
     """Markdown kept as written, but for tables (rows rewritten as text that keeps each cell
     with its column header); blocks start at ATX (#) and setext headings outside code fences,
     and a table is a block of its own."""
     text, tables = _rewrite_tables(normalize_text(decode_text(data, name)))
-    if len(text) > max_text_chars:
-        raise _too_long(name, max_text_chars)
+    if len(text) > limits.max_text_chars:
+        raise _too_long(name, limits.max_text_chars)
     headings = _HeadingStack()
     starts: list[_Start] = [(0, None, (), False, False)]
     title: str | None = None
@@ -90,7 +83,7 @@ def load_markdown(
         else:
             para_start, para_lines = None, []
     blocks = _tile(_mark_tables(starts, tables, len(text)), len(text))
-    return _finish(name, "markdown", text, blocks, max_text_chars, title=title)
+    return _finish(name, "markdown", text, blocks, limits.max_text_chars, title=title)
 
 
 def _front_matter_end(lines: list[str]) -> int:

@@ -10,26 +10,18 @@ from typing import Any
 from rag_core.errors import EmptyDocumentError, IngestError
 from rag_core.ingest.loaders.common import (
     _PARSER_ERRORS,
-    DEFAULT_MAX_UNPACKED_MB,
+    LoadLimits,
     _assemble,
     _finish,
     _Piece,
     _too_long,
 )
 from rag_core.ingest.loaders.pdf_tables import ruled_pages, table_page_pieces
-from rag_core.ingest.ocr import OcrOptions, needs_ocr, ocr_pdf_pages
+from rag_core.ingest.ocr import needs_ocr, ocr_pdf_pages
 from rag_core.types import ParsedDocument
 
 
-def load_pdf(
-    data: bytes,
-    name: str,
-    *,
-    max_pages: int,
-    max_text_chars: int,
-    max_unpacked_mb: float = DEFAULT_MAX_UNPACKED_MB,
-    ocr: OcrOptions | None = None,
-) -> ParsedDocument:
+def load_pdf(data: bytes, name: str, limits: LoadLimits) -> ParsedDocument:
     """Text of each page of a PDF (pypdf), pages joined by a blank line, page numbers kept.
 
     A page without a text layer (a scan) is read by OCR unless RAGCHAT_OCR=off; its blocks are
@@ -38,10 +30,10 @@ def load_pdf(
     """
     from pypdf.errors import PyPdfError
 
-    options = ocr or OcrOptions()
+    options = limits.ocr
     pdf_errors: tuple[type[BaseException], ...] = (PyPdfError, *_PARSER_ERRORS)
-    reader, page_count = _open_pdf(data, name, max_pages, pdf_errors)
-    layers = _text_layers(reader, name, page_count, max_text_chars, pdf_errors)
+    reader, page_count = _open_pdf(data, name, limits.max_pages, pdf_errors)
+    layers = _text_layers(reader, name, page_count, limits.max_text_chars, pdf_errors)
     scanned = [
         n
         for n, text in enumerate(layers, 1)
@@ -61,7 +53,7 @@ def load_pdf(
         tables.get(number) or [_Piece(read.get(number, layer), page=number, ocr=number in read)]
         for number, layer in enumerate(layers, 1)
     )
-    text, blocks = _assemble(pieces, name, max_text_chars)
+    text, blocks = _assemble(pieces, name, limits.max_text_chars)
     if scanned:
         empty = "OCR found no text in its scanned images"
     elif options.on:
@@ -73,7 +65,7 @@ def load_pdf(
         "pdf",
         text,
         blocks,
-        max_text_chars,
+        limits.max_text_chars,
         page_count=page_count,
         title=_pdf_title(reader, pdf_errors),
         empty_reason=f"no extractable text in {page_count} page(s): {empty}",

@@ -15,7 +15,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from rag_core.ingest.loaders.common import _PARSER_ERRORS, _Piece, table_lines, table_pieces
+from rag_core.ingest.loaders.common import _PARSER_ERRORS, _Piece
+from rag_core.ingest.loaders.tables import table_lines, table_pieces
 
 log = logging.getLogger(__name__)
 

@@ -5,19 +5,12 @@ from __future__ import annotations
 from rag_core.ingest.detect import (
     decode_text,
 )
-from rag_core.ingest.loaders.common import DEFAULT_MAX_UNPACKED_MB, _finish, normalize_text
+from rag_core.ingest.loaders.common import LoadLimits, _finish, normalize_text
 from rag_core.types import Block, ParsedDocument
 
 
-def load_text(
-    data: bytes,
-    name: str,
-    *,
-    max_pages: int,
-    max_text_chars: int,
-    max_unpacked_mb: float = DEFAULT_MAX_UNPACKED_MB,
-) -> ParsedDocument:
+def load_text(data: bytes, name: str, limits: LoadLimits) -> ParsedDocument:
     """A plain-text file as one block (the chunker splits it at paragraphs and sentences)."""
     text = normalize_text(decode_text(data, name))
     blocks = (Block(0, len(text)),) if text else ()
-    return _finish(name, "text", text, blocks, max_text_chars)
+    return _finish(name, "text", text, blocks, limits.max_text_chars)
