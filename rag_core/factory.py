@@ -126,6 +126,20 @@ def check_embedder(record: IndexRecord, embedder: Embedder) -> None:
         )  # fmt: skip
 
 
+def _building_note(indexes: IndexRegistry) -> str:
+    """What the mismatch error adds while a re-embedding is under way or was left unfinished."""
+    status = indexes.status()
+    building = status.building
+    if building is None:
+        return ""
+    state = "stopped" if status.stalled else "under way"
+    return (
+        f" A re-embedding with {building.identity.name} is {state} at {building.chunks_done} of"
+        f" {building.chunks_total} chunks; `ragchat reindex` resumes it, and the index switches"
+        " when it is complete."
+    )
+
+
 @dataclass
 class _Backends:
     """What every engine of one process shares, whichever vector index it serves."""
@@ -210,7 +224,10 @@ def build_engine(settings: Settings, *, migrate: bool = True, check_index: bool 
     indexes = IndexRegistry(db)
     record = active_index(settings, indexes, embedder)
     if check_index:
-        check_embedder(record, embedder)
+        try:
+            check_embedder(record, embedder)
+        except IndexMismatchError as exc:
+            raise IndexMismatchError(str(exc) + _building_note(indexes)) from None
     backends = _Backends(
         settings, db, indexes, BM25Index(settings.keyword_path), _generator(settings)
     )
