@@ -106,13 +106,17 @@ def active_index(settings: Settings, indexes: IndexRegistry, embedder: Embedder)
 
 def check_embedder(record: IndexRecord, embedder: Embedder) -> None:
     """IndexMismatchError when the configured embedder did not make the index's vectors. A
-    precision that differs alone is logged: same weights, vectors at cosine >= 0.9999."""
+    precision that differs alone (set explicitly: 'auto' is not resolved here) is logged: same
+    weights, vectors at cosine >= 0.9999."""
     recorded = record.identity
     fingerprint = getattr(embedder, "fingerprint", None)
     if callable(fingerprint):  # no need to load the model when its files say enough
         if fingerprint() != recorded.fingerprint:
             raise IndexMismatchError(mismatch_message(recorded, embedder_identity(embedder)))
-        precision = str(getattr(embedder, "precision", recorded.precision))
+        # 'auto' would need torch to resolve: a start that loads no model does not import it
+        requested = getattr(embedder, "requested_precision", None)
+        explicit = getattr(embedder, "precision", None) if requested != "auto" else None
+        precision = str(explicit or recorded.precision)
     else:
         configured = embedder_identity(embedder)
         if not configured.same_space(recorded):
