@@ -13,7 +13,7 @@ from rag_core.db.log import ConversationLog
 from rag_core.db.registry import DocumentRegistry
 from rag_core.embedders.identity import EmbedderIdentity, embedder_identity
 from rag_core.engine import Engine, IndexWatch
-from rag_core.errors import IndexMismatchError
+from rag_core.errors import ConfigError, IndexMismatchError, ModelLoadError
 from rag_core.ingest.pipeline import IngestPipeline
 from rag_core.protocols import Embedder, Generator, KeywordIndex, VectorStore
 from rag_core.retrieval import FusionParams, Retriever
@@ -175,10 +175,10 @@ class _Backends:
         settings = self.settings.model_copy(
             update={"embedder": identity.source, "embed_precision": identity.precision}
         )
-        embedder = make_embedder(settings, identity.source, identity.precision)
         try:
+            embedder = make_embedder(settings, identity.source, identity.precision)
             same = embedder.fingerprint() == identity.fingerprint
-        except Exception:
+        except (ConfigError, ModelLoadError):  # not there, or not a model folder here
             same = False
         if not same:
             raise IndexMismatchError(

@@ -259,3 +259,15 @@ def test_the_page_banner_polls_and_follows(kb: Kb) -> None:
     banner = knowledge.index_banner()
     assert 'role="alert"' in banner and "cannot load fake-tiny" in banner
     assert engine.embedder is small
+
+
+def test_a_server_that_cannot_load_the_swapped_in_model_says_how_to_fix_it(kb: Kb) -> None:
+    from rag_core.factory import _Backends
+
+    gone = EmbedderIdentity("e5-small", "/nowhere/e5-small", "f" * 64, "float32", 384)
+    record = kb.indexes.adopt("ragchat", gone)
+    backends = _Backends(kb.settings, kb.db, kb.indexes, kb.keyword, FakeGenerator("ok"))
+    with pytest.raises(IndexMismatchError) as caught:
+        backends.follow(record)
+    assert "re-embedded with e5-small" in str(caught.value)
+    assert "restart it with RAGCHAT_EMBEDDER" in str(caught.value)
