@@ -16,7 +16,7 @@ from rag_core.quantities import quantities
 
 AnswerKind = Literal[
     "duration", "money", "percent", "date", "time", "quantity", "name", "contact", "phone",
-    "weight", "length", "loudness", "power", "data", "speed", "brightness",
+    "weight", "length", "loudness", "power", "data", "speed", "brightness", "ordinal",
 ]  # fmt: skip
 # measures: a number with one of these units (rag_core.quantities canonical units)
 _MEASURES: dict[str, frozenset[str]] = {
@@ -64,30 +64,51 @@ _HOLDS: dict[str, re.Pattern[str]] = {
         re.IGNORECASE,
     ),
     "quantity": re.compile(rf"\b{_NUMBER}\b|\d", re.IGNORECASE),
+    # two or more capitalised words inside a sentence, or opening one when a comma or a verb
+    # follows ("Ines Varga, Head of People, is ..."; not "The Club" or "Annual Fees")
     "name": re.compile(
-        r"(?<=[\w,;:] )(?:Dr\.? |Mr\.? |Ms\.? |Mrs\.? )?[A-Z][a-z]+(?: [A-Z][a-z]+)+"
+        r"(?<=[\w,;:] )(?:Dr\.? |Mr\.? |Ms\.? |Mrs\.? )?[A-Z][a-z]+(?: [A-Z][a-z]+)+|"
+        r"^(?!(?:The|A|An|This|That|These|Those|Our|Your|Their|Each|Every|All|No|Any)\b)"
+        r"(?:Dr\.? |Mr\.? |Ms\.? |Mrs\.? )?[A-Z][a-z]+(?: [A-Z][a-z]+)+"
+        r"(?=,| (?:is|was|has|heads|leads|manages|runs|signs|approves)\b)"
+    ),
+    "ordinal": re.compile(
+        r"\b(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|"
+        r"\d+(?:st|nd|rd|th))\b",
+        re.IGNORECASE,
     ),
     "contact": re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+|\bhttps?://|\bwww\.", re.IGNORECASE),
 }
 
 # What the question asks for, tried in order; the first rule that matches decides.
 _ASKS: tuple[tuple[re.Pattern[str], tuple[AnswerKind, ...]], ...] = (
-    (re.compile(r"\b(?:phone|telephone|fax)(?: number)?\b", re.IGNORECASE), ("phone",)),
+    (
+        # the number itself is asked for, not a question about a phone ("charge my phone")
+        re.compile(
+            r"\b(?:phone|telephone|fax|hotline|helpline)\s+(?:number|no\b)|\b(?:what|which) number\b|"
+            r"\bnumber (?:do|should|can|could) (?:i|we|you) (?:call|ring|dial)\b",
+            re.IGNORECASE,
+        ),
+        ("phone",),
+    ),
     (re.compile(r"\be-?mail(?: address)?\b|\bwebsite\b|\burl\b", re.IGNORECASE), ("contact",)),
     (re.compile(r"\bwhat percentage\b|\bwhat share\b|\bpercent\b", re.IGNORECASE), ("percent",)),
     (
         re.compile(
             r"\bhow (?:long|often|soon|quickly)\b|\bhow (?:much|many) (?:time|notice)\b|"
-            r"\bfor how many (?:seconds|minutes|hours|days|weeks|months|years)\b|"
-            r"\bhow many (?:seconds|minutes|hours|days|weeks|months|years)\b|"
+            # "how many days", "how many paid days", "for how many working days"
+            r"\bhow many (?:\w+ )?(?:seconds|minutes|hours|days|weeks|months|years)\b|"
             r"\bafter how long\b|\bhow far in advance\b|\blongest time\b|\bhow much notice\b",
             re.IGNORECASE,
         ),
         ("duration",),
     ),
+    # "when" opening the question asks for a date, a time or a duration, whatever its topic
+    # ("When do members pay their subscription?")
+    (re.compile(r"^\W*when\b", re.IGNORECASE), ("date", "time", "duration")),
     (
         re.compile(
-            r"\b(?:cost|costs|price|fee|fees|charge|charges|pay|paid|deposit|surcharge|"
+            r"\b(?:cost|costs|price|fee|fees|charge|charges|pay|deposit|surcharge|"
             r"subscription|penalty|fine|tariff|cover)\b|\bhow much is\b|\bhow much does\b",
             re.IGNORECASE,
         ),
@@ -99,12 +120,13 @@ _ASKS: tuple[tuple[re.Pattern[str], tuple[AnswerKind, ...]], ...] = (
     ),
     (
         re.compile(
-            r"\b(?:by )?what date\b|\bwhich (?:date|day|month|year)\b|\bwhat year\b|\bdeadline\b",
+            r"\b(?:by )?what date\b|\bwhich (?:date|month|year)\b|\bwhat year\b|\bdeadline\b",
             re.I,
         ),
         ("date",),
     ),
-    (re.compile(r"^\W*when\b", re.IGNORECASE), ("date", "time", "duration")),
+    # "from which day (of an illness)": a calendar date, or the nth day
+    (re.compile(r"\bwhich day\b", re.IGNORECASE), ("date", "ordinal")),
     (
         re.compile(r"^\W*(?:who|whom|whose)\b|\bwho (?:is|are|was|manages|runs)\b", re.IGNORECASE),
         ("name",),
@@ -121,7 +143,11 @@ _ASKS: tuple[tuple[re.Pattern[str], tuple[AnswerKind, ...]], ...] = (
     (re.compile(r"\bhow much power\b|\bwatts?\b|\bwattage\b", re.IGNORECASE), ("power",)),
     (re.compile(r"\b(?:internet )?data\b|\bstorage\b", re.IGNORECASE), ("data",)),
     (re.compile(r"\bspeed limit\b|\bhow fast\b", re.IGNORECASE), ("speed",)),
-    (re.compile(r"\bbrightness\b|\blight output\b|\blumens?\b", re.IGNORECASE), ("brightness",)),
+    # "lumens", not "Lumen": a product may be called that
+    (
+        re.compile(r"\bhow bright\b|\bbrightness\b|\blight output\b|\blumens\b", re.I),
+        ("brightness",),
+    ),
     (
         re.compile(
             r"\bhow (?:many|much|heavy|tall|high|far|loud|deep|big|wide|fast|old|large|small)\b|"
@@ -147,9 +173,19 @@ def _has_phone_number(text: str) -> bool:
     )
 
 
+# a yes/no question: its answer is yes or no, whatever quantity it mentions
+POLAR = re.compile(
+    r"^\W*(?:can|could|may|might|is|are|was|were|do|does|did|should|must|will|would|am|has|"
+    r"have|shall)\b",
+    re.IGNORECASE,
+)
+
+
 def expected_kinds(question: str) -> tuple[AnswerKind, ...]:
     """The kinds of fact that can answer `question`; () when it asks for none in particular
     (yes/no questions, explanations)."""
+    if POLAR.match(question):
+        return ()
     for pattern, kinds in _ASKS:
         if pattern.search(question):
             return kinds

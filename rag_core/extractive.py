@@ -15,7 +15,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from rag_core.answer_types import AnswerKind, expected_kinds, holds_any
+from rag_core.answer_types import POLAR, AnswerKind, expected_kinds, holds_any
 from rag_core.grounding import REQUEST_TERMS, Evidence, PassageSentence, cosine
 from rag_core.prompting import strip_markers
 from rag_core.quantities import quantities
@@ -38,6 +38,19 @@ _FOOTER = re.compile(
     r"\bprinted in\b|\bversion \d[\d.]*\s*$",
     re.IGNORECASE,
 )
+
+
+# A sentence that refers back to the one before it ("The only exceptions are ...", "It works only
+# when ..."): quoted alone it misleads, so the sentence it leans on is quoted first. Not "This
+# policy/manual ...", which names the document itself.
+_LEANS_BACK = re.compile(
+    r"^\W*(?:the only exceptions?\b|exceptions? (?:are|is)\b|however\b|otherwise\b|except\b|"
+    r"in (?:that|this|which) case\b|such\b|"
+    r"(?:it|they|this|these|those|that)\b(?! (?:policy|document|manual|guide|handbook|page|"
+    r"section|chapter|agreement|leaflet|list|table|price list)\b))",
+    re.IGNORECASE,
+)
+_BULLET = re.compile(r"^\s*[-*\u2022]\s")
 
 
 def is_factoid(question: str) -> bool:
@@ -94,6 +107,22 @@ def _question_weights(question: str, idf: dict[str, float]) -> dict[str, float]:
     return weights
 
 
+def _lead_ins(evidence: Evidence) -> dict[int, set[str]]:
+    """The terms of the line that introduces each list item ("Annual subscriptions are:" before
+    "- Social member: EUR 35"): the item is read with it, as with its heading."""
+    leads: dict[int, set[str]] = {}
+    sentences = evidence.sentences
+    for i, ps in enumerate(sentences):
+        if not _BULLET.match(ps.text):
+            continue
+        j = i - 1
+        while j >= 0 and sentences[j].passage == ps.passage and _BULLET.match(sentences[j].text):
+            j -= 1
+        if j >= 0 and sentences[j].passage == ps.passage and sentences[j].text.rstrip()[-1:] == ":":
+            leads[i] = evidence.sentence_tokens(j)
+    return leads
+
+
 def score_sentences(question: str, evidence: Evidence) -> list[Scored]:
     """Every passage sentence scored as an answer to `question`, best first."""
     if not evidence.sentences:
@@ -107,17 +136,19 @@ def score_sentences(question: str, evidence: Evidence) -> list[Scored]:
     contexts = {
         n: set(tokenize(evidence.passage_context(n))) for n in range(1, len(evidence.hits) + 1)
     }
+    leads = _lead_ins(evidence)
     scored = []
     for i, ps in enumerate(evidence.sentences):
         tokens = evidence.sentence_tokens(i)
         context = contexts[ps.passage]
+        lead = leads.get(i, set())
         got = 0.0
         for term, w in weights.items():
             if term in tokens:
                 # a word of the document's name or heading tells its sentences apart less
                 got += w * (0.25 if term in context else 1.0)
-            elif term in context:
-                got += 0.5 * w  # the heading says it: the sentence is about it
+            elif term in context or term in lead:
+                got += 0.5 * w  # the heading or the list's lead-in says it: it is about it
         lex = got / total if total else 0.0
         held = holds_any(ps.text, kinds)
         score = 0.5 * max(cosine(qv, evidence.vectors[i]), 0.0) + 0.5 * lex
@@ -146,7 +177,23 @@ def choose_sentences(
     for s in ranked[1:max_sentences]:
         if s.score >= ranked[0].score - SECOND_SENTENCE_GAP:
             chosen.append(s)
-    return chosen
+    before = _leaned_on(ranked[0], evidence, ranked)
+    if before is not None:
+        chosen = [before, ranked[0], *(s for s in chosen[1:] if s.index != before.index)]
+    return chosen[:max_sentences]
+
+
+def _leaned_on(best: Scored, evidence: Evidence, ranked: list[Scored]) -> Scored | None:
+    """The sentence just before `best` in its passage when `best` refers back to it, scored as
+    it was (or at `best`'s score when the filter left it out); None when it stands alone."""
+    i = best.index
+    if i == 0 or not _LEANS_BACK.match(best.sentence.text):
+        return None
+    prev = evidence.sentences[i - 1]
+    if prev.passage != best.sentence.passage or form_penalty(prev.text) > 0:
+        return None
+    known = next((s for s in ranked if s.index == i - 1), None)
+    return known or Scored(best.score, i - 1, prev, holds_kind=False)
 
 
 def extractive_answer(
@@ -171,11 +218,6 @@ def extractive_answer(
     return checks
 
 
-_POLAR = re.compile(
-    r"^\W*(?:can|could|may|might|is|are|was|were|do|does|did|should|must|will|would|am|has|"
-    r"have|shall)\b",
-    re.IGNORECASE,
-)
 _NEGATION = re.compile(
     r"\b(?:not|no|never|cannot|nor|none|neither|forbidden|prohibited)\b|n't\b", re.IGNORECASE
 )
@@ -184,7 +226,7 @@ _NEGATION = re.compile(
 def polar_lead(question: str, sentence: str) -> str:
     """ "No." before a quoted answer to a yes/no question whose quoted sentence says no (a
     deterministic rephrasing: the words after it are the document's own)."""
-    if _POLAR.match(question) and _NEGATION.search(strip_markers(sentence)):
+    if POLAR.match(question) and _NEGATION.search(strip_markers(sentence)):
         return "No."
     return ""
 

@@ -47,6 +47,17 @@ def evidence(question: str, *texts: str) -> Evidence:
         ("By what date must leave be used?", ("date",)),
         ("What are the visiting hours on the wards?", ("time",)),
         ("Can I bring my dog?", ()),
+        # a yes/no question asks for no quantity, whatever it mentions
+        ("Can I charge my phone on the pad while the lamp runs on battery?", ()),
+        ("Is the parking fee higher at weekends?", ()),
+        # "when" opening the question decides over a topic word such as "pay"
+        ("When do members have to pay their subscription?", ("date", "time", "duration")),
+        ("How many paid days off do I get for moving house?", ("duration",)),
+        ("From which day of an illness do I need a doctor's note?", ("date", "ordinal")),
+        # a product called "Lumen" is no question about lumens
+        ("What does it mean when the Lumen L2 flashes red?", ()),
+        ("How many lumens does the lamp give?", ("brightness",)),
+        ("Which number do I call to book a visit?", ("phone",)),
     ],
 )
 def test_expected_kinds(question: str, kinds: tuple[str, ...]) -> None:
@@ -139,3 +150,44 @@ def test_a_clause_number_is_neither_a_date_nor_a_quantity() -> None:
     assert not holds_kind("1.2 Every rowing member must pass the swim test.", "quantity")
     assert holds_kind("15 Full members must be present.", "quantity")
     assert holds_kind("Subscriptions are due by 31.01. each year.", "date")
+
+
+def test_a_name_opening_a_sentence_and_an_ordinal_are_read() -> None:
+    assert holds_kind("Ines Varga, Head of People, is responsible for this policy.", "name")
+    assert holds_kind("Tom Brandt manages the station.", "name")
+    assert not holds_kind("The Club is managed by a Committee.", "name")
+    assert holds_kind("From the fourth calendar day you need a doctor's certificate.", "ordinal")
+    assert holds_kind("Bring a note from the 4th day.", "ordinal")
+    assert not holds_kind("Bring a note after four days.", "ordinal")
+
+
+def test_a_sentence_that_refers_back_is_quoted_after_the_one_it_leans_on() -> None:
+    q = "May I bring my assistance dog?"
+    text = (
+        "Visiting hours are from 14:00 to 20:00. Pets are not allowed in the clinic. "
+        "The only exceptions are registered assistance dogs and therapy dogs of our volunteers."
+    )
+    chosen = choose_sentences(q, evidence(q, text), min_score=-1)
+    assert [c.sentence.text for c in chosen] == [
+        "Pets are not allowed in the clinic.",
+        "The only exceptions are registered assistance dogs and therapy dogs of our volunteers.",
+    ]
+    # a sentence about the document itself stands alone
+    q2 = "What does the leave policy explain?"
+    text2 = "Leave is agreed with your manager. This policy explains the types of leave we offer."
+    chosen2 = choose_sentences(q2, evidence(q2, text2), max_sentences=1, min_score=-1)
+    assert [c.sentence.text for c in chosen2] == [
+        "This policy explains the types of leave we offer."
+    ]
+
+
+def test_a_list_item_is_read_with_the_line_that_introduces_it() -> None:
+    q = "What is the yearly subscription for a social member?"
+    text = (
+        "New members pay a one-off joining fee of EUR 50 with their first subscription.\n"
+        "Annual subscriptions for the current year are:\n"
+        "- Full member: EUR 240\n"
+        "- Social member: EUR 35\n"
+    )
+    chosen = choose_sentences(q, evidence(q, text), min_score=-1)
+    assert chosen[0].sentence.text == "- Social member: EUR 35"
