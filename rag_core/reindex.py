@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 
 from rag_core.config import Settings
 from rag_core.db.indexes import IndexRegistry
@@ -61,6 +61,17 @@ class _Pass:
     skipped: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _Copy:
+    """One re-embedding: chunks read from the `old` store, embedded anew into the `new` one,
+    recorded against the `building` index and reported to `progress`."""
+
+    old: VectorStore
+    new: VectorStore
+    building: IndexRecord
+    progress: ReindexProgress | None
+
+
 def _valid(chunks: Sequence[Chunk], record: DocumentRecord) -> list[Chunk]:
     """The chunks of the registered version of the document."""
     return [
@@ -68,6 +79,7 @@ def _valid(chunks: Sequence[Chunk], record: DocumentRecord) -> list[Chunk]:
     ]
 
 
+@dataclass(eq=False)
 class Reindexer:
     """Fills a new vector index with the configured embedder and swaps it in.
 
@@ -76,26 +88,16 @@ class Reindexer:
     the swap.
     """
 
-    def __init__(
-        self,
-        settings: Settings,
-        registry: DocumentRegistry,
-        indexes: IndexRegistry,
-        embedder: Embedder,
-        open_store: Callable[[IndexRecord], VectorStore],
-        lock: Callable[[], AbstractContextManager[bool]],
-        *,
-        collection_prefix: str = "ragchat",
-    ) -> None:
-        self.settings = settings
-        self.registry = registry
-        self.indexes = indexes
-        self.embedder = embedder
-        self.open_store = open_store
-        self.lock = lock
-        self.collection_prefix = collection_prefix
-        # chunks embedded and written together: the grain of progress and of resuming
-        self.batch_chunks = 64
+    settings: Settings
+    registry: DocumentRegistry
+    indexes: IndexRegistry
+    embedder: Embedder
+    open_store: Callable[[IndexRecord], VectorStore]
+    lock: Callable[[], AbstractContextManager[bool]]
+    _: KW_ONLY
+    collection_prefix: str = "ragchat"
+    # chunks embedded and written together: the grain of progress and of resuming
+    batch_chunks: int = 64
 
     def run(self, *, force: bool = False, progress: ReindexProgress | None = None) -> ReindexResult:
         """Re-embed every ready document unless the active index is this embedder's already
@@ -117,8 +119,9 @@ class Reindexer:
             building = self.indexes.start_building(self.collection_prefix, identity)
         old, new = self.open_store(active), self.open_store(building)
         try:
-            first = self._pass(old, new, building, progress)
-            final = self._finish(old, new, building, progress)
+            copy = _Copy(old, new, building, progress)
+            first = self._pass(copy)
+            final = self._finish(copy)
         finally:
             for store in (old, new):
                 _close(store)
@@ -135,19 +138,13 @@ class Reindexer:
             seconds=time.perf_counter() - started,
         )
 
-    def _finish(
-        self,
-        old: VectorStore,
-        new: VectorStore,
-        building: IndexRecord,
-        progress: ReindexProgress | None,
-    ) -> _Pass:
+    def _finish(self, copy: _Copy) -> _Pass:
         """Catch up with what changed during the long pass, then swap, under the lock."""
         for _ in range(MAX_SWAP_TRIES):
             with self.lock():
                 token = self.registry.change_token()
-                last = self._pass(old, new, building, progress)
-                if self.indexes.swap(building.id, token):
+                last = self._pass(copy)
+                if self.indexes.swap(copy.building.id, token):
                     return last
             time.sleep(0.2)  # another replica keeps committing: let it, then catch up again
         raise ConfigError(
@@ -155,15 +152,10 @@ class Reindexer:
             " again (it resumes)"
         )
 
-    def _pass(
-        self,
-        old: VectorStore,
-        new: VectorStore,
-        building: IndexRecord,
-        progress: ReindexProgress | None,
-    ) -> _Pass:
+    def _pass(self, copy: _Copy) -> _Pass:
         """Bring the new index up to the ready documents: drop what was deleted, copy (embedded
         anew) what it lacks. Progress is recorded after each written batch."""
+        old, new = copy.old, copy.new
         ready = self.registry.list()
         for gone in sorted(new.document_ids() - {r.id for r in ready}):
             new.delete_document(gone)
@@ -186,27 +178,20 @@ class Reindexer:
                 )  # fmt: skip
             batch.extend(chunks)
             if len(batch) >= self.batch_chunks:
-                self._write(new, batch, building, counts, progress)
+                self._write(copy, batch, counts)
                 batch = []
-        self._write(new, batch, building, counts, progress)
+        self._write(copy, batch, counts)
         return counts
 
-    def _write(
-        self,
-        new: VectorStore,
-        batch: list[Chunk],
-        building: IndexRecord,
-        counts: _Pass,
-        progress: ReindexProgress | None,
-    ) -> None:
+    def _write(self, copy: _Copy, batch: list[Chunk], counts: _Pass) -> None:
         if batch:
-            done = embed_chunks(self.embedder, new, batch, self.settings.embed_batch_size)
-            new.add(batch, done.vectors)
+            done = embed_chunks(self.embedder, copy.new, batch, self.settings.embed_batch_size)
+            copy.new.add(batch, done.vectors)
             counts.embedded += len(done.fresh)
             counts.done += len(batch)
-        self.indexes.progress(building.id, counts.done, counts.total)
-        if progress is not None:
-            progress(counts.done, counts.total)
+        self.indexes.progress(copy.building.id, counts.done, counts.total)
+        if copy.progress is not None:
+            copy.progress(counts.done, counts.total)
 
     def _abandon(self, building: IndexRecord) -> None:
         """Drop an unfinished index made for another embedder (or restarted by `force`)."""
