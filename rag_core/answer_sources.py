@@ -28,6 +28,9 @@ class TextSource:
     prior: tuple[float, ...] = ()  # p(z|x) per passage (RAG decodings only)
     span_posterior: SpanPosterior | None = None  # characters [start, end) of the text -> p(z|x,y)
     posterior: Callable[[], tuple[float, ...]] | None = None  # of the whole answer
+    # prompt tokens read, when the source knows them exactly (RAG: all k passage prompts);
+    # None: counted from `messages`
+    prompt_tokens: int | None = None
 
 
 def concat_source(
@@ -103,4 +106,5 @@ def rag_source(
         prior=prompts.mixture.prior,
         span_posterior=span,
         posterior=lambda: tuple(stream.posterior()),
+        prompt_tokens=sum(len(context) for context in prompts.mixture.contexts),
     )

@@ -189,7 +189,7 @@ class Answerer:
                 draft.status = "stopped"
         except GenerationError as exc:
             draft.status, draft.error = "error", f"The answer could not be generated: {exc}"
-        timings = self._timings(draft, source.messages, t_gen)
+        timings = self._timings(draft, source, t_gen)
         yield from self._finish(draft, halt, timings)
 
     def _source(self, history: Sequence[Turn], halt: threading.Event) -> TextSource | None:
@@ -283,7 +283,7 @@ class Answerer:
             verdict=UNSUPPORTED_VERDICT[self.options.grounding],
         )
 
-    def _timings(self, draft: _Draft, messages: Sequence[Message], t_gen: float) -> Timings:
+    def _timings(self, draft: _Draft, source: TextSource, t_gen: float) -> Timings:
         gen_ms = (time.perf_counter() - t_gen) * 1000
         tokens = self.generator.count_tokens(draft.raw) if draft.raw else 0
         retrieval_ms = self.retrieved.retrieval_ms
@@ -295,7 +295,9 @@ class Answerer:
             total_ms=(time.perf_counter() - self.started) * 1000,
             tokens=tokens,
             tokens_per_s=(tokens - 1) / decode_s if tokens > 1 else None,
-            prompt_tokens=_prompt_tokens(self.generator, messages),
+            prompt_tokens=source.prompt_tokens
+            if source.prompt_tokens is not None
+            else _prompt_tokens(self.generator, source.messages),
         )
 
     def _finish(self, draft: _Draft, halt: threading.Event, timings: Timings) -> Iterator[Event]:

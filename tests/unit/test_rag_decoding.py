@@ -669,6 +669,9 @@ def test_the_engines_rag_source_streams_with_the_settings_tau_and_mode(
     assert math.fsum(source.posterior()) == pytest.approx(1.0)
     assert math.fsum(source.span_posterior(0, len(text))) == pytest.approx(1.0)
     prompts = passage_prompts(local_generator, "how long ?", HITS, tau=0.2)
+    # the prompt tokens read are all k passage prompts, not the first one
+    assert source.prompt_tokens == sum(len(c) for c in prompts.mixture.contexts)
+    assert source.prompt_tokens > len(prompts.mixture.contexts[0])
     if strategy == "rag-token":
         expected = prompts.stream(RagTokenDecoding(prompts.mixture, max_new_tokens=5))
     else:
