@@ -203,7 +203,9 @@ class Settings(BaseSettings):
     phrase_max_new_tokens: int = Field(
         64, ge=8, le=512, description="Token budget of the one sentence extract-then-phrase writes."
     )
-    refusal_gate: tuple[float, float] = Field(
+    refusal_gate: (
+        tuple[float, float] | tuple[float, float, float] | tuple[float, float, float, float]
+    ) = Field(
         (0.506, 0.598),
         description=(
             "Refusal gate weights (coverage, known): score = best dense similarity + coverage "
