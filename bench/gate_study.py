@@ -35,6 +35,7 @@ def features(q: Question) -> dict[str, float]:
         and h["dense_rank"] <= 3 and h["keyword_rank"] <= 3
         for h in hits
     )  # fmt: skip
+    sentence = g.get("sentence") or {}
     return {
         "top_dense": f["top_dense"],
         "coverage": f["coverage"],
@@ -44,6 +45,13 @@ def features(q: Question) -> dict[str, float]:
         "agree": 1.0 if agree else 0.0,
         "unknown_rare": max(unknown, default=0.0) / math.log(1 + n),
         "unknown_share": len(unknown) / len(terms) if terms else 0.0,
+        "sentence": float(sentence.get("score", 0.0)),
+        "holds_kind": 1.0 if sentence.get("holds_kind") else 0.0,
+        "asks_kind": 1.0 if sentence.get("asks_kind") else 0.0,
+        # asks for a kind of fact (an amount, a duration, ...) that the best sentence lacks
+        "kind_missing": 1.0
+        if sentence.get("asks_kind") and not sentence.get("holds_kind")
+        else 0.0,
     }
 
 
@@ -61,7 +69,10 @@ class Gate:
 
 
 def fit(
-    rows: Sequence[tuple[dict[str, float], bool]], names: Sequence[str], l2: float = 1.0
+    rows: Sequence[tuple[dict[str, float], bool]],
+    names: Sequence[str],
+    l2: float = 1.0,
+    cap: float | None = None,
 ) -> Gate:
     """L2 logistic regression (classes weighted equally), threshold at max refusal F1."""
     import numpy as np
@@ -87,14 +98,24 @@ def fit(
     weights = beta[1:] / std
     intercept = beta[0] - float((beta[1:] * mean / std).sum())
     gate = Gate(tuple(names), (float(intercept), *map(float, weights)), 0.5)
-    return _with_best_threshold(gate, rows)
+    return _with_best_threshold(gate, rows, cap)
 
 
-def _with_best_threshold(gate: Gate, rows: Sequence[tuple[dict[str, float], bool]]) -> Gate:
+def _with_best_threshold(
+    gate: Gate, rows: Sequence[tuple[dict[str, float], bool]], cap: float | None = None
+) -> Gate:
+    """The threshold with the best refusal F1 on `rows`; with `cap`, the one with the best
+    recall among those that refuse at most `cap` of the answerable questions."""
     probs = sorted({gate.p_answerable(f) for f, _ in rows})
     cuts = [0.0, *((a + b) / 2 for a, b in itertools.pairwise(probs)), 1.0]
-    best = max(cuts, key=lambda t: (stats(gate_at(gate, t), rows)["f1"], -abs(t - 0.5)))
-    return gate_at(gate, best)
+
+    def key(t: float) -> tuple[float, ...]:
+        st = stats(gate_at(gate, t), rows)
+        if cap is None:
+            return (st["f1"], -abs(t - 0.5))
+        return (st["answerable_refused"] <= cap, st["recall"], st["precision"], -t)
+
+    return gate_at(gate, max(cuts, key=key))
 
 
 def gate_at(gate: Gate, threshold: float) -> Gate:
@@ -128,48 +149,183 @@ def shipped(f: dict[str, float]) -> bool:
     return score < threshold
 
 
+OVERRIDE = 0.5  # Settings.gate_override_score
+
+
+def overridden(refuse: Callable[[dict[str, float]], bool]) -> Callable[[dict[str, float]], bool]:
+    """The engine's decision: the gate refuses, unless a passage sentence holds the kind of
+    fact asked for and scores at least OVERRIDE as an answer."""
+    return lambda f: refuse(f) and not (f["holds_kind"] and f["sentence"] >= OVERRIDE)
+
+
+def refuser(gate: Gate) -> Callable[[dict[str, float]], bool]:
+    return lambda f: gate.p_answerable(f) < gate.threshold
+
+
 FEATURE_SETS = {
     "shipped features, refit": ("top_dense", "coverage", "known"),
     "+ peak, z": ("top_dense", "coverage", "known", "peak", "z"),
     "+ agreement": ("top_dense", "coverage", "known", "agree"),
     "+ unknown rare term": ("top_dense", "coverage", "known", "unknown_rare", "unknown_share"),
+    "+ sentence score": ("top_dense", "coverage", "known", "sentence"),
+    "+ sentence": ("top_dense", "coverage", "known", "sentence", "holds_kind", "asks_kind"),
+    "+ sentence, asks kind": ("top_dense", "coverage", "known", "sentence", "asks_kind"),
+    "+ sentence, kind missing": ("top_dense", "coverage", "known", "sentence", "kind_missing"),
+    "+ kind missing": ("top_dense", "coverage", "known", "kind_missing"),
+    "+ z, sentence, kind missing": ("top_dense", "coverage", "known", "z", "sentence", "kind_missing"),
+    "+ z, sentence": ("top_dense", "coverage", "known", "z", "sentence", "holds_kind", "asks_kind"),
     "all": (
-        "top_dense",
-        "coverage",
-        "known",
-        "peak",
-        "z",
-        "agree",
-        "unknown_rare",
-        "unknown_share",
+        "top_dense", "coverage", "known", "peak", "z", "agree", "unknown_rare", "unknown_share",
+        "sentence", "holds_kind", "asks_kind",
     ),
     "z, coverage, unknown": ("z", "coverage", "unknown_rare", "unknown_share"),
-}
+}  # fmt: skip
+RULES = {"max F1": None, "answerable refused <= 0.05": 0.05}
+
+Rows = dict[str, dict[str, list[tuple[dict[str, float], bool]]]]  # corpus -> half -> rows
+
+
+def _macro(per: dict[str, dict[str, float]]) -> dict[str, float]:
+    keys = ("precision", "recall", "f1", "answerable_refused")
+    return {k: round(sum(v[k] for v in per.values()) / len(per), 3) for k in keys}
+
+
+def leave_one_out(
+    rows: Rows, corpora: Sequence[str], names: Sequence[str], cap: float | None
+) -> dict[str, Any]:
+    """Fit on the other corpora's tune halves, score this corpus's test half (and both of its
+    halves: it was never seen), with and without the engine's answer-level override."""
+    out: dict[str, Any] = {"gate": {}, "gate + override": {}, "gate, whole corpus": {}}
+    for held in corpora:
+        train = [r for c in corpora if c != held for r in rows[c]["tune"]]
+        g = fit(train, names, cap=cap)
+        out["gate"][held] = stats(g, rows[held]["test"])
+        out["gate + override"][held] = stats(overridden(refuser(g)), rows[held]["test"])
+        out["gate, whole corpus"][held] = stats(g, rows[held]["tune"] + rows[held]["test"])
+    for key in list(out):
+        out[key]["macro"] = _macro(out[key])
+    return out
 
 
 def gate_report(loaded: dict[str, list[Question]], corpora: Sequence[str]) -> dict[str, Any]:
-    rows = {
+    """The shipped gate and every feature set's fits, per corpus, on test halves and
+    leave-one-corpus-out."""
+    rows: Rows = {
         c: {
             s: [(features(q), bool(q.relevant)) for q in qs if q.split == s]
             for s in ("tune", "test")
         }
         for c, qs in loaded.items()
     }
-    out: dict[str, Any] = {"shipped": {c: stats(shipped, rows[c]["test"]) for c in corpora}}
+    out: dict[str, Any] = {
+        "shipped": {c: {s: stats(shipped, rows[c][s]) for s in ("tune", "test")} for c in corpora},
+        "shipped + override": {
+            c: {s: stats(overridden(shipped), rows[c][s]) for s in ("tune", "test")}
+            for c in corpora
+        },
+        "fits": {},
+    }
     for name, names in FEATURE_SETS.items():
-        pooled = [r for c in corpora for r in rows[c]["tune"]]
-        gate = fit(pooled, names)
-        loo = {}
-        for held in corpora if len(corpora) > 1 else ():
-            train = [r for c in corpora if c != held for r in rows[c]["tune"]]
-            g = fit(train, names)
-            loo[held] = stats(g, rows[held]["test"])
-        out[name] = {
-            "weights": dict(
-                zip(("intercept", *names), (round(w, 4) for w in gate.weights), strict=True)
-            ),
-            "threshold": round(gate.threshold, 4),
-            "test": {c: stats(gate, rows[c]["test"]) for c in corpora},
-            "leave_one_out": loo,
-        }
+        for rule, cap in RULES.items():
+            pooled = [r for c in corpora for r in rows[c]["tune"]]
+            gate = fit(pooled, names, cap=cap)
+            test = {c: stats(gate, rows[c]["test"]) for c in corpora}
+            test["macro"] = _macro(test)
+            out["fits"][f"{name}; {rule}"] = {
+                "features": list(names),
+                "weights": dict(
+                    zip(("intercept", *names), (round(w, 4) for w in gate.weights), strict=True)
+                ),
+                "threshold": round(gate.threshold, 4),
+                "pooled tune fit, test halves": test,
+                "leave_one_out": leave_one_out(rows, corpora, names, cap)
+                if len(corpora) > 1
+                else {},
+            }
     return out
+
+
+SHIP = ("+ sentence, asks kind", 0.05)  # the feature set and answerable-refused cap shipped
+
+
+def engine_form(gate: Gate) -> tuple[tuple[float, ...], float]:
+    """The fitted gate as the engine's settings (rag_core.grounding.GateModel): weights relative
+    to the similarity's coefficient, and the threshold on the engine's score. Needs the features
+    (top_dense, coverage, known, sentence, asks_kind), in that order."""
+    names = ("top_dense", "coverage", "known", "sentence", "asks_kind")
+    if gate.names != names:
+        raise ValueError(f"the engine's gate reads {names}, this fit {gate.names}")
+    b0, w_top, w_cov, w_known, w_sent, w_asks = gate.weights
+    if w_top <= 0:
+        raise ValueError("the fit gives no positive weight to the dense similarity")
+    cw, kw, sw, aw = (w / w_top for w in (w_cov, w_known, w_sent, w_asks))
+    logit = math.log(gate.threshold / (1 - gate.threshold))
+    threshold = (logit - b0) / w_top - (cw + kw)
+    return (cw, kw, sw, aw), threshold
+
+
+def ship(loaded: dict[str, list[Question]], corpora: Sequence[str]) -> dict[str, Any]:
+    """Fit the shipped feature set on every corpus's tune half; its engine settings, and the
+    engine's own decisions (GateModel + override) on each test half as a check of the form."""
+    from rag_core.grounding import GateModel
+    from rag_core.types import GateFeatures
+
+    name, cap = SHIP
+    rows = [
+        (features(q), bool(q.relevant)) for c in corpora for q in loaded[c] if q.split == "tune"
+    ]
+    gate = fit(rows, FEATURE_SETS[name], cap=cap)
+    weights, threshold = engine_form(gate)
+    model = GateModel.from_weights(weights)
+
+    def engine_refuses(f: dict[str, float]) -> bool:
+        gf = GateFeatures(f["top_dense"], f["coverage"], f["known"], f["sentence"], f["asks_kind"])
+        return model.score(gf) < threshold
+
+    test = {}
+    for c in corpora:
+        half = [(features(q), bool(q.relevant)) for q in loaded[c] if q.split == "test"]
+        test[c] = {"gate": stats(engine_refuses, half),
+                   "gate + override": stats(overridden(engine_refuses), half)}  # fmt: skip
+    return {
+        "features": name,
+        "cap": cap,
+        "fitted_on": [f"{c} tune half" for c in corpora],
+        "refusal_gate": [round(w, 4) for w in weights],
+        "refusal_threshold": round(threshold, 4),
+        "test halves (tuned on the other half)": test,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+    import json
+
+    from bench.retrieval_study import load
+
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.gate_study",
+        description="Fit the shipped refusal-gate form on the dumps of bench.retrieval_study; "
+        "print its settings and its leave-one-corpus-out figures.",
+    )
+    parser.add_argument("--corpora", default="debian-faq,fetchmail,facts")
+    args = parser.parse_args(argv)
+    corpora = [c.strip() for c in args.corpora.split(",") if c.strip()]
+    loaded = {c: load(c) for c in corpora}
+    report = gate_report(loaded, corpora)
+    name, cap = SHIP
+    rule = next(r for r, v in RULES.items() if v == cap)
+    out = {
+        "ship": ship(loaded, corpora),
+        "leave_one_out": report["fits"][f"{name}; {rule}"]["leave_one_out"],
+        "shipped before": {
+            "gate": report["shipped"],
+            "gate + override": report["shipped + override"],
+        },
+    }
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -29,7 +29,7 @@ from typing import Any
 
 from bench.common import log
 
-CORPORA = ("pyfaq", "debian-faq", "sqlite", "fetchmail")
+CORPORA = ("pyfaq", "debian-faq", "sqlite", "fetchmail", "facts")  # facts: the gate only
 CANDIDATES = 200  # per retriever: deep enough that the top 10 of any variant is inside
 DATA = Path(os.environ.get("RAGCHAT_EVAL_DATA", Path.home() / ".cache" / "ragchat" / "eval"))
 STUDY = Path.home() / ".cache" / "ragchat" / "study"
@@ -97,6 +97,7 @@ def _gate_signals(engine: Any, question: str, query: str, dense: Sequence[float]
     return {
         "gate": retrieved.gate_score,
         "features": asdict(features) if features is not None else None,
+        "sentence": _best_sentence(engine, question, retrieved.hits),
         "terms": [(t.term, t.df, t.idf) for t in terms],
         "top_dense": list(dense[:20]),
         "hits": [
@@ -109,6 +110,38 @@ def _gate_signals(engine: Any, question: str, query: str, dense: Sequence[float]
         ],
         "index_chunks": engine.keyword.count(),
     }
+
+
+def _best_sentence(engine: Any, question: str, hits: Sequence[Any]) -> dict[str, Any]:
+    """The best passage sentence as an answer (rag_core/extractive.py): the gate override's
+    evidence, and a candidate feature of the gate itself."""
+    from rag_core.answer_types import expected_kinds
+    from rag_core.extractive import score_sentences
+    from rag_core.grounding import Evidence
+
+    ranked = score_sentences(question, Evidence(question, hits, engine.embedder)) if hits else []
+    best = ranked[0] if ranked else None
+    return {
+        "score": best.score if best else 0.0,
+        "holds_kind": bool(best and best.holds_kind),
+        "asks_kind": bool(expected_kinds(question)),
+    }
+
+
+def _memoise_sentences(engine: Any) -> None:
+    """Embed each passage sentence once per dump: the same passages come back for many
+    questions, and the gate override embeds them again (the study's time is mostly this)."""
+    embedder = engine.embedder
+    plain = embedder.embed_documents
+    memo: dict[str, list[float]] = {}
+
+    def embed_documents(texts: Sequence[str]) -> list[list[float]]:
+        missing = list(dict.fromkeys(t for t in texts if t not in memo))
+        if missing:
+            memo.update(zip(missing, plain(missing), strict=True))
+        return [memo[t] for t in texts]
+
+    embedder.embed_documents = embed_documents
 
 
 def _tokens(text: str) -> list[str]:
@@ -169,6 +202,7 @@ def dump(corpus: str, settings: Any) -> Path:
     dataset = load_beir(root, "tune")
     engine, cmap, info = open_index(_args(), settings, dataset)
     t0 = time.perf_counter()
+    _memoise_sentences(engine)
     try:
         sizes = dict(engine.registry.ready_chunk_counts())
         STUDY.mkdir(parents=True, exist_ok=True)
@@ -183,6 +217,47 @@ def dump(corpus: str, settings: Any) -> Path:
     log(
         f"{corpus}: {len(questions)} questions, {info.chunks} chunks in {time.perf_counter() - t0:.0f} s"
     )
+    return out
+
+
+FACTS = Path(__file__).resolve().parent / "data" / "facts"
+
+
+def dump_facts(settings: Any) -> Path:
+    """The facts set (bench/data/facts) as a gate corpus: dev is its tune half, test its test
+    half, each split over its own documents. Only the gate's signals are kept (no candidates:
+    its retrieval is a handful of documents)."""
+    from rag_core.evaluation.facts import load_facts
+    from webapp.eval_facts import open_files_index
+
+    out = STUDY / "facts.jsonl"
+    STUDY.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with out.open("w", encoding="utf-8") as fh:
+        for split, half in (("dev", "tune"), ("test", "test")):
+            facts = load_facts(FACTS / split)
+            engine = open_files_index(
+                _args(), settings, f"facts-{facts.root.name}", facts.documents
+            )
+            _memoise_sentences(engine)
+            try:
+                for fq in facts.questions:
+                    relevant = {fq.document or "?": 1} if fq.answerable else {}
+                    q = Question(fq.id, half, fq.question, relevant)
+                    from rag_core.retrieval import standalone_query
+                    from rag_core.text import clean_question
+
+                    text = clean_question(q.text, engine.settings.max_question_chars)
+                    query = standalone_query(text, ())
+                    vector = engine.embedder.embed_query(query)
+                    dense = engine.store.query(vector, 20)
+                    q.gate = _gate_signals(engine, text, query, [s for _, s in dense])
+                    fh.write(json.dumps(asdict(q)) + "\n")
+            finally:
+                from webapp.eval_cli import _close
+
+                _close(engine)
+    log(f"facts: dumped in {time.perf_counter() - t0:.0f} s")
     return out
 
 
@@ -205,6 +280,8 @@ def main(argv: Iterable[str] | None = None) -> int:
     s = sub.add_parser("study", help="score ranking variants and gate features offline")
     s.add_argument("--corpora", default=",".join(CORPORA))
     s.add_argument("--json", default=None, help="write the results here too")
+    s.add_argument("--gate-only", action="store_true", help="only the refusal-gate study")
+    s.add_argument("--markdown", default=None, help="write the key tables here (markdown)")
     args = parser.parse_args(list(argv) if argv is not None else None)
     names = [c.strip() for c in args.corpora.split(",") if c.strip()]
     if args.cmd == "dump":
@@ -214,11 +291,14 @@ def main(argv: Iterable[str] | None = None) -> int:
         offline_environment()
         settings = Settings()
         for name in names:
-            dump(name, settings)
+            if name == "facts":
+                dump_facts(settings)
+            else:
+                dump(name, settings)
         return 0
     from bench.study_analysis import run_study
 
-    run_study(names, args.json)
+    run_study(names, args.json, gate_only=args.gate_only, markdown_path=args.markdown)
     return 0
 
 

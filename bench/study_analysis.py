@@ -19,7 +19,8 @@ LENGTH_CAP = 8
 
 @dataclass(frozen=True)
 class Variant:
-    """One way to rank the candidates (the engine's fusion, and the alternatives studied)."""
+    """One way to rank the candidates (the engine's fusion, and the alternatives studied). The
+    defaults are the engine's former ones (chosen on pyfaq dev), so labels name what differs."""
 
     method: str = "convex"  # convex | rrf | dense | bm25
     alpha: float = 0.95  # convex: weight of the (boosted) dense similarity
@@ -31,6 +32,7 @@ class Variant:
     pool: int = 40  # candidates per retriever, as chat runs (RAGCHAT_CANDIDATES)
     normalise: str = "max"  # convex: max (BM25 / best) | minmax | z (both retrievers)
     exact_keyword_only: bool = False  # a BM25-only chunk gets its own cosine, not the floor
+    exact_dense: bool = False  # the dense pool is the exact top by cosine (ef_search -> inf)
 
     def label(self) -> str:
         keys = asdict(self)
@@ -64,9 +66,13 @@ def _scale(values: dict[str, float], how: str) -> dict[str, float]:
 
 def chunk_scores(q: Question, v: Variant) -> dict[str, float]:
     """Each candidate chunk's ranking score under variant `v`."""
-    dense = {
-        c.chunk: c for c in q.candidates if c.dense_rank is not None and c.dense_rank <= v.pool
-    }
+    if v.exact_dense:
+        by_cos = sorted(q.candidates, key=lambda c: -c.cos)[: v.pool]
+        dense = {c.chunk: c for c in by_cos}
+    else:
+        dense = {
+            c.chunk: c for c in q.candidates if c.dense_rank is not None and c.dense_rank <= v.pool
+        }
     kw = {
         c.chunk: c for c in q.candidates if c.keyword_rank is not None and c.keyword_rank <= v.pool
     }
@@ -120,20 +126,48 @@ def answerable(data: dict[str, list[Question]]) -> Data:
     return out
 
 
-def macro(data: Data, corpora: Iterable[str], split: str, v: Variant) -> float:
-    names = list(corpora)
-    return sum(ndcg(data[c][split], v) for c in names) / len(names)
+Table = dict[Variant, dict[str, dict[str, float]]]  # variant -> corpus -> half -> nDCG@10
 
 
-def search(data: Data, corpora: Sequence[str], grid: Iterable[Variant]) -> tuple[Variant, float]:
+def score_table(data: Data, corpora: Sequence[str], variants: Iterable[Variant]) -> Table:
+    """Every variant's nDCG@10 on every half of every corpus, computed once: choosing on any
+    set of tune halves is then a look-up."""
+    table: Table = {}
+    for v in variants:
+        if v not in table:
+            table[v] = {c: {s: ndcg(data[c][s], v) for s in ("tune", "test")} for c in corpora}
+    return table
+
+
+def search(table: Table, corpora: Sequence[str], grid: Iterable[Variant]) -> tuple[Variant, float]:
     """The variant with the best macro nDCG@10 over the tune halves of `corpora`."""
     best: tuple[Variant, float] | None = None
     for v in grid:
-        score = macro(data, corpora, "tune", v)
+        score = sum(table[v][c]["tune"] for c in corpora) / len(corpora)
         if best is None or score > best[1] + 1e-9:
             best = (v, score)
     assert best is not None
     return best
+
+
+def chosen_and_loo(table: Table, corpora: Sequence[str], grid: Sequence[Variant]) -> dict[str, Any]:
+    """Chosen on all tune halves -> each test half; and leave-one-corpus-out (chosen on the
+    other corpora's tune halves, scored on this one's test half)."""
+    chosen, tune = search(table, corpora, grid)
+    test = {c: round(table[chosen][c]["test"], 4) for c in corpora}
+    loo: dict[str, Any] = {}
+    for held in corpora if len(corpora) > 1 else ():
+        v, _ = search(table, [c for c in corpora if c != held], grid)
+        loo[held] = {"variant": v.label(), "test": round(table[v][held]["test"], 4)}
+    return {
+        "chosen": chosen.label(),
+        "variant": asdict(chosen),
+        "tune_macro": round(tune, 4),
+        "test": test,
+        "test_macro": round(sum(test.values()) / len(test), 4),
+        "leave_one_out": loo,
+        "loo_macro": round(sum(x["test"] for x in loo.values()) / len(loo), 4) if loo else None,
+    }
 
 
 def grids() -> dict[str, list[Variant]]:
@@ -142,7 +176,7 @@ def grids() -> dict[str, list[Variant]]:
                   document_weight=[0.0, 0.1, 0.2, 0.3])  # fmt: skip
     convex = [
         Variant(alpha=a, section_bonus=b, length_penalty=g, document_weight=w)
-        for a in (0.8, 0.85, 0.9, 0.95, 1.0)
+        for a in (0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0)
         for b, g, w in itertools.product(*priors.values())
     ]
     dense = [
@@ -173,37 +207,51 @@ def grids() -> dict[str, list[Variant]]:
     return {"dense": dense, "convex": convex, "rrf": rrf, "normalised": normalised}
 
 
-def retrieval_report(data: Data, corpora: Sequence[str]) -> dict[str, Any]:
-    """Per family: chosen on all tune halves -> test halves; leave-one-corpus-out."""
-    report: dict[str, Any] = {"baselines": {}, "families": {}}
-    base = {
-        "bm25": Variant(method="bm25"),
-        "dense (plain)": Variant(
-            method="dense", section_bonus=0, length_penalty=0, document_weight=0
+BASELINES = {
+    "bm25": Variant(method="bm25"),
+    "dense (plain)": Variant(method="dense", section_bonus=0, length_penalty=0, document_weight=0),
+    "former defaults (alpha 0.95 + three priors, chosen on pyfaq dev)": Variant(),
+    "defaults now (alpha 0.8, no priors)": Variant(
+        alpha=0.8, section_bonus=0, length_penalty=0, document_weight=0
+    ),
+}
+
+
+def prior_grids(convex: Sequence[Variant]) -> dict[str, tuple[list[Variant], list[Variant]]]:
+    """Per prior: (the convex grid with it free, the same grid with it off)."""
+    return {
+        "section bonus": (list(convex), [v for v in convex if v.section_bonus == 0]),
+        "length penalty": (list(convex), [v for v in convex if v.length_penalty == 0]),
+        "document weight": (list(convex), [v for v in convex if v.document_weight == 0]),
+        "fusion (alpha < 1)": (list(convex), [v for v in convex if v.alpha == 1.0]),
+        "exact dense top 40 (ef_search -> inf)": (
+            [replace(v, exact_dense=True) for v in convex],
+            list(convex),
         ),
-        "engine today": Variant(),
     }
-    for name, v in base.items():
+
+
+def retrieval_report(data: Data, corpora: Sequence[str]) -> dict[str, Any]:
+    """Baselines; per family chosen on tune halves -> test halves and leave-one-corpus-out; per
+    prior the same with and without it."""
+    families = grids()
+    priors = prior_grids(families["convex"])
+    every = [*BASELINES.values(), *(v for g in families.values() for v in g)]
+    every += [v for with_, _ in priors.values() for v in with_]
+    table = score_table(data, corpora, every)
+    report: dict[str, Any] = {"baselines": {}, "families": {}, "priors": {}}
+    for name, v in BASELINES.items():
         report["baselines"][name] = {
-            c: {s: round(ndcg(data[c][s], v), 4) for s in ("tune", "test")} for c in corpora
+            c: {s: round(table[v][c][s], 4) for s in ("tune", "test")} for c in corpora
         }
-    for family, grid in grids().items():
-        chosen, tune = search(data, corpora, grid)
-        test = {c: round(ndcg(data[c]["test"], chosen), 4) for c in corpora}
-        loo = {}
-        for held in corpora if len(corpora) > 1 else ():
-            others = [c for c in corpora if c != held]
-            v, _ = search(data, others, grid)
-            loo[held] = {"variant": v.label(), "test": round(ndcg(data[held]["test"], v), 4)}
-        report["families"][family] = {
-            "chosen": chosen.label(),
-            "variant": asdict(chosen),
-            "tune_macro": round(tune, 4),
-            "test": test,
-            "test_macro": round(sum(test.values()) / len(test), 4),
-            "leave_one_out": loo,
+    for family, grid in families.items():
+        report["families"][family] = chosen_and_loo(table, corpora, grid)
+        log(f"{family}: {report['families'][family]['chosen']}")
+    for prior, (with_, without) in priors.items():
+        report["priors"][prior] = {
+            "with": chosen_and_loo(table, corpora, with_),
+            "without": chosen_and_loo(table, corpora, without),
         }
-        log(f"{family}: {chosen.label()} tune {tune:.3f} test {test}")
     return report
 
 
@@ -216,6 +264,7 @@ def ablations(data: Data, corpora: Sequence[str], v: Variant) -> dict[str, dict[
         "no document weight": replace(v, document_weight=0.0),
         "no fusion (dense)": replace(v, method="dense"),
         "pool 200": replace(v, pool=200),
+        "exact dense top 40": replace(v, exact_dense=True),
         "BM25-only chunks get their cosine": replace(v, exact_keyword_only=True),
     }
     return {
@@ -224,13 +273,25 @@ def ablations(data: Data, corpora: Sequence[str], v: Variant) -> dict[str, dict[
     }
 
 
-def run_study(corpora: Sequence[str], json_path: str | None) -> dict[str, Any]:
+GATE_ONLY = ("facts",)  # corpora with gate signals only (no ranking candidates)
+
+
+def run_study(
+    corpora: Sequence[str],
+    json_path: str | None,
+    *,
+    gate_only: bool = False,
+    markdown_path: str | None = None,
+) -> dict[str, Any]:
     loaded = {c: load(c) for c in corpora}
-    data = answerable(loaded)
-    report = retrieval_report(data, corpora)
-    best_family = max(report["families"], key=lambda f: report["families"][f]["tune_macro"])
-    chosen = Variant(**report["families"][best_family]["variant"])
-    report["ablations"] = ablations(data, corpora, chosen)
+    ranked = [c for c in corpora if c not in GATE_ONLY]
+    report: dict[str, Any] = {}
+    if ranked and not gate_only:
+        data = answerable({c: loaded[c] for c in ranked})
+        report = retrieval_report(data, ranked)
+        best_family = max(report["families"], key=lambda f: report["families"][f]["tune_macro"])
+        chosen = Variant(**report["families"][best_family]["variant"])
+        report["ablations"] = ablations(data, ranked, chosen)
     from bench.gate_study import gate_report
 
     report["gate"] = gate_report(loaded, corpora)
@@ -239,4 +300,9 @@ def run_study(corpora: Sequence[str], json_path: str | None) -> dict[str, Any]:
     if json_path:
         with open(json_path, "w", encoding="utf-8") as fh:
             fh.write(text)
+    if markdown_path:
+        from bench.study_tables import markdown
+
+        with open(markdown_path, "w", encoding="utf-8") as fh:
+            fh.write(markdown(report))
     return report

@@ -13,8 +13,9 @@ import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import KW_ONLY, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from rag_core.answer_types import expected_kinds
 from rag_core.answering import Answerer, refusal_text
 from rag_core.config import Settings
 from rag_core.db.insights import DEFAULT_DAYS, Insights, LogInsights
@@ -44,6 +45,9 @@ from rag_core.types import (
     Token,
     Turn,
 )
+
+if TYPE_CHECKING:
+    from rag_core.extractive import Scored
 
 __all__ = ["Engine", "IndexWatch", "clean_question", "refusal_text"]
 
@@ -232,23 +236,35 @@ class Engine:
         hits = tuple(result.hits)
         features = None
         gate = 0.0
+        ranked: list[Scored] | None = None
         if hits:
+            model = GateModel.from_weights(s.refusal_gate)
             features = gate_features(hits, result.top_dense, self.retriever.term_stats(query))
-            gate = GateModel.from_weights(s.refusal_gate).score(features)
+            if model.reads_sentence:
+                ranked = self._ranked_sentences(question, hits)
+                features = replace(features, sentence=ranked[0].score if ranked else 0.0)
+            if model.reads_kind:
+                features = replace(features, asks_kind=1.0 if expected_kinds(question) else 0.0)
+            gate = model.score(features)
         refused = not hits or gate < s.refusal_threshold
         if refused and hits and s.gate_override_score > 0:
-            refused = not self._holds_the_answer(question, hits)
+            refused = not self._holds_the_answer(
+                ranked if ranked is not None else self._ranked_sentences(question, hits)
+            )
         elapsed = (time.perf_counter() - started) * 1000
         return Retrieved(question, query, hits, refused, round(gate, 4), features, elapsed)
 
-    def _holds_the_answer(self, question: str, hits: Sequence[Hit]) -> bool:
+    def _ranked_sentences(self, question: str, hits: Sequence[Hit]) -> list[Scored]:
+        """The passages' sentences scored as answers to the question, best first."""
+        from rag_core.extractive import score_sentences
+
+        return score_sentences(question, Evidence(question, hits, self.embedder))
+
+    def _holds_the_answer(self, ranked: Sequence[Scored]) -> bool:
         """The answer-level check that overrides the gate: a passage sentence holds a fact of
         the kind the question asks for (a duration, an amount, ...) and scores as an answer at
         least `gate_override_score`. The gate reads the question's words; a question worded
         unlike its documents ("how heavy" for "Weight: 1.4 kg") is answered all the same."""
-        from rag_core.extractive import score_sentences
-
-        ranked = score_sentences(question, Evidence(question, hits, self.embedder))
         return (
             bool(ranked)
             and ranked[0].holds_kind

@@ -434,7 +434,8 @@ def citations_for(checks: Sequence[SentenceCheck], hits: Sequence[Hit]) -> tuple
     return tuple(out[n] for n in sorted(out))
 
 
-GATE_FEATURES = ("top_dense", "coverage", "known")
+# the gate's features in GateFeatures.values() order (sentence and asks_kind when computed)
+GATE_FEATURES = ("top_dense", "coverage", "known", "sentence", "asks_kind")
 
 
 # Words of a request are not topic terms (see rag_core.text.REQUEST_WORDS).
@@ -463,37 +464,67 @@ def gate_features(
 class GateModel:
     """The refusal gate's score, in units of cosine similarity (refuse below the threshold):
 
-        score = max(0, top_dense + coverage_weight * (coverage - 1) + known_weight * (known - 1))
+        score = max(0, top_dense + coverage_weight * (coverage - 1) + known_weight * (known - 1)
+                       + sentence_weight * sentence + asks_kind_weight * asks_kind)
 
     A question whose terms all occur in its passages keeps its best similarity; each missing
-    share of idf mass costs the weights. They come from a logistic regression on the three
-    features (`fit_gate`), divided by the similarity's coefficient: the same decisions, on the
-    scale of the single-score gate (both weights 0).
+    share of idf mass costs the weights; the best passage sentence's score as an answer adds
+    its weight times that score; a question asking for a kind of fact (an amount, a duration)
+    moves the score by the asked-kind weight. A weight of 0 leaves its feature unread (and
+    uncomputed). The weights come from a logistic regression on the features (`fit_gate`,
+    bench/gate_study.py), divided by the similarity's coefficient: the same decisions, on the
+    scale of the single-score gate (all weights 0).
     """
 
     coverage_weight: float
     known_weight: float
+    sentence_weight: float = 0.0
+    asks_kind_weight: float = 0.0
 
     @classmethod
     def from_weights(cls, weights: Sequence[float]) -> GateModel:
-        """From (coverage_weight, known_weight), the form kept in the settings."""
-        if len(weights) != 2:
+        """From (coverage, known[, sentence[, asks_kind]]) weights, the form kept in settings."""
+        if len(weights) not in (2, 3, 4):
             raise ValueError(
-                f"refusal gate weights must be two numbers (coverage, known), got {len(weights)}"
+                "refusal gate weights must be two to four numbers (coverage, known[, sentence"
+                f"[, asks_kind]]), got {len(weights)}"
             )
-        return cls(float(weights[0]), float(weights[1]))
+        return cls(*(float(w) for w in weights))
 
     @property
-    def weights(self) -> tuple[float, float]:
+    def weights(self) -> tuple[float, ...]:
+        if self.asks_kind_weight:
+            return (
+                self.coverage_weight,
+                self.known_weight,
+                self.sentence_weight,
+                self.asks_kind_weight,
+            )
+        if self.sentence_weight:
+            return (self.coverage_weight, self.known_weight, self.sentence_weight)
         return (self.coverage_weight, self.known_weight)
+
+    @property
+    def reads_sentence(self) -> bool:
+        return self.sentence_weight != 0.0
+
+    @property
+    def reads_kind(self) -> bool:
+        return self.asks_kind_weight != 0.0
 
     def score(self, features: GateFeatures) -> float:
         """The gate score, never below 0 (so a threshold of 0 turns refusals off)."""
+        extra = 0.0
+        if self.sentence_weight and features.sentence is not None:
+            extra += self.sentence_weight * features.sentence
+        if self.asks_kind_weight and features.asks_kind is not None:
+            extra += self.asks_kind_weight * features.asks_kind
         return max(
             0.0,
             features.top_dense
             + self.coverage_weight * (features.coverage - 1.0)
-            + self.known_weight * (features.known - 1.0),
+            + self.known_weight * (features.known - 1.0)
+            + extra,
         )
 
 
@@ -513,7 +544,10 @@ def fit_gate(
 
     if not answerable or not unanswerable:
         raise ValueError("fitting the refusal gate needs answerable and unanswerable questions")
-    x = np.array([f.values() for f in (*answerable, *unanswerable)], dtype=np.float64)
+    rows = [f.values() for f in (*answerable, *unanswerable)]
+    if len({len(r) for r in rows}) != 1:
+        raise ValueError("fitting the refusal gate needs the same features for every question")
+    x = np.array(rows, dtype=np.float64)
     y = np.array([1.0] * len(answerable) + [0.0] * len(unanswerable))
     w_row = np.where(y == 1.0, 0.5 / len(answerable), 0.5 / len(unanswerable)) * len(y)
     mean, std = x.mean(axis=0), x.std(axis=0)
@@ -536,4 +570,4 @@ def fit_gate(
             "the refusal gate fit gives no positive weight to dense similarity: the answerable "
             "and unanswerable questions do not separate on it (check the data)"
         )
-    return GateModel(float(weights[1] / weights[0]), float(weights[2] / weights[0]))
+    return GateModel.from_weights([float(w / weights[0]) for w in weights[1:]])

@@ -186,9 +186,17 @@ class GateFeatures:
     top_dense: float
     coverage: float
     known: float
+    # read only by a gate with weights for them (None: not computed): the best passage
+    # sentence's score as an answer (rag_core/extractive.py), and 1.0 when the question asks
+    # for a kind of fact (an amount, a duration, ...; rag_core/answer_types.py), else 0.0
+    sentence: float | None = None
+    asks_kind: float | None = None
 
     def values(self) -> tuple[float, ...]:
-        return (self.top_dense, self.coverage, self.known)
+        """The features a gate model reads: the three retrieval ones, then the sentence score
+        and the asked kind when they were computed."""
+        extra = tuple(v for v in (self.sentence, self.asks_kind) if v is not None)
+        return (self.top_dense, self.coverage, self.known, *extra)
 
 
 @dataclass(frozen=True)

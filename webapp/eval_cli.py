@@ -510,7 +510,8 @@ def _distribution(values: Sequence[float]) -> dict[str, float | None]:
 
 
 def _feature_json(f: GateFeatures) -> dict[str, float]:
-    return {name: round(v, 4) for name, v in zip(GATE_FEATURES, f.values(), strict=True)}
+    values = {name: getattr(f, name) for name in GATE_FEATURES}
+    return {name: round(v, 4) for name, v in values.items() if v is not None}
 
 
 def cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -538,8 +539,10 @@ def cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
             unanswerable=len(unanswerable),
             retrieval_mode=settings.retrieval_mode,
             criterion="max refusal F1 (positives: unanswerable questions)",
-            features=list(GATE_FEATURES),
-            weights={"coverage": weights[0], "known": weights[1]},
+            features=list(GATE_FEATURES[: 1 + len(weights)]),
+            weights=dict(
+                zip(("coverage", "known", "sentence", "asks_kind"), weights, strict=False)
+            ),
             folds=cal.folds,
             best=_stats_json(cal.fitted),
             cross_validated=_stats_json(cal.cross_validated),
@@ -562,9 +565,11 @@ def cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
         f"refusal gate on {dataset.path.name} ({dataset.split}): {len(ans)} answerable, "
         f"{len(unans)} unanswerable questions, retrieval mode {settings.retrieval_mode}"
     )
+    sentence = f" + {weights[2]:.3f} x (sentence - 1)" if len(weights) > 2 else ""
+    sentence += f" + {weights[3]:.3f} x asks_kind" if len(weights) > 3 else ""
     print(
         f"gate score = top_dense + {weights[0]:.3f} x (coverage - 1) + {weights[1]:.3f} x (known - 1)"
-        " (weights from logistic regression)"
+        f"{sentence} (weights from logistic regression)"
     )
     print(f"{'':<34}{'threshold':>10}{'precision':>10}{'recall':>8}{'F1':>7}{'bal.acc':>9}")
     rows = (

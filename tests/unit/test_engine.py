@@ -110,6 +110,25 @@ def test_refusal_when_nothing_relevant(tmp_path: Path) -> None:
     assert engine.generator.calls == []  # type: ignore[attr-defined]
 
 
+def test_a_gate_with_a_sentence_weight_scores_the_passage_sentences(tmp_path: Path) -> None:
+    """The retrieval-only gate (two weights) leaves the sentence score out; a third weight makes
+    Engine.retrieve score the passages' sentences and add the best one's score, weighted; a
+    fourth reads whether the question asks for a kind of fact."""
+    engine = make_engine(tmp_path, refusal_gate=(0.5, 0.6))
+    engine.ingest_bytes(ACME.encode(), "acme.md")
+    plain = engine.retrieve("What is the maximum upload size?")
+    assert plain.features is not None and plain.features.sentence is None
+    engine.settings.refusal_gate = (0.5, 0.6, 0.3)
+    read = engine.retrieve("What is the maximum upload size?")
+    assert read.features is not None and read.features.sentence is not None
+    expected = plain.gate_score + 0.3 * read.features.sentence  # type: ignore[operator]
+    assert read.gate_score == pytest.approx(max(expected, 0.0), abs=1e-3)
+    engine.settings.refusal_gate = (0.5, 0.6, 0.3, -0.1)
+    kind = engine.retrieve("What is the maximum upload size?")  # asks for an amount
+    assert kind.features is not None and kind.features.asks_kind == 1.0
+    assert kind.gate_score == pytest.approx(max(expected - 0.1, 0.0), abs=1e-3)
+
+
 def test_extractive_mode_needs_no_generator(tmp_path: Path) -> None:
     engine = make_engine(tmp_path)
     engine.ingest_bytes(ACME.encode(), "acme.md")

@@ -231,8 +231,34 @@ def test_fit_gate_separates_on_coverage_and_keeps_the_similarity_scale() -> None
     assert model.score(full) == pytest.approx(0.7)  # all terms covered: the similarity itself
     assert GateModel(0.5, 0.2).score(GateFeatures(0.6, 0.8, 0.5)) == pytest.approx(0.4)
     assert GateModel(0.5, 0.2).score(GateFeatures(0.1, 0.0, 0.0)) == 0.0  # never below 0
-    with pytest.raises(ValueError, match="two numbers"):
-        GateModel.from_weights([1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="two to four numbers"):
+        GateModel.from_weights([1.0, 2.0, 3.0, 4.0, 5.0])
+
+
+def test_gate_with_a_sentence_weight_reads_the_best_sentence_score() -> None:
+    """A third weight makes the gate read the best passage sentence's score as an answer; a
+    fit on features with that score returns three weights on the same similarity scale."""
+    from rag_core.grounding import GateFeatures, GateModel, fit_gate
+
+    model = GateModel.from_weights([0.5, 0.2, 0.3])
+    assert model.reads_sentence and model.weights == (0.5, 0.2, 0.3)
+    assert model.score(GateFeatures(0.6, 0.8, 0.5, 0.4)) == pytest.approx(0.4 + 0.12)
+    assert model.score(GateFeatures(0.7, 1.0, 1.0, 1.0)) == pytest.approx(1.0)
+    asks = GateModel.from_weights([0.5, 0.2, 0.3, -0.4])
+    assert asks.reads_kind and asks.score(GateFeatures(0.6, 0.8, 0.5, 0.4, 1.0)) == pytest.approx(
+        0.12
+    )
+    assert not GateModel.from_weights([0.5, 0.2]).reads_sentence
+    # answerable and unanswerable alike in retrieval, apart in the best sentence's score
+    answerable = [GateFeatures(0.5 + 0.01 * (i % 7), 0.8, 1.0, 0.6 + 0.01 * i) for i in range(20)]
+    unanswerable = [
+        GateFeatures(0.48 + 0.01 * (i % 7), 0.8, 1.0, 0.2 + 0.01 * i) for i in range(20)
+    ]
+    fitted = fit_gate(answerable, unanswerable)
+    assert len(fitted.weights) == 3 and fitted.sentence_weight > 0.1
+    assert min(map(fitted.score, answerable)) > max(map(fitted.score, unanswerable))
+    with pytest.raises(ValueError, match="same features"):
+        fit_gate([*answerable, GateFeatures(0.5, 0.8, 1.0)], unanswerable)
 
 
 def test_lead_ins_that_address_the_question_are_removed() -> None:
