@@ -127,29 +127,29 @@ class Settings(BaseSettings):
         "convex", description="Hybrid fusion: score-based (convex) or reciprocal rank fusion."
     )
     fusion_alpha: float = Field(
-        0.8,
+        0.9,
         ge=0.0,
         le=1.0,
         description=(
-            "convex fusion: weight of the dense similarity. Chosen on the tune halves of "
-            "debian-faq and fetchmail (bench/retrieval_study.py; each alone chose 0.8 too), "
-            "reported on their test halves, hybrid nDCG@10 without the three priors below: "
-            "0.820 / 0.719 at 0.8, 0.831 / 0.689 at 0.9, 0.798 / 0.706 at 0.7; the former "
-            "default 0.95 with the priors (chosen on pyfaq dev) 0.825 / 0.601; dense alone "
-            "0.793 / 0.583."
+            "convex fusion: weight of the dense similarity. Chosen with section_bonus 0.2 on the "
+            "tune halves of pyfaq, debian-faq and fetchmail (bench/retrieval_study.py study); "
+            "on their test halves hybrid nDCG@10 is 0.784 / 0.838 / 0.644 (dense alone 0.690 / "
+            "0.792 / 0.583; the former defaults, chosen on pyfaq dev, 0.792 / 0.825 / 0.601; "
+            "alpha 0.8 without priors, chosen on debian-faq and fetchmail alone, 0.639 / 0.821 / "
+            "0.719)."
         ),
     )
     rrf_k: int = Field(60, ge=1)
     section_bonus: float = Field(
-        0.0,
+        0.2,
         ge=0.0,
         le=1.0,
         description=(
             "Added to the dense similarity of a chunk that opens its section (first chunk, or a "
-            "new heading path) in ranking. Chosen as 0.15 on pyfaq dev (hybrid nDCG@10 0.713 -> "
-            "0.771 there); on the test halves of debian-faq / fetchmail, which it was not tuned "
-            "on, the former defaults score 0.825 / 0.601 with it and 0.809 / 0.624 without, and "
-            "re-chosen with alpha on their tune halves it is 0: off by default."
+            "new heading path) in ranking. Chosen with fusion_alpha on the tune halves of pyfaq, "
+            "debian-faq and fetchmail; on their test halves, with the other constants re-chosen "
+            "each time, 0.784 / 0.838 / 0.644 with it and 0.741 / 0.819 / 0.697 without (macro "
+            "0.756 vs 0.752): it helps where an answer opens a section (FAQs) and costs fetchmail."
         ),
     )
     length_penalty: float = Field(
@@ -158,9 +158,9 @@ class Settings(BaseSettings):
         le=1.0,
         description=(
             "Subtracted, times log(chunks of its document, at most 8), from a chunk's dense "
-            "similarity in ranking. Chosen as 0.02 on pyfaq dev (0.783 -> 0.798 there); on the "
-            "test halves of debian-faq / fetchmail the former defaults score 0.825 / 0.601 with "
-            "it and 0.824 / 0.613 without: off by default."
+            "similarity in ranking. Chosen as 0.02 on pyfaq dev; re-chosen on the tune halves of "
+            "pyfaq, debian-faq and fetchmail it is 0 (test halves 0.784 / 0.838 / 0.644 with "
+            "the chosen constants, 0.779 / 0.840 / 0.661 with it re-chosen): off by default."
         ),
     )
     document_weight: float = Field(
@@ -170,9 +170,8 @@ class Settings(BaseSettings):
         description=(
             "Share of a chunk's dense similarity in ranking that comes from its whole document "
             "(the query's cosine with the mean of the document's chunk embeddings). Chosen as "
-            "0.2 on pyfaq dev (0.798 -> 0.806 there); on the test halves of debian-faq / "
-            "fetchmail the former defaults score 0.825 / 0.601 with it and without: off by "
-            "default (and no document vectors are read)."
+            "0.2 on pyfaq dev; re-chosen on the tune halves of pyfaq, debian-faq and fetchmail "
+            "it is 0: off by default (and no document vectors are read)."
         ),
     )
     dense_weight: float = Field(1.0, ge=0.0, description="Weight of the dense ranking in fusion.")
