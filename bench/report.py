@@ -70,8 +70,23 @@ def _fmt(value: float) -> str:
     return fmt(value)
 
 
+def keep_written_sections(old: str, new: str) -> str:
+    """`new` followed by the sections of `old` that `new` has no heading for: the sections written
+    from other runs (the multi-corpus study, the facts answers) survive a `make bench`."""
+    generated = {line for line in new.splitlines() if line.startswith("## ")}
+    kept = [
+        "## " + part.rstrip("\n") + "\n"
+        for part in ("\n" + old).split("\n## ")[1:]
+        if "## " + part.splitlines()[0] not in generated
+    ]
+    return new.rstrip("\n") + "\n" + "".join("\n" + k for k in kept) if kept else new
+
+
 def write_report(path: Path, text: str) -> None:
-    """Write atomically: a half-written report never replaces a good one."""
+    """Write atomically: a half-written report never replaces a good one. Sections of the
+    report already there that this run does not write are kept (keep_written_sections)."""
+    if path.is_file():
+        text = keep_written_sections(path.read_text(encoding="utf-8"), text)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text, encoding="utf-8")

@@ -236,3 +236,15 @@ def test_term_stats_by_search_agree_with_the_document_frequencies() -> None:
         assert [t.idf for t in before] == pytest.approx([t.idf for t in now])
     assert len(term_stats_by_search(retriever, "json sort list bearings greased", max_terms=2)) == 2
     assert term_stats_by_search(Retriever(embedder, InMemoryStore(), BM25Index(), set), "x") == []
+
+
+def test_a_report_keeps_the_sections_other_runs_wrote(tmp_path: Path) -> None:
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text(
+        "# Benchmarks\n\n## Latency\n\nold figures\n\n## Multi-corpus study\n\nstudy table\n",
+        encoding="utf-8",
+    )
+    write_report(path, "# Benchmarks\n\n## Latency\n\nnew figures\n")
+    text = path.read_text(encoding="utf-8")
+    assert "new figures" in text and "old figures" not in text
+    assert text.endswith("## Multi-corpus study\n\nstudy table\n")
