@@ -16,7 +16,7 @@ from rag_core.quantities import quantities
 
 AnswerKind = Literal[
     "duration", "money", "percent", "date", "time", "quantity", "name", "contact", "phone",
-    "weight", "length", "loudness", "power", "data", "speed", "brightness", "ordinal",
+    "weight", "length", "loudness", "power", "data", "speed", "brightness", "ordinal", "colour",
 ]  # fmt: skip
 # measures: a number with one of these units (rag_core.quantities canonical units)
 _MEASURES: dict[str, frozenset[str]] = {
@@ -72,6 +72,11 @@ _HOLDS: dict[str, re.Pattern[str]] = {
         r"(?:Dr\.? |Mr\.? |Ms\.? |Mrs\.? )?[A-Z][a-z]+(?: [A-Z][a-z]+)+"
         r"(?=,| (?:is|was|has|heads|leads|manages|runs|signs|approves)\b)"
     ),
+    "colour": re.compile(
+        r"\b(?:red|green|blue|yellow|orange|amber|white|black|grey|gray|purple|violet|pink|"
+        r"brown|silver|gold|turquoise|cyan|magenta)(?:dish)?\b",
+        re.IGNORECASE,
+    ),
     "ordinal": re.compile(
         r"\b(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|"
         r"\d+(?:st|nd|rd|th))\b",
@@ -125,6 +130,7 @@ _ASKS: tuple[tuple[re.Pattern[str], tuple[AnswerKind, ...]], ...] = (
         ),
         ("date",),
     ),
+    (re.compile(r"\b(?:what|which) colou?rs?\b", re.IGNORECASE), ("colour",)),
     # "from which day (of an illness)": a calendar date, or the nth day
     (re.compile(r"\bwhich day\b", re.IGNORECASE), ("date", "ordinal")),
     (

@@ -201,6 +201,8 @@ def test_refusal_gate_on_the_demo_documents(engine_factory) -> None:  # type: ig
         "How do I require a login?",
         "Describe the Lumen L2 lamp in detail.",
         "Explain how ragchat checks answers.",
+        # the gate alone refuses it (0.20); the sentence holding the asked colour overrides it
+        "What colour is the charging ring when the battery is full?",
     ]
     unanswerable = [
         "What is the population of Tokyo?",

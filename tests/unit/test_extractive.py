@@ -58,6 +58,7 @@ def evidence(question: str, *texts: str) -> Evidence:
         ("What does it mean when the Lumen L2 flashes red?", ()),
         ("How many lumens does the lamp give?", ("brightness",)),
         ("Which number do I call to book a visit?", ("phone",)),
+        ("What colour is the charging ring when the battery is full?", ("colour",)),
     ],
 )
 def test_expected_kinds(question: str, kinds: tuple[str, ...]) -> None:
@@ -159,6 +160,8 @@ def test_a_name_opening_a_sentence_and_an_ordinal_are_read() -> None:
     assert holds_kind("From the fourth calendar day you need a doctor's certificate.", "ordinal")
     assert holds_kind("Bring a note from the 4th day.", "ordinal")
     assert not holds_kind("Bring a note after four days.", "ordinal")
+    assert holds_kind("The ring turns green when the battery is full.", "colour")
+    assert not holds_kind("The ring shows the battery level.", "colour")
 
 
 def test_a_sentence_that_refers_back_is_quoted_after_the_one_it_leans_on() -> None:
