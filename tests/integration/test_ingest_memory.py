@@ -7,6 +7,11 @@ tokens keep the embedding short (65 chunks); the memory that grew with the text 
 then every word of it, counted in one tokenizer call) does not depend on the chunk size. Measured
 on the development machine (2 cores): the tiny file peaks at ~692 MiB, the one-line file at ~707
 MiB (+15 MiB); before ingestion streamed, the one-line file peaked at ~918 MiB (+226 MiB).
+
+With the libraries pip resolved on 2026-11-30 (transformers 5.24, tokenizers 0.23.3, numpy 2.4.6)
+the same code measures +137 to +158 MiB (tiny ~624 MiB, one-line 762-781 MiB), at this stop's
+first commit as at its last: the growth moved with the libraries, not the code. The margin
+sits between that and the +226 MiB of the non-streaming path, which it still catches.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from bench.ingest_memory import input_file, make_one_line, measure
 
 pytestmark = pytest.mark.integration
 
-MARGIN_MIB = 110  # over the tiny file's peak: the one-line file must stay below this
+MARGIN_MIB = 200  # over the tiny file's peak: the one-line file must stay below this
 
 
 def test_one_line_text_ingest_memory_stays_bounded(tmp_path: Path) -> None:
