@@ -15,6 +15,7 @@ import contextlib
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -40,6 +41,28 @@ __all__ = [
 ]
 
 NO_PAGE = -1  # Chroma metadata values cannot be None
+_LOCK_WAIT_S = 10.0  # how long a write waits for another client of the same folder to let go
+
+
+def _when_unlocked(write: Any) -> None:
+    """Run a write to an embedded Chroma that another client of the same folder (a `ragchat
+    reindex` beside the server, a replica on one disk) may hold locked for a moment: SQLite's
+    "database is locked" is retried with a growing pause for up to _LOCK_WAIT_S, then raised."""
+    from chromadb.errors import InternalError
+
+    deadline = time.monotonic() + _LOCK_WAIT_S
+    pause = 0.05
+    while True:
+        try:
+            write()
+            return
+        except InternalError as exc:
+            if "database is locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+
 _DIMENSION_KEY = "ragchat_dimension"
 # The documents' vectors live in a second collection named after the chunks' one.
 DOCUMENTS_SUFFIX = "-documents"
@@ -257,7 +280,9 @@ class ChromaStore:
         config = self._collection.configuration_json or {}
         if (config.get("hnsw") or {}).get("ef_search", ef_search) == ef_search:
             return False
-        self._collection.modify(configuration={"hnsw": {"ef_search": ef_search}})
+        _when_unlocked(
+            lambda: self._collection.modify(configuration={"hnsw": {"ef_search": ef_search}})
+        )
         return True
 
     def _check_dimension(self, dimension: int | None) -> int | None:
