@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.services import postgres_schema
+
+if TYPE_CHECKING:
+    from rag_core.db.database import Database
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -57,3 +61,14 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         return
     with postgres_schema("t") as url:
         yield url
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    """A migrated Database on `db_url` (SQLite and PostgreSQL), disposed after the test."""
+    from rag_core.db.database import Database
+
+    database = Database(db_url)
+    database.migrate()
+    yield database
+    database.dispose()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,14 +22,6 @@ from rag_core.types import Chunk, Citation, Done, Hit, SentenceCheck, Timings, T
 
 pytestmark = pytest.mark.integration
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()  # the newest migration
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = Database(db_url)
-    database.migrate()
-    yield database
-    database.dispose()
 
 
 def _chunk(doc: str, i: int, text: str, **kw: object) -> Chunk:

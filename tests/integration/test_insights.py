@@ -3,7 +3,6 @@ known log, the window of days, and migration 0007 filling its columns for turns 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -21,14 +20,6 @@ from rag_core.types import Chunk, Citation, Done, Hit, Timings
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
 TODAY, YESTERDAY = NOW.date(), NOW.date() - timedelta(days=1)
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = Database(db_url)
-    database.migrate()
-    yield database
-    database.dispose()
 
 
 def _chunk(doc: str) -> Chunk:

@@ -4,7 +4,6 @@ swapped out meanwhile refused, a stalled run seen as stalled."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -19,14 +18,6 @@ pytestmark = pytest.mark.integration
 
 OLD = EmbedderIdentity("old", "default", "a" * 64, "float32", 384)
 NEW = EmbedderIdentity("new", "/models/new", "b" * 64, "float32", 32)
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = Database(db_url)
-    database.migrate()
-    yield database
-    database.dispose()
 
 
 def test_one_active_and_one_building_index(db: Database) -> None:
