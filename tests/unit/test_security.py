@@ -125,11 +125,14 @@ def test_stale_uploads_are_cleaned(tmp_path: Path) -> None:
     old, new = incoming / "old.pdf", settings.uploads_path / "fresh.txt"
     old.write_bytes(b"x" * 100)
     new.write_bytes(b"y")
+    fresh_folder = settings.uploads_path / "incoming" / "def"  # an upload may be moving in
+    fresh_folder.mkdir()
     past = time.time() - 7200
     os.utime(old, (past, past))
+    os.utime(incoming, (past, past))
     assert clean_stale_uploads(settings, 3600) == 1
     assert not old.exists() and not incoming.exists() and new.exists()
-    assert (settings.uploads_path / "incoming").is_dir()
+    assert fresh_folder.is_dir() and (settings.uploads_path / "incoming").is_dir()
 
 
 @pytest.fixture

@@ -77,28 +77,31 @@ def stage_upload(path: Path, settings: Settings, name: str) -> Path:
     ext = Path(clean_name(name)).suffix.lower()
     staged = uploads / f"{uuid.uuid4().hex}{ext if ext in _STAGED_EXTENSIONS else ''}"
     shutil.move(str(path), staged)
-    cache = (uploads / UPLOAD_CACHE).resolve()
-    parent = path.resolve().parent
-    if parent != cache and parent.is_relative_to(cache):
-        with contextlib.suppress(OSError):  # not empty: another upload shares the folder
-            parent.rmdir()
     return staged
 
 
 def clean_stale_uploads(settings: Settings, max_age_s: float) -> int:
     """Delete uploads (Gradio's cache and staged files) untouched for `max_age_s` seconds: an
-    aborted or never-submitted upload must not stay on disk. Returns how many files went."""
+    aborted or never-submitted upload must not stay on disk. Empty folders go too, once
+    untouched as long (a fresh one may be about to receive an upload). Returns how many files
+    went."""
     uploads = settings.uploads_path
     if not uploads.is_dir():
         return 0
     cutoff = time.time() - max_age_s
     removed = 0
-    for path in sorted(uploads.rglob("*"), reverse=True):  # files before their folders
+    paths = sorted(uploads.rglob("*"), reverse=True)  # files before their folders
+    touched: dict[Path, float] = {}  # read before any unlink, which touches the folder
+    for path in paths:
+        with contextlib.suppress(OSError):
+            touched[path] = path.lstat().st_mtime
+    for path in paths:
         try:
+            if touched.get(path, cutoff) >= cutoff:
+                continue
             if path.is_symlink() or path.is_file():
-                if path.lstat().st_mtime < cutoff:
-                    path.unlink()
-                    removed += 1
+                path.unlink()
+                removed += 1
             elif path.is_dir() and path != uploads / UPLOAD_CACHE:
                 path.rmdir()  # only when empty
         except OSError:
@@ -107,13 +110,13 @@ def clean_stale_uploads(settings: Settings, max_age_s: float) -> int:
 
 
 def discard_copy(path: Path, cache: Path) -> None:
-    """Delete a file Gradio copied into its upload cache (and its folder, if left empty)."""
+    """Delete a file Gradio copied into its upload cache. Its folder stays for
+    clean_stale_uploads (see stage_upload)."""
     resolved = path.resolve()
     if resolved.parent == cache or not resolved.is_relative_to(cache):
         return
     with contextlib.suppress(OSError):
         resolved.unlink(missing_ok=True)
-        resolved.parent.rmdir()
 
 
 def _short(name: str) -> str:
