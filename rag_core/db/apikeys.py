@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from rag_core.db.database import Database
-from rag_core.db.models import ApiKeyRow, utcnow
+from rag_core.db.models import ApiKeyRow, from_row, utcnow
 from rag_core.errors import UserError
 
 KEY_PREFIX = "rck_"
@@ -46,15 +46,7 @@ class ApiKeyRecord:
 
 
 def _record(row: ApiKeyRow) -> ApiKeyRecord:
-    return ApiKeyRecord(
-        id=row.id,
-        user=row.user,
-        name=row.name,
-        prefix=row.prefix,
-        created_at=row.created_at,
-        last_used_at=row.last_used_at,
-        revoked_at=row.revoked_at,
-    )
+    return from_row(ApiKeyRecord, row)
 
 
 class ApiKeys:

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from rag_core.db.database import Database
-from rag_core.db.models import RegistryStateRow, VectorIndexRow, new_id, utcnow
+from rag_core.db.models import RegistryStateRow, VectorIndexRow, from_row, new_id, utcnow
 from rag_core.db.registry import bump_generation, token_of
 from rag_core.embedders.identity import EmbedderIdentity
 from rag_core.errors import ConfigError
@@ -32,39 +32,12 @@ STALLED_AFTER_S = 120.0
 
 
 def _record(row: VectorIndexRow) -> IndexRecord:
-    identity = EmbedderIdentity(
-        name=row.embedder_name,
-        source=row.embedder_source,
-        fingerprint=row.fingerprint,
-        precision=row.precision,
-        dimension=row.dimension,
-    )
     status: IndexState = row.status  # type: ignore[assignment]  # the check constraint holds it
-    return IndexRecord(
-        id=row.id,
-        collection=row.collection,
-        status=status,
-        identity=identity,
-        chunks_done=row.chunks_done,
-        chunks_total=row.chunks_total,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
+    return from_row(IndexRecord, row, status=status)
 
 
 def _row(collection: str, status: str, identity: EmbedderIdentity) -> VectorIndexRow:
-    return VectorIndexRow(
-        id=new_id(),
-        collection=collection,
-        status=status,
-        embedder_name=identity.name,
-        embedder_source=identity.source,
-        fingerprint=identity.fingerprint,
-        precision=identity.precision,
-        dimension=identity.dimension,
-        chunks_done=0,
-        chunks_total=0,
-    )
+    return VectorIndexRow(id=new_id(), collection=collection, status=status, identity=identity)
 
 
 def _in_state(s: Session, status: str) -> VectorIndexRow | None:

@@ -24,6 +24,8 @@ from rag_core.db.models import (
     TurnPassageRow,
     TurnRow,
     TurnSentenceRow,
+    from_row,
+    to_row,
     utcnow,
 )
 from rag_core.db.records import ConversationRecord, Feedback, TurnRecord
@@ -76,43 +78,23 @@ def _turn_count() -> sa.ScalarSelect[int]:
 
 
 def _conversation_record(row: ConversationRow, turn_count: int) -> ConversationRecord:
-    return ConversationRecord(
-        id=row.id,
-        user=row.user,
-        title=row.title,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        turn_count=turn_count,
-    )
+    return from_row(ConversationRecord, row, turn_count=turn_count)
 
 
 def _chunk(p: TurnPassageRow) -> Chunk:
-    return Chunk(
-        id=p.chunk_id,
-        document_id=p.document_id,
-        document_name=p.document_name,
-        version=p.version,
-        index=p.chunk_index,
-        text=p.text,
-        char_start=p.char_start,
-        char_end=p.char_end,
-        page=p.page,
-        page_end=p.page_end,
-        heading_path=tuple(p.heading_path),
-        ocr=bool(p.ocr),
+    heading_path = tuple(p.heading_path)
+    return from_row(
+        Chunk, p, id=p.chunk_id, index=p.chunk_index, heading_path=heading_path, ocr=bool(p.ocr)
     )
 
 
 def _turn_record(row: TurnRow) -> TurnRecord:
     """Rebuild hits, citations and sentence checks from the stored rows."""
     sentences = tuple(
-        SentenceCheck(
+        from_row(
+            SentenceCheck,
+            s,
             index=s.position,
-            text=s.text,
-            supported=s.supported,
-            score=s.score,
-            citation=s.citation,
-            support=s.support,
             reason="" if s.reason == _OLD_NO_CLAIM else s.reason,
             verdict=_verdict(s, row),
         )
@@ -126,17 +108,7 @@ def _turn_record(row: TurnRow) -> TurnRecord:
     citations: list[Citation] = []
     for p in row.passages:
         chunk = _chunk(p)
-        hits.append(
-            Hit(
-                chunk=chunk,
-                rank=p.rank,
-                score=p.score,
-                dense_score=p.dense_score,
-                dense_rank=p.dense_rank,
-                keyword_score=p.keyword_score,
-                keyword_rank=p.keyword_rank,
-            )
-        )
+        hits.append(from_row(Hit, p, chunk=chunk))
         if not p.cited:
             continue
         for n in p.citation_numbers:
@@ -152,28 +124,15 @@ def _turn_record(row: TurnRow) -> TurnRecord:
                 )
             )
     citations.sort(key=lambda c: c.n)
-    return TurnRecord(
-        id=row.id,
-        conversation_id=row.conversation_id,
-        position=row.position,
-        question=row.question,
-        query=row.query,
-        answer=row.answer,
-        raw_answer=row.raw_answer,
-        refused=row.refused,
-        mode=row.mode,
-        status=row.status,
-        error=row.error,
+    return from_row(
+        TurnRecord,
+        row,
         timings=_timings(row.timings),
         config=dict(row.config),
-        created_at=row.created_at,
-        feedback_rating=row.feedback_rating,
-        feedback_comment=row.feedback_comment,
         hits=tuple(hits),
         citations=tuple(citations),
         sentences=sentences,
         lead=row.lead if row.lead is not None else _old_lead(row.answer, sentences),
-        gate_score=row.gate_score,
         feedback=_feedback(row),
     )
 
@@ -407,43 +366,19 @@ class ConversationLog:
                 gate_score=done.gate_score,
             )
             turn.passages = [
-                TurnPassageRow(
-                    rank=h.rank,
-                    score=h.score,
-                    dense_score=h.dense_score,
-                    dense_rank=h.dense_rank,
-                    keyword_score=h.keyword_score,
-                    keyword_rank=h.keyword_rank,
+                to_row(
+                    TurnPassageRow,
+                    h,
+                    h.chunk,
                     chunk_id=h.chunk.id,
-                    document_id=h.chunk.document_id,
-                    document_name=h.chunk.document_name,
-                    version=h.chunk.version,
                     chunk_index=h.chunk.index,
-                    page=h.chunk.page,
-                    page_end=h.chunk.page_end,
                     heading_path=list(h.chunk.heading_path),
-                    ocr=h.chunk.ocr,
-                    char_start=h.chunk.char_start,
-                    char_end=h.chunk.char_end,
-                    text=h.chunk.text,
                     cited=h.chunk.id in numbers,
                     citation_numbers=sorted(numbers.get(h.chunk.id, [])),
                 )
                 for h in done.hits
             ]
-            turn.sentences = [
-                TurnSentenceRow(
-                    position=c.index,
-                    text=c.text,
-                    supported=c.supported,
-                    score=c.score,
-                    citation=c.citation,
-                    support=c.support,
-                    reason=c.reason,
-                    verdict=c.verdict,
-                )
-                for c in done.sentences
-            ]
+            turn.sentences = [to_row(TurnSentenceRow, c, position=c.index) for c in done.sentences]
             s.add(turn)
             conv.updated_at = now
             if conv.title == DEFAULT_TITLE and done.question.strip():

@@ -6,13 +6,29 @@ these models and the migrated database never drift apart.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.orm import DeclarativeBase, Mapped, Relationship, mapped_column, relationship
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Relationship,
+    composite,
+    mapped_column,
+    relationship,
+)
 from sqlalchemy.types import TypeDecorator
+
+from rag_core.embedders.identity import EmbedderIdentity
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+    R = TypeVar("R", bound=DataclassInstance)
+    B = TypeVar("B", bound="Base")
 
 DEFAULT_USER = "local"
 DEFAULT_TITLE = "New conversation"
@@ -35,6 +51,29 @@ NAMING_CONVENTION = {
 def utcnow() -> datetime:
     """The current time, timezone-aware in UTC."""
     return datetime.now(UTC)
+
+
+def from_row(record: type[R], row: object, **given: Any) -> R:
+    """A frozen record built from an ORM row: every field not `given` is the row's attribute of
+    the same name (a field the row lacks raises AttributeError, so a rename cannot pass)."""
+    taken = {
+        f.name: getattr(row, f.name) for f in dataclasses.fields(record) if f.name not in given
+    }
+    return record(**taken, **given)
+
+
+def to_row(row_type: type[B], *records: DataclassInstance, **given: Any) -> B:
+    """An ORM row from frozen records: the `given` columns, then every mapped column that a
+    record has a field of the same name for (the first such record wins). The row's primary
+    key never comes from a record."""
+    mapper = sa.inspect(row_type)
+    open_keys = set(mapper.column_attrs.keys()) - {c.key for c in mapper.primary_key}
+    values = dict(given)
+    for record in records:
+        for f in dataclasses.fields(record):
+            if f.name in open_keys and f.name not in values:
+                values[f.name] = getattr(record, f.name)
+    return row_type(**values)
 
 
 def new_id() -> str:
@@ -311,11 +350,14 @@ class VectorIndexRow(Base):
     id: Mapped[str] = mapped_column(sa.String(32), primary_key=True, default=new_id)
     collection: Mapped[str] = mapped_column(sa.String(255), unique=True)
     status: Mapped[str] = mapped_column(sa.String(16))
-    embedder_name: Mapped[str] = mapped_column(sa.Text)
-    embedder_source: Mapped[str] = mapped_column(sa.Text)
-    fingerprint: Mapped[str] = mapped_column(sa.String(64))
-    precision: Mapped[str] = mapped_column(sa.String(16))
-    dimension: Mapped[int] = mapped_column(sa.Integer)
+    # the five columns embedder_name, embedder_source, fingerprint, precision, dimension
+    identity: Mapped[EmbedderIdentity] = composite(
+        mapped_column("embedder_name", sa.Text),
+        mapped_column("embedder_source", sa.Text),
+        mapped_column("fingerprint", sa.String(64)),
+        mapped_column("precision", sa.String(16)),
+        mapped_column("dimension", sa.Integer),
+    )
     chunks_done: Mapped[int] = mapped_column(sa.Integer, default=0)
     chunks_total: Mapped[int] = mapped_column(sa.Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

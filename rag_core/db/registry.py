@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from rag_core.db.database import Database
-from rag_core.db.models import DocumentRow, RegistryStateRow, VectorIndexRow, utcnow
+from rag_core.db.models import DocumentRow, RegistryStateRow, VectorIndexRow, from_row, utcnow
 from rag_core.errors import DocumentNotFoundError, IndexChangedError
 from rag_core.types import DocumentRecord
 
@@ -30,22 +30,7 @@ _HEX = re.compile(r"[0-9a-f]+")
 
 
 def _record(row: DocumentRow) -> DocumentRecord:
-    return DocumentRecord(
-        id=row.id,
-        name=row.name,
-        content_hash=row.content_hash,
-        version=row.version,
-        size=row.size,
-        doc_type=row.doc_type,
-        page_count=row.page_count,
-        chunk_count=row.chunk_count,
-        added_at=row.added_at,
-        status=row.status,
-        updated_at=row.updated_at,
-        owner=row.owner,
-        added_by=row.added_by,
-        ocr_pages=tuple(row.ocr_pages or ()),
-    )
+    return from_row(DocumentRecord, row, ocr_pages=tuple(row.ocr_pages or ()))
 
 
 def _ready() -> sa.Select[DocumentRow]:

@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 
 _LAZY = frozenset({"dimension", "max_tokens"})
 PRECISIONS = ("auto", "float32", "bfloat16")
+# a slow tokenizer asked for token counts only: no special tokens, no cut, nothing extra
+_NO_CHANGES = ("add_special_tokens", "truncation", "padding")
+_NO_EXTRAS = ("return_attention_mask", "return_token_type_ids", "verbose")
+_COUNT_ONLY = dict.fromkeys((*_NO_CHANGES, *_NO_EXTRAS), False)
 
 
 def native_bfloat16(device: str = "cpu") -> bool:
@@ -238,15 +242,7 @@ class SentenceTransformerEmbedder:
                 backend.no_padding()
                 fast = backend.encode_batch_fast(list(texts), add_special_tokens=False)
                 return [len(e.ids) for e in fast]
-            encoded = st.tokenizer(
-                list(texts),
-                add_special_tokens=False,
-                truncation=False,
-                padding=False,
-                return_attention_mask=False,
-                return_token_type_ids=False,
-                verbose=False,
-            )
+            encoded = st.tokenizer(list(texts), **_COUNT_ONLY)
         return [len(ids) for ids in encoded["input_ids"]]
 
     def fingerprint(self) -> str:

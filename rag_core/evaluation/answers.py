@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -158,18 +159,12 @@ def evaluate_answers(
 ) -> list[AnswerRecord]:
     """Answer each (question, relevant ids or None if unanswerable) under each grounding policy."""
 
+    score = functools.partial(answer_record, documents=documents, judge=judge)
+
     def run(item: tuple[str, frozenset[str] | None], policy: str) -> AnswerRecord:
         question, relevant = item
         done, first, gate = run_answer(engine, question, policy)
-        return answer_record(
-            done,
-            grounding=policy,
-            relevant=relevant,
-            documents=documents,
-            first_token_ms=first,
-            gate=gate,
-            judge=judge,
-        )
+        return score(done, grounding=policy, relevant=relevant, first_token_ms=first, gate=gate)
 
     return run_grid(questions, groundings, run, progress)
 
