@@ -29,6 +29,7 @@ RANKING_KEYS = (
     "candidates",
     "fusion",
     "fusion_alpha",
+    "fusion_normalise",
     "section_bonus",
     "length_penalty",
     "document_weight",
@@ -137,6 +138,13 @@ class Settings(BaseSettings):
             "0.792 / 0.583; the former defaults, chosen on pyfaq dev, 0.792 / 0.825 / 0.601; "
             "alpha 0.8 without priors, chosen on debian-faq and fetchmail alone, 0.639 / 0.821 / "
             "0.719)."
+        ),
+    )
+    fusion_normalise: Literal["max", "z"] = Field(
+        "max",
+        description=(
+            "convex fusion: 'max' mixes the cosine with BM25 / the query's best BM25; 'z' mixes "
+            "each retriever's scores as z-scores over its own candidates."
         ),
     )
     rrf_k: int = Field(60, ge=1)

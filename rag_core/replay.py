@@ -42,6 +42,8 @@ OPTIONS = {
     "answer_mode": "answer_mode",
     "grounding": "grounding",
 }
+# settings added after turns were first logged: a snapshot without one was answered with this
+UNRECORDED_BEFORE = {"fusion_normalise": "max"}
 MODELS = ("generator", "generator_model", "embedder")  # a replay can only run today's
 INDEX = ("chunk_size", "chunk_overlap")  # the knowledge base is chunked as it is today
 
@@ -200,6 +202,7 @@ def replay_settings(
     """Today's settings with a turn's snapshot applied: the settings and options to answer it
     with, whether its models differ from today's, and notes on what cannot be reproduced."""
     notes: list[str] = []
+    config = {**UNRECORDED_BEFORE, **config}
     update = {k: config[k] for k in REPLAYED if k in config}
     missing = [k for k in (*REPLAYED, *OPTIONS) if k not in config]
     if missing:

@@ -43,6 +43,10 @@ class FusionParams:
     length_penalty: float = 0.0
     # share of a chunk's dense similarity taken from its whole document's (Retriever.search)
     document_weight: float = 0.0
+    # convex: how the two retrievers' scores are put on one scale before mixing ('max': BM25
+    # divided by the query's best BM25, the cosine as it is; 'z': each retriever's candidate
+    # scores as z-scores over that retriever's candidates)
+    normalise: str = "max"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FusionParams:
@@ -56,6 +60,7 @@ class FusionParams:
             settings.section_bonus,
             settings.length_penalty,
             settings.document_weight,
+            settings.fusion_normalise,
         )
 
 
@@ -263,6 +268,15 @@ class Retriever:
         return [TermStat(t, df.get(t, 0), bm25_idf(df.get(t, 0), n)) for t in terms]
 
 
+def z_scores(scores: Mapping[str, float]) -> dict[str, float]:
+    """Each score as (score - mean) / standard deviation over all of them (0 when all agree)."""
+    if not scores:
+        return {}
+    mean = sum(scores.values()) / len(scores)
+    std = math.sqrt(sum((x - mean) ** 2 for x in scores.values()) / len(scores)) or 1.0
+    return {cid: (x - mean) / std for cid, x in scores.items()}
+
+
 def fuse(
     dense: Sequence[tuple[Chunk, float]],
     keyword: Sequence[tuple[str, float]],
@@ -278,6 +292,8 @@ def fuse(
 
     convex (default): alpha * cosine + (1 - alpha) * BM25 / best BM25 of the query. A chunk only
     one retriever found gets the other's floor (0 for BM25, the lowest dense candidate's cosine).
+    With params.normalise 'z', both are z-scores over their own candidates instead (a chunk BM25
+    did not find gets BM25's mean, 0).
     On pyfaq dev this lifts nDCG@10 over dense alone, where rank fusion with the weaker BM25
     ranking lowers it (see docs in README). rrf: sum over retrievers of w / (rrf_k + rank).
     `bonus` (chunk id -> amount) is added to a chunk's dense similarity in ranking (convex and
@@ -296,12 +312,16 @@ def fuse(
     elif mode == "bm25":
         scores = {cid: s for cid, (_, s) in kw_info.items()}
     elif params.method == "convex":
-        top_kw = max((sc for _, sc in kw_info.values()), default=0.0) or 1.0
         floor = min(boosted.values(), default=0.0)
-        for cid in set(dense_info) | set(kw_info):
-            d_score = boosted.get(cid, floor)
-            k_score = kw_info[cid][1] / top_kw if cid in kw_info else 0.0
-            scores[cid] = params.alpha * d_score + (1 - params.alpha) * k_score
+        on_d = {cid: boosted.get(cid, floor) for cid in set(dense_info) | set(kw_info)}
+        on_k = {cid: score for cid, (_, score) in kw_info.items()}
+        if params.normalise == "z":
+            on_d, on_k = z_scores(on_d), z_scores(on_k)
+        else:
+            top_kw = max(on_k.values(), default=0.0) or 1.0
+            on_k = {cid: score / top_kw for cid, score in on_k.items()}
+        a = params.alpha
+        scores = {cid: a * on_d[cid] + (1 - a) * on_k.get(cid, 0.0) for cid in on_d}
     else:
         for cid, (rank, _) in dense_info.items():
             scores[cid] = scores.get(cid, 0.0) + params.dense_weight / (params.rrf_k + rank)

@@ -160,6 +160,10 @@ def test_a_snapshot_that_cannot_be_replayed_is_a_clear_error(tmp_path: Path) -> 
         replay_settings(settings, {"top_k": 999})
     _s, options, differ, notes = replay_settings(settings, {"top_k": 3, "fusion_alpha": 0.5})
     assert options.top_k == 3 and _s.fusion_alpha == 0.5 and not differ
+    # a turn logged before fusion_normalise existed was ranked with 'max', whatever today's is
+    z_today = settings.model_copy(update={"fusion_normalise": "z"})
+    assert replay_settings(z_today, {"top_k": 3})[0].fusion_normalise == "max"
+    assert replay_settings(z_today, {"fusion_normalise": "z"})[0].fusion_normalise == "z"
     assert notes and "today's value used" in notes[0] and "candidates" in notes[0]
 
 

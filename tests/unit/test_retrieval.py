@@ -2,7 +2,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from rag_core.retrieval import FusionParams, content_words, fuse, standalone_query
+from rag_core.retrieval import FusionParams, content_words, fuse, standalone_query, z_scores
 from rag_core.types import Chunk, Turn
 
 
@@ -42,6 +42,33 @@ def test_chunks_of_documents_not_ready_are_never_returned() -> None:
         params=FusionParams(),
     )  # fmt: skip
     assert [h.chunk.id for h in hits] == ["a"]
+
+
+def test_z_normalised_fusion_mixes_each_retrievers_z_scores() -> None:
+    a, b, c, d = chunk("a"), chunk("b"), chunk("c"), chunk("d")
+    dense = [(a, 0.9), (b, 0.6), (c, 0.3)]  # d only by BM25: the dense floor, 0.3
+    keyword = [("d", 30.0), ("b", 10.0)]  # a and c not by BM25: BM25's mean, z = 0
+    store = {"d": d}
+    params = FusionParams("convex", alpha=0.6, normalise="z")
+    hits = fuse(dense, keyword, lambda ids: [store[i] for i in ids], {"d1"}, k=4,
+                mode="hybrid", params=params)  # fmt: skip
+    on_d = {"a": 0.9, "b": 0.6, "c": 0.3, "d": 0.3}
+    mean = sum(on_d.values()) / 4
+    std = (sum((x - mean) ** 2 for x in on_d.values()) / 4) ** 0.5
+    z_kw = {"d": 1.0, "b": -1.0}  # two scores: +-1 standard deviation
+    expected = {cid: 0.6 * (x - mean) / std + 0.4 * z_kw.get(cid, 0.0) for cid, x in on_d.items()}
+    assert {h.chunk.id: h.score for h in hits} == pytest.approx(expected)
+    assert [h.chunk.id for h in hits] == sorted(expected, key=lambda cid: -expected[cid])
+    # a scale change of one retriever's scores changes nothing under z (it does under 'max')
+    scaled = fuse([(x, s * 10) for x, s in dense], keyword, lambda ids: [store[i] for i in ids],
+                  {"d1"}, k=4, mode="hybrid", params=params)  # fmt: skip
+    assert [h.chunk.id for h in scaled] == [h.chunk.id for h in hits]
+    assert [h.dense_score for h in hits][:1] == [0.9]  # hits keep the raw similarity
+
+
+def test_z_scores_of_equal_values_are_zero() -> None:
+    assert z_scores({"a": 2.0, "b": 2.0}) == {"a": 0.0, "b": 0.0}
+    assert z_scores({}) == {}
 
 
 def test_single_modes_keep_raw_scores() -> None:
