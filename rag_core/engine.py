@@ -120,12 +120,14 @@ class Engine:
         progress: Progress | None = None,
         *,
         actor: Actor = OPERATOR,
+        cancel: threading.Event | None = None,
     ) -> list[IngestResult]:
         """Ingest files through one batched path (see IngestPipeline.ingest_sources): their
         chunks are embedded together; each file succeeds or fails on its own; results in order.
-        Every entry point (the page, the API, the command line) ingests through here."""
+        Every entry point (the page, the API, the command line) ingests through here. Setting
+        `cancel` stops it: files not yet added come back 'cancelled', with nothing of them kept."""
         self.follow_index()
-        return self.pipeline.ingest_sources(sources, progress, actor=actor)
+        return self.pipeline.ingest_sources(sources, progress, actor=actor, cancel=cancel)
 
     def ingest_path(
         self,

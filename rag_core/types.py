@@ -372,12 +372,13 @@ class Actor:
         return self.name is None or self.admin or document.owner == self.name
 
 
-IngestStatus = Literal["added", "duplicate", "replaced", "error"]
+IngestStatus = Literal["added", "duplicate", "replaced", "error", "cancelled"]
 
 
 @dataclass(frozen=True)
 class IngestResult:
-    """The outcome for one file: added, duplicate (of `document`), replaced (new version) or error."""
+    """The outcome for one file: added, duplicate (of `document`), replaced (new version), error,
+    or cancelled (the ingest was stopped before the file was added: nothing of it is kept)."""
 
     name: str
     status: IngestStatus

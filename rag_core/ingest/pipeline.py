@@ -141,10 +141,13 @@ class IngestPipeline:
         progress: Progress | None = None,
         *,
         actor: Actor = OPERATOR,
+        cancel: threading.Event | None = None,
     ) -> list[IngestResult]:
         """Ingest files on disk (a path, or a path and the name the user gave it) and contents
         ((bytes, name)) through the one batched path: their chunks are embedded together, each
-        file is read only when its turn comes, and the results come in the order given."""
+        file is read only when its turn comes, and the results come in the order given. Setting
+        `cancel` stops it: see ingest_many."""
+        sources = list(sources)
         failed: dict[int, IngestResult] = {}
         order: list[int] = []
 
@@ -162,8 +165,11 @@ class IngestPipeline:
                     order.append(i)
                     yield read
 
-        done = self.ingest_many(contents(), progress, actor=actor)
-        merged = {**failed, **dict(zip(order, done, strict=True))}
+        done = self.ingest_many(contents(), progress, actor=actor, cancel=cancel)
+        merged = {**failed, **dict(zip(order, done, strict=False))}
+        for i, source in enumerate(sources):  # not reached: the ingest was cancelled first
+            if i not in merged:
+                merged[i] = _cancelled(_source_name(source))
         return [merged[i] for i in sorted(merged)]
 
     def _read(self, path: Path, name: str) -> tuple[bytes, str] | IngestResult:
@@ -192,21 +198,25 @@ class IngestPipeline:
         progress: Progress | None = None,
         *,
         actor: Actor = OPERATOR,
+        cancel: threading.Event | None = None,
     ) -> list[IngestResult]:
         """Ingest several files, embedding their chunks in shared batches (fast for small files).
 
         Each file succeeds or fails on its own; one bad file never affects the others. `actor`
         becomes the owner of new documents and may replace only documents it may change. An
         error while embedding or writing (not the file's fault) removes what was written of every
-        file not yet committed and is raised.
+        file not yet committed and is raised. Once `cancel` is set, the files committed so far
+        stay, what was written of the others is removed, and those not read yet are not read:
+        they come back 'cancelled' (a file never read has no result: ingest_sources adds one).
         """
         report = progress or (lambda stage, fraction: None)
         results: list[IngestResult] = []
         with self.exclusive():
-            writer = _Writer(self, results, report)
+            writer = _Writer(self, results, report, cancel)
             seen: dict[str, DocumentRecord] = {}  # content hash -> registered in this call
             try:
                 for data, raw_name in files:
+                    writer.check_cancel()
                     prepared = self._prepare(data, clean_name(raw_name), seen, actor)
                     if isinstance(prepared, IngestResult):
                         results.append(prepared)
@@ -216,6 +226,11 @@ class IngestPipeline:
                     prepared.slot = len(results) - 1
                     writer.write(prepared)
                 writer.flush()
+            except _Cancelled:
+                for doc in writer.abort():
+                    results[doc.slot] = _cancelled(doc.record.name)
+                report("cancelled", 1.0)
+                return results
             except BaseException:
                 writer.abort()
                 raise
@@ -481,17 +496,36 @@ class IngestPipeline:
         self.registry.remove(document_id)
 
 
+class _Cancelled(Exception):
+    """Raised inside ingest_many when its cancel event is set; never leaves it."""
+
+
+def _cancelled(name: str) -> IngestResult:
+    return IngestResult(name, "cancelled", error=f"{name}: cancelled before it was added")
+
+
+def _source_name(source: IngestSource) -> str:
+    if isinstance(source, tuple):
+        return clean_name(str(source[1]))
+    return clean_name(Path(source).name)
+
+
 class _Writer:
     """Streams the chunks of the files of one `ingest_many` call into batches: each batch is
     embedded and written to both indexes, then dropped; a file is committed (made 'ready') once
     the batch holding its last chunk is written. `abort()` removes every file not committed."""
 
     def __init__(
-        self, pipeline: IngestPipeline, results: list[IngestResult], report: Progress
+        self,
+        pipeline: IngestPipeline,
+        results: list[IngestResult],
+        report: Progress,
+        cancel: threading.Event | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.results = results
         self.report = report
+        self.cancel = cancel
         self.open: dict[str, _Prepared] = {}  # registered in this call, not committed yet
         self.done: list[_Prepared] = []  # every chunk made, some perhaps not written yet
         self.batch: list[Chunk] = []
@@ -515,6 +549,7 @@ class _Writer:
             chunk_size=settings.chunk_size,
             chunk_overlap=settings.chunk_overlap,
         ):
+            self.check_cancel()
             self.batch.append(chunk)
             doc.chunks += 1
             self.fraction = min(1.0, chunk.char_end / length)
@@ -532,12 +567,18 @@ class _Writer:
             return
         self.done.append(doc)
 
+    def check_cancel(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise _Cancelled
+
     def flush(self) -> None:
         """Write the batch, then commit the files whose chunks are now all written."""
+        self.check_cancel()
         if self.batch:
             self.pipeline._index(self.batch, self.open, self.touch)
             self.batch = []
             self.report("embedding", 0.05 + 0.85 * self.fraction)
+            self.check_cancel()  # before any commit: a cancel during the last batch counts
         for doc in self.done:
             self.commit(doc)
         self.done = []
@@ -560,10 +601,13 @@ class _Writer:
             self.pipeline.registry.touch(set(self.open))
             self.touched = time.monotonic()
 
-    def abort(self) -> None:
-        """Remove the chunks written so far and the rows of the files not committed."""
+    def abort(self) -> list[_Prepared]:
+        """Remove the chunks written so far and the rows of the files not committed; returns
+        those files."""
         self.batch = []
         self.done = []
+        removed = list(self.open.values())
         for doc_id in list(self.open):
             self.pipeline._purge(doc_id)
             del self.open[doc_id]
+        return removed

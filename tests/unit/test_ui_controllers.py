@@ -27,7 +27,7 @@ from webapp.ui.chat import ChatController
 from webapp.ui.common import fresh_state
 from webapp.ui.history import HistoryController
 from webapp.ui.insights import InsightsController
-from webapp.ui.knowledge import KnowledgeController
+from webapp.ui.knowledge import KnowledgeController, eta_text
 from webapp.ui.sessions import HISTORY_PAGE, Sessions
 
 SKIP = gr.skip()
@@ -373,7 +373,8 @@ def test_upload_ingests_a_staged_copy_and_reports_a_concurrent_twin(kb: UI) -> N
     assert "rc-ingest-added" in results and "pump &lt;notes&gt;.md" in results
     assert "pump &lt;notes&gt;.md" in table and files is None
     assert [d.name for d in kb.engine.documents()] == ["acme.md", "pump <notes>.md"]
-    assert not Path(path).exists() and not Path(path).parent.exists()  # moved, folder removed
+    # moved; Gradio's folder stays for the stale-upload sweep (another upload may be moving in)
+    assert not Path(path).exists() and list(Path(path).parent.iterdir()) == []
     staged = [p for p in kb.knowledge.settings.uploads_path.iterdir() if p.is_file()]
     assert staged == []  # the staged copy is deleted once ingested
     # the same bytes under the same name, uploaded at the same time: one cached file
@@ -384,6 +385,34 @@ def test_upload_ingests_a_staged_copy_and_reports_a_concurrent_twin(kb: UI) -> N
         *kb.knowledge.catalog(),
         SKIP,
     )
+
+
+def test_cancel_stops_this_browsers_upload_and_keeps_nothing_of_it(kb: UI) -> None:
+    paths = [cached_upload(kb, f"note{i}.md", f"# Note {i}\n\nValve {i} is red.\n".encode())
+             for i in range(2)]  # fmt: skip
+    with pytest.warns(UserWarning, match="No upload of yours is running"):
+        kb.knowledge.cancel(Request())
+    other_tab = Request(session_hash="tab-2")
+    seen: list[str] = []
+
+    def progress(fraction: float, desc: str = "") -> None:
+        seen.append(desc)
+        if len(seen) == 1:
+            kb.knowledge.cancel(other_tab)  # another browser's cancel: not this upload
+            assert not kb.knowledge.cancels["tab-1"].is_set()
+            kb.knowledge.cancel(Request())
+
+    results, table, *_ = kb.knowledge.upload(paths, Request(), progress)
+    assert results.count("rc-ingest-cancelled") == 2 and "nothing of it was kept" in results
+    assert [d.name for d in kb.engine.documents()] == ["acme.md"] and "note0" not in table
+    assert kb.engine.check() == [] and kb.knowledge.cancels == {}
+    assert seen[-1] == "cancelled"
+
+
+def test_eta_is_shown_once_a_twentieth_is_done() -> None:
+    assert eta_text(3.0, 0.01) == "" and eta_text(3.0, 1.0) == ""
+    assert eta_text(10.0, 0.5) == " · about 10 s left"
+    assert eta_text(60.0, 0.25) == " · about 3 min 00 s left"
 
 
 def test_upload_refuses_a_path_the_user_did_not_upload(kb: UI, tmp_path: Path) -> None:

@@ -71,7 +71,7 @@ class UploadResult(BaseModel):
     """What happened to one uploaded file."""
 
     name: str = Field(description="the file name as uploaded")
-    status: Literal["added", "duplicate", "replaced", "error"]
+    status: Literal["added", "duplicate", "replaced", "error", "cancelled"]
     document: DocumentOut | None = Field(
         None, description="the document added or replaced, or the one it duplicates"
     )

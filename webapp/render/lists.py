@@ -14,6 +14,7 @@ _STATUS_LABEL = {
     "duplicate": "duplicate",
     "replaced": "new version",
     "error": "error",
+    "cancelled": "cancelled",
 }
 _LOAD_MORE = (
     '<button type="button" class="rc-more" data-action="more" id="rc-history-more">'
@@ -59,6 +60,8 @@ def _ingest_detail(r: IngestResult) -> str:
     doc = r.document
     if r.status == "error":
         return r.error or "could not be ingested"
+    if r.status == "cancelled":
+        return "the upload was cancelled before this file was added; nothing of it was kept"
     if r.status == "duplicate" and doc is not None:
         return f"same content as {doc.name} (v{doc.version}); nothing added"
     if doc is not None:

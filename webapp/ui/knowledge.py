@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import shutil
+import threading
 import time
 import uuid
 from collections import OrderedDict
@@ -29,7 +30,7 @@ from rag_core.ingest.detect import SUPPORTED_EXTENSIONS
 from rag_core.ingest.pipeline import IngestSource, clean_name
 from rag_core.types import DocumentRecord, IngestResult
 from webapp import render
-from webapp.ui.common import actor_of, user_of, warn
+from webapp.ui.common import actor_of, notify, user_of, warn
 
 log = logging.getLogger("ragchat.webapp.ui.knowledge")
 
@@ -119,6 +120,21 @@ def discard_copy(path: Path, cache: Path) -> None:
         resolved.unlink(missing_ok=True)
 
 
+def eta_text(elapsed: float, fraction: float) -> str:
+    """' · about 40 s left' from the time so far and the share done; '' until 5% is done."""
+    if fraction < 0.05 or fraction >= 1.0:
+        return ""
+    left = elapsed * (1.0 - fraction) / fraction
+    if left < 60:
+        return f" · about {max(round(left), 1)} s left"
+    minutes, seconds = divmod(round(left), 60)
+    return f" · about {minutes} min {seconds:02d} s left"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
 def _short(name: str) -> str:
     return name if len(name) <= 60 else name[:57] + "…"
 
@@ -141,6 +157,8 @@ class KnowledgeController:
         # Outcome per Gradio cache path: the same bytes under the same name uploaded twice at
         # once share one cached file, which the first upload moves away; the second reports it.
         self.consumed: OrderedDict[str, IngestResult] = OrderedDict()
+        # the running upload's stop switch, per browser session (the Cancel button sets it)
+        self.cancels: dict[str, threading.Event] = {}
 
     # -- what the other tabs show --------------------------------------------------------------
 
@@ -203,14 +221,34 @@ class KnowledgeController:
             else:
                 staged[i] = (path, outcome, name)
 
-        def report(stage: str, fraction: float) -> None:
-            progress(min(max(fraction, 0.0), 1.0), desc=f"{stage} ({len(files)} files)")
+        started = time.monotonic()
 
+        def report(stage: str, fraction: float) -> None:
+            fraction = min(max(fraction, 0.0), 1.0)
+            left = eta_text(time.monotonic() - started, fraction)
+            progress(fraction, desc=f"{stage} ({_plural(len(files), 'file')}){left}")
+
+        session = request.session_hash or ""
+        cancel = self.cancels[session] = threading.Event()
         report("reading", 0.0)
-        results.update(self._ingest(staged, report, request))
-        progress(1.0, desc="done")
+        try:
+            results.update(self._ingest(staged, report, request, cancel))
+        finally:
+            if self.cancels.get(session) is cancel:
+                del self.cancels[session]
+        progress(1.0, desc="cancelled" if cancel.is_set() else "done")
         rows = [results[i] for i in range(len(files))]
         return (*self._outputs(render.render_ingest_results(rows)), None)
+
+    def cancel(self, request: gr.Request) -> None:
+        """Stop this browser's running upload: files not added yet are dropped, nothing of them
+        is kept (the files already added stay)."""
+        running = self.cancels.get(request.session_hash or "")
+        if running is None:
+            warn("No upload of yours is running.")
+            return
+        running.set()
+        notify("Cancelling the upload: files not added yet are dropped.")
 
     def _accept(self, path: str, name: str, request: gr.Request) -> Path | IngestResult:
         """An uploaded file staged for ingestion; or its twin's outcome, or a refusal."""
@@ -235,12 +273,14 @@ class KnowledgeController:
         staged: dict[int, tuple[str, Path, str]],
         report: Callable[[str, float], None],
         request: gr.Request,
+        cancel: threading.Event | None = None,
     ) -> dict[int, IngestResult]:
         """The staged files through the engine's one batched ingest; staged copies removed."""
         slots = list(staged)
         sources: list[IngestSource] = [(staged[i][1], staged[i][2]) for i in slots]
+        actor = actor_of(self.settings, request)
         try:
-            done = self.engine.ingest(sources, report, actor=actor_of(self.settings, request))
+            done = self.engine.ingest(sources, report, actor=actor, cancel=cancel)
         except Exception as exc:
             log.exception("ingesting %d uploaded files failed", len(slots))
             done = [

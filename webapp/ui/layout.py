@@ -111,6 +111,7 @@ class Page:
     sources: gr.HTML
     # knowledge base tab
     files: gr.File
+    cancel_btn: gr.Button
     results: gr.HTML
     docs_table: gr.HTML
     doc_pick: gr.Dropdown
@@ -343,6 +344,9 @@ def _knowledge_tab(page: Page) -> None:
         elem_id="rc-upload",
         height=150,
     )
+    page.cancel_btn = gr.Button(
+        "Cancel upload", size="sm", variant="secondary", elem_id="rc-cancel-upload"
+    )
     page.results = gr.HTML("", label="Upload results", elem_id="rc-ingest-results")
     gr.HTML('<div class="rc-side-title">Documents</div>', elem_classes="rc-plain")
     page.docs_table = gr.HTML(render.render_documents([]), label="Documents", elem_id="rc-docs")
@@ -452,6 +456,8 @@ def _wire_knowledge(page: Page, knowledge: KnowledgeController) -> None:
         concurrency_id="ingest",
         concurrency_limit=1,
     )
+    # not in the 'ingest' queue: it must run while an upload does
+    page.cancel_btn.click(knowledge.cancel, None, None, **_endpoint("cancel_upload"))
     page.chunks_btn.click(knowledge.show_chunks, picked, chunks, **_endpoint("chunks"))
     page.doc_pick.select(knowledge.show_chunks, picked, chunks, **PRIVATE)
     delete_out = [*kb_out, page.chunks_view]
