@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from rag_core.db.database import Database
-from rag_core.db.models import RegistryStateRow, VectorIndexRow, new_id, utcnow
+from rag_core.db.models import DocumentRow, RegistryStateRow, VectorIndexRow, new_id, utcnow
 from rag_core.db.registry import bump_generation, token_of
 from rag_core.embedders.identity import EmbedderIdentity
 from rag_core.errors import ConfigError
@@ -170,6 +170,15 @@ class IndexRegistry:
                 s.flush()  # one active index at a time, also inside this transaction
             building.status = "active"
             building.updated_at = now
+            # every ready document is in the new index now: its report names the new embedder
+            s.execute(
+                sa.update(DocumentRow)
+                .where(DocumentRow.embedder_name.is_not(None))
+                .values(
+                    embedder_name=building.embedder_name,
+                    embedder_fingerprint=building.fingerprint,
+                )
+            )
             bump_generation(s)
             return True
 

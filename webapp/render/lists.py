@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from rag_core.db.records import ConversationRecord
 from rag_core.types import Chunk, DocumentRecord, IngestResult, page_ranges
 from webapp.render.text import esc, fmt_time
+from webapp.serialize import report_facts
 
 _STATUS_LABEL = {
     "added": "added",
@@ -134,7 +135,21 @@ def render_chunks(doc: DocumentRecord | None, chunks: Sequence[Chunk]) -> str:
     ocr = f" · OCR read page(s) {page_ranges(doc.ocr_pages)}" if doc.ocr_pages else ""
     return (
         f'<div class="rc-chunks"><div class="rc-panel-title">{esc(doc.name)} · '
-        f"{len(chunks)} chunks{ocr}</div>{''.join(items)}</div>"
+        f"{len(chunks)} chunks{ocr}</div>{render_report(doc)}{''.join(items)}</div>"
+    )
+
+
+def render_report(doc: DocumentRecord) -> str:
+    """The document's ingest report (pages, OCR, tables, chunks, embedder, time, warnings) as
+    a small table; every value escaped."""
+    warning = ' class="rc-report-warning"'
+    rows = "".join(
+        f"<tr{warning if label == 'Warning' else ''}><th>{esc(label)}</th><td>{esc(text)}</td></tr>"
+        for label, text in report_facts(doc)
+    )
+    return (
+        '<section class="rc-report" aria-label="Ingest report"><div class="rc-report-title">'
+        f'Ingest report</div><table class="rc-report-table">{rows}</table></section>'
     )
 
 
