@@ -81,6 +81,20 @@ def test_tables_that_cannot_be_read_are_reported_and_the_text_kept(
     )
 
 
+def test_pictures_in_a_word_document_are_reported_as_not_read() -> None:
+    import docx
+
+    document = docx.Document()
+    document.add_paragraph(TEXT)
+    for _ in range(2):
+        document.add_picture(io.BytesIO(docmaker.make_text_image(["Wiring diagram"])))
+    out = io.BytesIO()
+    document.save(out)
+    parsed = load_document(out.getvalue(), "wiring.docx")
+    assert parsed.warnings == ("2 pictures in the document: text inside pictures is not read",)
+    assert load_document(docmaker.make_docx([TEXT]), "plain.docx").warnings == ()
+
+
 def test_the_pipeline_keeps_the_report_with_the_document(tmp_path: Path) -> None:
     engine = fake_engine(Settings(home=tmp_path))
     table = [["Model", "Ports"], ["X200", "four"], ["X100", "two"]]
