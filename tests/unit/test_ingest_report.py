@@ -14,7 +14,7 @@ from rag_core.config import Settings
 from rag_core.ingest.loaders import LoadLimits, load_document, pdf_tables
 from rag_core.ingest.ocr import OcrOptions
 from rag_core.testing import fake_engine
-from rag_core.types import DocumentRecord, IngestReport
+from rag_core.types import DocumentRecord, IngestReport, IngestResult
 from tests import docmaker
 from webapp import render, serialize
 
@@ -155,3 +155,14 @@ def test_a_document_from_before_reports_says_not_recorded() -> None:
     data = serialize.document(doc)["report"]
     assert data["recorded"] is False and data["warnings"] is None and data["embedder"] is None
     assert "not recorded" in render.render_report(doc)
+
+
+def test_an_upload_result_names_the_first_warning() -> None:
+    three = IngestReport(0, ("page 2 has no text", XSS, "page 9 has no text"), "m", "", 1, 1)
+    results = [
+        IngestResult("a.pdf", "added", record(three, "a.pdf"), 6, seconds=1.0),
+        IngestResult("b.pdf", "added", record(IngestReport(0, (), "m", "", 1, 1), "b.pdf"), 6),
+    ]
+    shown = render.render_ingest_results(results)
+    assert "OCR read page(s) 3-4 in 1.0 s; page 2 has no text (+2 more warnings)" in shown
+    assert "<script" not in shown and shown.count("warning") == 1

@@ -65,8 +65,19 @@ def _ingest_detail(r: IngestResult) -> str:
     if doc is not None:
         reused = f", {r.reused_embeddings} embeddings reused" if r.reused_embeddings else ""
         ocr = f", OCR read page(s) {page_ranges(doc.ocr_pages)}" if doc.ocr_pages else ""
-        return f"v{doc.version}: {_plural(r.chunks, 'chunk')}{reused}{ocr} in {r.seconds:.1f} s"
+        done = f"v{doc.version}: {_plural(r.chunks, 'chunk')}{reused}{ocr} in {r.seconds:.1f} s"
+        return done + _first_warning(doc)
     return ""
+
+
+def _first_warning(doc: DocumentRecord) -> str:
+    """'; page 7 has almost no text (12 characters) (+2 more warnings)': the report's first
+    warning, so an upload says at once what was not fully read."""
+    warnings = doc.report.warnings if doc.report is not None else ()
+    if not warnings:
+        return ""
+    more = f" (+{_plural(len(warnings) - 1, 'more warning')})" if len(warnings) > 1 else ""
+    return f"; {warnings[0]}{more}"
 
 
 def render_ingest_results(results: Sequence[IngestResult]) -> str:
