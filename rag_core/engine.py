@@ -119,8 +119,8 @@ class Engine:
         sources: Iterable[IngestSource],
         progress: Progress | None = None,
         *,
-        actor: Actor = OPERATOR,
         cancel: threading.Event | None = None,
+        actor: Actor = OPERATOR,
     ) -> list[IngestResult]:
         """Ingest files through one batched path (see IngestPipeline.ingest_sources): their
         chunks are embedded together; each file succeeds or fails on its own; results in order.

@@ -49,6 +49,8 @@ class ParsedDocument:
     title: str | None = None
     ocr_pages: tuple[int, ...] = ()  # pages whose text OCR read (1 for an image file)
     tables: int = 0  # tables whose rows became text
+    # what the loader saw but could not (fully) use: 'page 7 has almost no text (12 characters)'
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -302,6 +304,24 @@ Event = Retrieved | Token | SentenceChecked | Released | Done | Logged
 
 
 @dataclass(frozen=True)
+class IngestReport:
+    """What ingesting one version of a document found and cost, kept with it (its report); the
+    pages, the pages OCR read and the chunks are the record's own fields."""
+
+    tables: int = 0  # tables whose rows became text
+    warnings: tuple[str, ...] = ()  # what the loader could not (fully) read, a sentence each
+    embedder: str = ""  # name of the embedder whose vectors serve its chunks
+    embedder_fingerprint: str = ""  # ...and the hash of its weights (EmbedderIdentity)
+    seconds: float = 0.0  # from reading the file to ready
+    load_seconds: float = 0.0  # of which reading and parsing it (OCR included)
+
+    @property
+    def index_seconds(self) -> float:
+        """The rest: chunking, embedding and writing the indexes."""
+        return max(0.0, self.seconds - self.load_seconds)
+
+
+@dataclass(frozen=True)
 class DocumentRecord:
     """A document as the registry knows it."""
 
@@ -319,6 +339,7 @@ class DocumentRecord:
     owner: str | None = None  # the user who added the first version (None: added by an operator)
     added_by: str | None = None  # the user who added this version
     ocr_pages: tuple[int, ...] = ()  # pages whose text OCR read (1 for an image file)
+    report: IngestReport | None = None  # None: ingested before reports were kept
 
 
 IndexState = Literal["active", "building", "retired"]

@@ -181,14 +181,25 @@ def cmd_docs(args: argparse.Namespace, settings: Settings) -> int:
         print(f"deleted {record.name} ({record.id[:8]}, {record.chunk_count} chunks)")
         return 0
     if args.docs_cmd == "show":
-        record = engine.document(args.document)
-        if record.ocr_pages:
-            print(f"{record.name}: OCR read page(s) {page_ranges(record.ocr_pages)}")
-        for c in engine.chunks_of(args.document):
-            print(f"--- chunk {c.index} {c.shown_location} [{c.char_start}:{c.char_end}]")
-            print(c.text)
-        return 0
+        return _show_document(engine, args.document, as_json=args.json)
     return 2
+
+
+def _show_document(engine: Any, key: str, *, as_json: bool) -> int:
+    """`ragchat docs show`: the document's ingest report, then its chunks."""
+    record = engine.document(key)
+    chunks = engine.chunks_of(record.id)
+    if as_json:
+        data = {**serialize.document(record), "chunks": [serialize.chunk(c) for c in chunks]}
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+        return 0
+    print(f"{record.name} (v{record.version}, {record.doc_type}, id {record.id})")
+    for label, text in serialize.report_facts(record):
+        print(f"  {label + ':':<13} {text}")
+    for c in chunks:
+        print(f"--- chunk {c.index} {c.shown_location} [{c.char_start}:{c.char_end}]")
+        print(c.text)
+    return 0
 
 
 def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
@@ -337,8 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--json", action="store_true")
     dd = dsub.add_parser("delete")
     dd.add_argument("document", help="name or id (prefix)")
-    ds = dsub.add_parser("show", help="print a document's chunks")
-    ds.add_argument("document")
+    ds = dsub.add_parser("show", help="print a document's ingest report and its chunks")
+    ds.add_argument("document", help="name or id (prefix)")
+    ds.add_argument("--json", action="store_true", help="print one JSON object")
     docs.set_defaults(func=cmd_docs)
 
     doc = sub.add_parser("doctor", help="check that registry and indexes agree")

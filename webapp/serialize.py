@@ -16,7 +16,16 @@ from typing import Any
 from rag_core.db.insights import Insights
 from rag_core.db.records import TurnRecord
 from rag_core.replay import Replay, ReplaySummary
-from rag_core.types import Chunk, Citation, Done, Hit, SentenceCheck, Timings
+from rag_core.types import (
+    Chunk,
+    Citation,
+    DocumentRecord,
+    Done,
+    Hit,
+    SentenceCheck,
+    Timings,
+    page_ranges,
+)
 
 
 def chunk(c: Chunk) -> dict[str, Any]:
@@ -34,6 +43,73 @@ def chunk(c: Chunk) -> dict[str, Any]:
         "char_end": c.char_end,
         "text": c.text,
     }
+
+
+def document(d: DocumentRecord) -> dict[str, Any]:
+    """A document as the REST API shows it (`ragchat docs show --json` too): its record's
+    fields, dates in ISO 8601, and its ingest report."""
+    return {
+        "id": d.id,
+        "name": d.name,
+        "version": d.version,
+        "content_hash": d.content_hash,
+        "size": d.size,
+        "doc_type": d.doc_type,
+        "page_count": d.page_count,
+        "ocr_pages": list(d.ocr_pages),
+        "chunk_count": d.chunk_count,
+        "added_at": d.added_at.isoformat(),
+        "status": d.status,
+        "owner": d.owner,
+        "added_by": d.added_by,
+        "report": document_report(d),
+    }
+
+
+def document_report(d: DocumentRecord) -> dict[str, Any]:
+    """A document's ingest report (REST `report`, `ragchat docs show --json`): what was read and
+    what it cost. `recorded` false: ingested before reports were kept; then only the pages, the
+    pages OCR read and the chunks are known, the rest is null."""
+    r = d.report
+    return {
+        "recorded": r is not None,
+        "pages": d.page_count,
+        "ocr_pages": list(d.ocr_pages),
+        "tables": r.tables if r else None,
+        "chunks": d.chunk_count,
+        "warnings": list(r.warnings) if r else None,
+        "embedder": r.embedder if r else None,
+        "embedder_fingerprint": r.embedder_fingerprint if r else None,
+        "seconds": round(r.seconds, 3) if r else None,
+        "load_seconds": round(r.load_seconds, 3) if r else None,
+        "index_seconds": round(r.index_seconds, 3) if r else None,
+    }
+
+
+def report_facts(d: DocumentRecord) -> list[tuple[str, str]]:
+    """The ingest report as (label, text) lines, for the page and `ragchat docs show`."""
+    pages = "–" if d.page_count is None else str(d.page_count)
+    facts = [
+        ("Pages", pages),
+        ("Read by OCR", f"page(s) {page_ranges(d.ocr_pages)}" if d.ocr_pages else "none"),
+        ("Chunks", str(d.chunk_count)),
+    ]
+    r = d.report
+    if r is None:
+        facts.append(("Report", "not recorded (added before ingest reports were kept)"))
+        return facts
+    weights = f" (weights {r.embedder_fingerprint[:12]})" if r.embedder_fingerprint else ""
+    facts += [
+        ("Tables", str(r.tables)),
+        ("Embedder", f"{r.embedder or 'unknown'}{weights}"),
+        (
+            "Time",
+            f"{r.seconds:.2f} s (reading {r.load_seconds:.2f} s, chunking and embedding"
+            f" {r.index_seconds:.2f} s)",
+        ),
+    ]
+    facts += [("Warning", w) for w in r.warnings] or [("Warnings", "none")]
+    return facts
 
 
 def citation(c: Citation) -> dict[str, Any]:

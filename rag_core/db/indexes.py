@@ -17,7 +17,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from rag_core.db.database import Database
-from rag_core.db.models import RegistryStateRow, VectorIndexRow, from_row, new_id, utcnow
+from rag_core.db.models import (
+    DocumentRow,
+    RegistryStateRow,
+    VectorIndexRow,
+    from_row,
+    new_id,
+    utcnow,
+)
 from rag_core.db.registry import bump_generation, token_of
 from rag_core.embedders.identity import EmbedderIdentity
 from rag_core.errors import ConfigError
@@ -143,6 +150,15 @@ class IndexRegistry:
                 s.flush()  # one active index at a time, also inside this transaction
             building.status = "active"
             building.updated_at = now
+            # every ready document is in the new index now: its report names the new embedder
+            s.execute(
+                sa.update(DocumentRow)
+                .where(DocumentRow.embedder_name.is_not(None))
+                .values(
+                    embedder_name=building.identity.name,
+                    embedder_fingerprint=building.identity.fingerprint,
+                )
+            )
             bump_generation(s)
             return True
 

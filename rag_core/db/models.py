@@ -151,6 +151,12 @@ class DocumentRow(Base):
     added_by: Mapped[str | None] = mapped_column(sa.String(255))  # who added this version
     # pages whose text OCR read; NULL for rows from before OCR (none were read)
     ocr_pages: Mapped[list[Any] | None] = mapped_column(sa.JSON)
+    # the ingest report (rag_core.types.IngestReport): tables, warnings and times as JSON, the
+    # embedder in columns of its own (a reindex names its successor in one UPDATE); NULL for
+    # rows from before reports were kept
+    ingest_report: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    embedder_name: Mapped[str | None] = mapped_column(sa.Text)
+    embedder_fingerprint: Mapped[str | None] = mapped_column(sa.String(64))
 
 
 class ConversationRow(Base):

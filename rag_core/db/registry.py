@@ -15,7 +15,8 @@ from __future__ import annotations
 import builtins
 import re
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -23,14 +24,38 @@ from sqlalchemy.orm import Session
 from rag_core.db.database import Database
 from rag_core.db.models import DocumentRow, RegistryStateRow, VectorIndexRow, from_row, utcnow
 from rag_core.errors import DocumentNotFoundError, IndexChangedError
-from rag_core.types import DocumentRecord
+from rag_core.types import DocumentRecord, IngestReport
 
 MIN_PREFIX = 6
 _HEX = re.compile(r"[0-9a-f]+")
 
 
 def _record(row: DocumentRow) -> DocumentRecord:
-    return from_row(DocumentRecord, row, ocr_pages=tuple(row.ocr_pages or ()))
+    return from_row(DocumentRecord, row, ocr_pages=tuple(row.ocr_pages or ()), report=_report(row))
+
+
+def _report(row: DocumentRow) -> IngestReport | None:
+    """The row's ingest report; None for a row from before reports were kept."""
+    data: Mapping[str, Any] | None = row.ingest_report
+    if data is None:
+        return None
+    return IngestReport(
+        tables=int(data.get("tables", 0)),
+        warnings=tuple(str(w) for w in data.get("warnings", ())),
+        embedder=row.embedder_name or "",
+        embedder_fingerprint=row.embedder_fingerprint or "",
+        seconds=float(data.get("seconds", 0.0)),
+        load_seconds=float(data.get("load_seconds", 0.0)),
+    )
+
+
+def _report_json(report: IngestReport) -> dict[str, Any]:
+    return {
+        "tables": report.tables,
+        "warnings": list(report.warnings),
+        "seconds": round(report.seconds, 3),
+        "load_seconds": round(report.load_seconds, 3),
+    }
 
 
 def _ready() -> sa.Select[DocumentRow]:
@@ -172,9 +197,15 @@ class DocumentRegistry:
             return _record(row)
 
     def commit(
-        self, doc_id: str, chunk_count: int, *, index_id: str | None = None
+        self,
+        doc_id: str,
+        chunk_count: int,
+        *,
+        index_id: str | None = None,
+        report: IngestReport | None = None,
     ) -> DocumentRecord:
-        """Make an ingested document ready; in the same transaction retire the one it replaces.
+        """Make an ingested document ready, with its ingest `report`; in the same transaction
+        retire the one it replaces.
 
         `index_id`: the vector index its chunks were written to; IndexChangedError if a reindex
         made another one active meanwhile (the generation is bumped first: that holds the
@@ -205,6 +236,10 @@ class DocumentRegistry:
                     old.updated_at = now
             row.status = "ready"
             row.chunk_count = chunk_count
+            if report is not None:
+                row.ingest_report = _report_json(report)
+                row.embedder_name = report.embedder
+                row.embedder_fingerprint = report.embedder_fingerprint
             row.updated_at = now
             s.flush()
             return _record(row)

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from rag_core.config import Settings
 from rag_core.db.registry import DocumentRegistry
+from rag_core.embedders.identity import EmbedderIdentity, embedder_identity
 from rag_core.errors import IngestError, PermissionDeniedError, UserError
 from rag_core.ingest.chunking import iter_chunks
 from rag_core.ingest.embedding import embed_chunks
@@ -46,6 +47,7 @@ from rag_core.types import (
     Actor,
     Chunk,
     DocumentRecord,
+    IngestReport,
     IngestResult,
     IngestStatus,
     ParsedDocument,
@@ -103,6 +105,9 @@ class _Prepared:
     parsed: ParsedDocument | None  # dropped once all its chunks are made
     previous: DocumentRecord | None
     started: float
+    load_seconds: float = 0.0  # reading and parsing the file
+    tables: int = 0  # what the loader found, kept for the report once `parsed` is dropped
+    warnings: tuple[str, ...] = ()
     slot: int = -1
     chunks: int = 0  # chunks made so far
     reused: int = 0  # ...whose embedding was found in the vector store
@@ -128,6 +133,7 @@ class IngestPipeline:
         self._lock = threading.Lock()  # one writer at a time: duplicate checks stay exact
         # the registered vector index `store` is (commits check it is still the active one)
         self.index_id: str | None = None
+        self._identity: EmbedderIdentity | None = None  # of `embedder`, for the reports
 
     # Chunks embedded and written together: large enough for few store calls and for the
     # encoder's length-sorted batches, small enough that a batch costs a few MB.
@@ -275,7 +281,8 @@ class IngestPipeline:
             return IngestResult(
                 name, "error", error=str(exc), seconds=time.perf_counter() - started
             )
-        return _Prepared(record, parsed, previous, started)
+        loaded = time.perf_counter() - started
+        return _Prepared(record, parsed, previous, started, loaded, parsed.tables, parsed.warnings)
 
     def delete(self, id_or_name: str, *, actor: Actor = OPERATOR) -> DocumentRecord:
         """Remove a document from the registry and both indexes; it is never retrieved again."""
@@ -490,6 +497,13 @@ class IngestPipeline:
             elif h not in doc.fresh:  # in the store before this document's ingest began
                 doc.reused += 1
 
+    def identity(self) -> EmbedderIdentity:
+        """The embedder's identity, named in each document's report (computed once: the
+        fingerprint of a model folder reads its files)."""
+        if self._identity is None:
+            self._identity = embedder_identity(self.embedder)
+        return self._identity
+
     def _purge(self, document_id: str) -> None:
         self.store.delete_document(document_id)
         self.keyword.delete_document(document_id)
@@ -585,14 +599,25 @@ class _Writer:
 
     def commit(self, doc: _Prepared) -> None:
         pipeline = self.pipeline
-        record = pipeline.registry.commit(doc.record.id, doc.chunks, index_id=pipeline.index_id)
+        identity = pipeline.identity()
+        report = IngestReport(
+            tables=doc.tables,
+            warnings=doc.warnings,
+            embedder=identity.name,
+            embedder_fingerprint=identity.fingerprint,
+            seconds=time.perf_counter() - doc.started,
+            load_seconds=doc.load_seconds,
+        )
+        record = pipeline.registry.commit(
+            doc.record.id, doc.chunks, index_id=pipeline.index_id, report=report
+        )
         del self.open[doc.record.id]
         if doc.previous is not None:
             pipeline._purge(doc.previous.id)
         status: IngestStatus = "replaced" if doc.previous is not None else "added"
         self.results[doc.slot] = IngestResult(
             record.name, status, record, doc.chunks, doc.reused, None,
-            time.perf_counter() - doc.started,
+            report.seconds,
         )  # fmt: skip
 
     def touch(self) -> None:

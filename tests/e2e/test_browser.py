@@ -104,6 +104,12 @@ def test_upload_ask_cite_feedback_reload(
     expect(chunks).to_contain_text(XSS_SCRIPT)
     expect(chunks).to_contain_text(XSS_IMG)
     assert page.locator("#rc-chunks img, #rc-chunks script").count() == 0
+    # the ingest report sits above the chunks: what was read, by which embedder, how long
+    report = chunks.locator(".rc-report")
+    expect(report).to_contain_text("Ingest report")
+    expect(report).to_contain_text("Embedder")
+    expect(report.locator("tr", has_text="Warnings")).to_contain_text("none")
+    assert report.bounding_box()["y"] < chunks.locator(".rc-chunk").first.bounding_box()["y"]
     page.evaluate("() => window.scrollTo(0, 0)")
     page.screenshot(path=str(screenshots / "knowledge-base.png"))
     assert_no_xss(page)

@@ -13,6 +13,7 @@ from rag_core.db.indexes import STALLED_AFTER_S, IndexRegistry
 from rag_core.db.registry import DocumentRegistry
 from rag_core.embedders.identity import EmbedderIdentity
 from rag_core.errors import ConfigError, IndexChangedError
+from rag_core.types import IngestReport
 
 pytestmark = pytest.mark.integration
 
@@ -57,6 +58,26 @@ def test_swap_only_when_nothing_changed_since_the_catch_up(db: Database) -> None
     assert [r.id for r in indexes.retired()] == [old.id] and indexes.building() is None
     indexes.remove(old.id)
     assert indexes.retired() == []
+
+
+def test_a_swap_names_the_new_embedder_in_every_report(db: Database) -> None:
+    indexes, registry = IndexRegistry(db), DocumentRegistry(db)
+    old = indexes.adopt("ragchat", OLD)
+    report = IngestReport(2, ("page 3 has no text",), OLD.name, OLD.fingerprint, 1.5, 0.5)
+    doc = registry.begin("a.pdf", "c" * 64, 10, "pdf", 3)
+    registry.commit(doc.id, 4, index_id=old.id, report=report)
+    unrecorded = registry.begin("b.txt", "d" * 64, 10, "text", None)
+    registry.commit(unrecorded.id, 1, index_id=old.id)  # no report: stays 'not recorded'
+    assert registry.get(doc.id).report == report
+    building = indexes.start_building("ragchat", NEW)
+    assert indexes.swap(building.id, registry.change_token())
+    swapped = registry.get(doc.id).report
+    assert swapped is not None and (swapped.embedder, swapped.embedder_fingerprint) == (
+        NEW.name,
+        NEW.fingerprint,
+    )
+    assert (swapped.tables, swapped.warnings, swapped.seconds) == (2, report.warnings, 1.5)
+    assert registry.get(unrecorded.id).report is None
 
 
 def test_a_commit_into_a_swapped_out_index_is_refused(db: Database) -> None:

@@ -121,6 +121,9 @@ def test_documents_upload_list_show_delete(client: TestClient) -> None:
     assert [d["name"] for d in docs] == ["acme.md"]
     assert client.get("/healthz").json()["documents"] == 1
     shown = client.get("/api/documents/acme.md").json()
+    report = shown["report"]  # the ingest report (docs/API.md)
+    assert report["recorded"] and report["chunks"] == len(shown["chunks"]) == shown["chunk_count"]
+    assert (report["tables"], report["warnings"], report["embedder"]) == (0, [], "fake")
     assert shown["id"] == docs[0]["id"] and "2 GB per file" in " ".join(
         c["text"] for c in shown["chunks"]
     )

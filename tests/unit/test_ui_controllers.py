@@ -445,6 +445,8 @@ def test_chunks_refresh_and_delete_a_document(ui: UI) -> None:
     assert "Pick a document" in ui.knowledge.show_chunks(None)
     chunks = ui.knowledge.show_chunks(doc.id)
     assert "acme.md" in chunks and chunks.count('class="rc-chunk"') == doc.chunk_count
+    report = chunks.index("Ingest report")  # the report comes before the chunks
+    assert report < chunks.index('class="rc-chunk"') and "<th>Embedder</th><td>fake" in chunks
     assert "no longer exists" in ui.knowledge.show_chunks("missing")
     table, picker = ui.knowledge.refresh_documents(doc.id)
     assert "acme.md" in table and picker["value"] == doc.id

@@ -6,9 +6,10 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from rag_core.types import IngestResult, Timings
+from rag_core.types import DocumentRecord, IngestResult, Timings
+from webapp import serialize
 
 MODEL_ID = "ragchat"
 RetrievalModeName = Literal["hybrid", "dense", "bm25"]
@@ -21,8 +22,27 @@ _STRATEGY_HELP = (
 )
 
 
+class IngestReportOut(BaseModel):
+    """What ingesting a document found and cost. `recorded` false: it was ingested before
+    reports were kept, and only pages, ocr_pages and chunks are known (the rest is null)."""
+
+    recorded: bool
+    pages: int | None = Field(None, description="null for a format without pages")
+    ocr_pages: list[int] = Field(default_factory=list, description="pages whose text OCR read")
+    tables: int | None = Field(None, description="tables whose rows became text")
+    chunks: int
+    warnings: list[str] | None = Field(
+        None, description="what could not be (fully) read: 'page 7 has almost no text (12 ...)'"
+    )
+    embedder: str | None = Field(None, description="the embedder whose vectors serve its chunks")
+    embedder_fingerprint: str | None = Field(None, description="sha256 of its weights")
+    seconds: float | None = Field(None, description="from reading the file to ready")
+    load_seconds: float | None = Field(None, description="reading and parsing (OCR included)")
+    index_seconds: float | None = Field(None, description="chunking, embedding and writing")
+
+
 class DocumentOut(BaseModel):
-    """A document of the knowledge base (the newest version of a name)."""
+    """A document of the knowledge base (the newest version of a name), with its ingest report."""
 
     model_config = ConfigDict(from_attributes=True)
 
@@ -43,6 +63,13 @@ class DocumentOut(BaseModel):
         None, description="who may delete or replace it (accounts on); null: an operator"
     )
     added_by: str | None = Field(None, description="who added this version")
+    report: IngestReportOut
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_record(cls, data: Any) -> Any:
+        """A DocumentRecord, as webapp.serialize shapes it (the CLI's --json is the same)."""
+        return serialize.document(data) if isinstance(data, DocumentRecord) else data
 
 
 class ChunkOut(BaseModel):

@@ -22,6 +22,7 @@ from webapp.render.lists import (
     render_documents,
     render_history,
     render_ingest_results,
+    render_report,
 )
 from webapp.render.replay import render_replay, render_replay_pending
 from webapp.render.sources import render_sources
@@ -51,6 +52,7 @@ __all__ = [
     "render_ingest_results",
     "render_replay",
     "render_replay_pending",
+    "render_report",
     "render_sources",
     "render_transcript",
     "render_turn",

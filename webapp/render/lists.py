@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from rag_core.db.records import ConversationRecord
 from rag_core.types import Chunk, DocumentRecord, IngestResult, page_ranges
 from webapp.render.text import esc, fmt_time
+from webapp.serialize import report_facts
 
 _STATUS_LABEL = {
     "added": "added",
@@ -67,8 +68,19 @@ def _ingest_detail(r: IngestResult) -> str:
     if doc is not None:
         reused = f", {r.reused_embeddings} embeddings reused" if r.reused_embeddings else ""
         ocr = f", OCR read page(s) {page_ranges(doc.ocr_pages)}" if doc.ocr_pages else ""
-        return f"v{doc.version}: {_plural(r.chunks, 'chunk')}{reused}{ocr} in {r.seconds:.1f} s"
+        done = f"v{doc.version}: {_plural(r.chunks, 'chunk')}{reused}{ocr} in {r.seconds:.1f} s"
+        return done + _first_warning(doc)
     return ""
+
+
+def _first_warning(doc: DocumentRecord) -> str:
+    """'; page 7 has almost no text (12 characters) (+2 more warnings)': the report's first
+    warning, so an upload says at once what was not fully read."""
+    warnings = doc.report.warnings if doc.report is not None else ()
+    if not warnings:
+        return ""
+    more = f" (+{_plural(len(warnings) - 1, 'more warning')})" if len(warnings) > 1 else ""
+    return f"; {warnings[0]}{more}"
 
 
 def render_ingest_results(results: Sequence[IngestResult]) -> str:
@@ -137,7 +149,21 @@ def render_chunks(doc: DocumentRecord | None, chunks: Sequence[Chunk]) -> str:
     ocr = f" · OCR read page(s) {page_ranges(doc.ocr_pages)}" if doc.ocr_pages else ""
     return (
         f'<div class="rc-chunks"><div class="rc-panel-title">{esc(doc.name)} · '
-        f"{len(chunks)} chunks{ocr}</div>{''.join(items)}</div>"
+        f"{len(chunks)} chunks{ocr}</div>{render_report(doc)}{''.join(items)}</div>"
+    )
+
+
+def render_report(doc: DocumentRecord) -> str:
+    """The document's ingest report (pages, OCR, tables, chunks, embedder, time, warnings) as
+    a small table; every value escaped."""
+    warning = ' class="rc-report-warning"'
+    rows = "".join(
+        f"<tr{warning if label == 'Warning' else ''}><th>{esc(label)}</th><td>{esc(text)}</td></tr>"
+        for label, text in report_facts(doc)
+    )
+    return (
+        '<section class="rc-report" aria-label="Ingest report"><div class="rc-report-title">'
+        f'Ingest report</div><table class="rc-report-table">{rows}</table></section>'
     )
 
 

@@ -149,6 +149,7 @@ def _finish(
     title: str | None = None,
     empty_reason: str = "has no text (it is empty or only whitespace)",
     ocr_pages: tuple[int, ...] = (),
+    warnings: tuple[str, ...] = (),
 ) -> ParsedDocument:
     if not text.strip():
         raise EmptyDocumentError(name, empty_reason)
@@ -157,7 +158,9 @@ def _finish(
     title = " ".join(title.split()) if title else None
     # a table's blocks sit between other blocks: each run of table blocks is one table
     tables = sum(1 for i, b in enumerate(blocks) if b.table and (i == 0 or not blocks[i - 1].table))
-    return ParsedDocument(text, blocks, doc_type, page_count, title or None, ocr_pages, tables)
+    return ParsedDocument(
+        text, blocks, doc_type, page_count, title or None, ocr_pages, tables, warnings
+    )
 
 
 class _HeadingStack:

@@ -110,7 +110,21 @@ def load_docx(data: bytes, name: str, limits: LoadLimits) -> ParsedDocument:
         blocks,
         limits.max_text_chars,
         title=core_title or next(iter(titles), None),
+        warnings=_picture_warnings(document, docx_errors),
     )
+
+
+def _picture_warnings(document: Any, errors: tuple[type[BaseException], ...]) -> tuple[str, ...]:
+    """A sentence for the report when the document holds pictures: any text in them is not
+    read (OCR reads scanned PDFs and picture files, not pictures inside Word documents)."""
+    try:
+        count = len(document.inline_shapes)
+    except errors:
+        return ()
+    if not count:
+        return ()
+    what = "1 picture" if count == 1 else f"{count} pictures"
+    return (f"{what} in the document: text inside pictures is not read",)
 
 
 def _table_rows(table: Any) -> tuple[list[list[str]], bool]:

@@ -17,8 +17,8 @@ from rag_core.ingest.loaders.common import (
     _too_long,
 )
 from rag_core.ingest.loaders.pdf_tables import ruled_pages, table_page_pieces
-from rag_core.ingest.ocr import needs_ocr, ocr_pdf_pages
-from rag_core.types import ParsedDocument
+from rag_core.ingest.ocr import MIN_TEXT_LAYER_CHARS, needs_ocr, ocr_pdf_pages
+from rag_core.types import ParsedDocument, page_ranges
 
 
 def load_pdf(data: bytes, name: str, limits: LoadLimits) -> ParsedDocument:
@@ -50,7 +50,8 @@ def load_pdf(data: bytes, name: str, limits: LoadLimits) -> ParsedDocument:
     typed = [n for n, layer in enumerate(layers, 1) if n not in read and layer.strip()]
     tables = table_page_pieces(data, ruled_pages(data, typed))
     pieces = itertools.chain.from_iterable(
-        tables.get(number) or [_Piece(read.get(number, layer), page=number, ocr=number in read)]
+        tables.pieces.get(number)
+        or [_Piece(read.get(number, layer), page=number, ocr=number in read)]
         for number, layer in enumerate(layers, 1)
     )
     text, blocks = _assemble(pieces, name, limits.max_text_chars)
@@ -70,7 +71,57 @@ def load_pdf(data: bytes, name: str, limits: LoadLimits) -> ParsedDocument:
         title=_pdf_title(reader, pdf_errors),
         empty_reason=f"no extractable text in {page_count} page(s): {empty}",
         ocr_pages=tuple(sorted(read)),
+        warnings=(*_page_warnings(reader, layers, scanned, read, options.on), *tables.warnings),
     )
+
+
+def _page_warnings(
+    reader: Any, layers: list[str], scanned: list[int], read: dict[int, str], ocr_on: bool
+) -> list[str]:
+    """What the document's report says about pages whose text is missing or thin: empty pages,
+    pages with almost no text, scans OCR found nothing in, scans skipped with OCR off. Pages of
+    one kind share a sentence ('pages 3, 7-9 have no text')."""
+    kinds: dict[str, list[int]] = {"unread": [], "skipped": [], "empty": [], "thin": []}
+    chars: dict[int, int] = {}
+    for number, layer in enumerate(layers, 1):
+        if number in read:
+            continue  # OCR read it
+        chars[number] = sum(1 for ch in layer if not ch.isspace())
+        if number in scanned:
+            kinds["unread"].append(number)
+        elif (
+            chars[number] < MIN_TEXT_LAYER_CHARS
+            and not ocr_on
+            and _draws_image(reader.pages[number - 1])
+        ):
+            kinds["skipped"].append(number)
+        elif chars[number] == 0:
+            kinds["empty"].append(number)
+        elif chars[number] < MIN_TEXT_LAYER_CHARS:
+            kinds["thin"].append(number)
+    sentences = {
+        "unread": lambda p: f"{_pages(p)}: OCR found no text in the scanned image",
+        "skipped": lambda p: (
+            f"{_pages(p)} {_verb(p, 'looks', 'look')} scanned (an image without a text layer)"
+            " and not read: OCR is off (RAGCHAT_OCR=off)"
+        ),
+        "empty": lambda p: f"{_pages(p)} {_verb(p, 'has', 'have')} no text",
+        "thin": lambda p: (
+            f"{_pages(p)} {_verb(p, 'has', 'have')} almost no text"
+            f" ({', '.join(str(chars[n]) for n in p[:10])}{', ...' if len(p) > 10 else ''}"
+            f" character{'' if len(p) == 1 and chars[p[0]] == 1 else 's'})"
+        ),
+    }
+    found = sorted((pages[0], sentences[kind](pages)) for kind, pages in kinds.items() if pages)
+    return [sentence for _, sentence in found]
+
+
+def _pages(numbers: list[int]) -> str:
+    return f"page{'s' if len(numbers) > 1 else ''} {page_ranges(numbers)}"
+
+
+def _verb(numbers: list[int], one: str, many: str) -> str:
+    return one if len(numbers) == 1 else many
 
 
 def _draws_image(page: Any, depth: int = 0) -> bool:

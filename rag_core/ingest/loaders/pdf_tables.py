@@ -13,6 +13,7 @@ import io
 import itertools
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from rag_core.ingest.loaders.common import _PARSER_ERRORS, _Piece
@@ -53,17 +54,27 @@ def ruled_pages(data: bytes, pages: Sequence[int]) -> list[int]:
     return found
 
 
-def table_page_pieces(data: bytes, pages: Sequence[int]) -> dict[int, list[_Piece]]:
+@dataclass(frozen=True)
+class PageTables:
+    """The pages read with their tables (page number -> pieces), and the pages whose tables
+    could not be read (they keep their plain text), a sentence each for the document's report."""
+
+    pieces: dict[int, list[_Piece]] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+
+def table_page_pieces(data: bytes, pages: Sequence[int]) -> PageTables:
     """For each page of `pages` that holds a ruled table (two rows and two columns at least):
     its text above each table, the table's rows, the text beside it, and the text below."""
     if not pages:
-        return {}
+        return PageTables()
     import pdfplumber
     from pdfminer.pdfparser import PDFSyntaxError
     from pdfminer.psparser import PSException
 
     errors: tuple[type[BaseException], ...] = (PDFSyntaxError, PSException, *_PARSER_ERRORS)
     found: dict[int, list[_Piece]] = {}
+    warnings: list[str] = []
     try:
         with pdfplumber.open(io.BytesIO(data)) as doc:
             for number in pages:
@@ -71,12 +82,23 @@ def table_page_pieces(data: bytes, pages: Sequence[int]) -> dict[int, list[_Piec
                     pieces = _page_pieces(doc.pages[number - 1], number)
                 except errors as exc:  # this page keeps its plain text
                     log.warning("tables of page %d not read: %s", number, exc)
+                    warnings.append(
+                        f"tables on page {number} could not be read ({_detail(exc)});"
+                        " the page keeps its plain text"
+                    )
                     continue
                 if pieces is not None:
                     found[number] = pieces
     except errors as exc:
         log.warning("tables not read: %s", exc)
-    return found
+        warnings.append(
+            f"tables could not be looked for ({_detail(exc)}); the pages keep their plain text"
+        )
+    return PageTables(found, tuple(warnings))
+
+
+def _detail(exc: BaseException) -> str:
+    return (str(exc).strip() or type(exc).__name__)[:120]
 
 
 def _page_pieces(page: Any, number: int) -> list[_Piece] | None:
