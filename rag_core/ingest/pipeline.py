@@ -621,7 +621,9 @@ class _Writer:
         )  # fmt: skip
 
     def touch(self) -> None:
-        """Now and then, mark the open rows alive: other replicas leave them be."""
+        """Before each encoder batch: stop if cancelled; now and then, mark the open rows
+        alive, so other replicas leave them be."""
+        self.check_cancel()
         if time.monotonic() - self.touched > self.pipeline.settings.shared_lease_s / 4:
             self.pipeline.registry.touch(set(self.open))
             self.touched = time.monotonic()

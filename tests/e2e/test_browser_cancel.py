@@ -37,7 +37,7 @@ def test_a_long_upload_shows_time_left_and_can_be_cancelled(
     left = results.get_by_text(re.compile(r"embedding \(1 file\) · about \d+.* left"))
     expect(left).to_be_visible(timeout=300_000)
     page.locator("#rc-cancel-upload").click()
-    expect(results.locator("tr.rc-ingest-cancelled")).to_have_count(1, timeout=120_000)
+    expect(results.locator("tr.rc-ingest-cancelled")).to_have_count(1, timeout=180_000)
     expect(results).to_contain_text("nothing of it was kept")
     expect(page.locator("#rc-docs")).not_to_contain_text(name)
     table = Client(server.url, verbose=False).predict(None, api_name="/documents")[0]
