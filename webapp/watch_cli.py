@@ -64,8 +64,8 @@ def cmd_watch(
                 _show(event, folder, args.quiet)
         except KeyboardInterrupt:
             print(
-                "ragchat: the batch in progress was abandoned; nothing of it was kept, and the"
-                " next start takes those files again",
+                "ragchat: stopped at once: a change in progress was abandoned (nothing of it"
+                " was kept); the next start takes it up again",
                 file=sys.stderr,
             )
     finally:

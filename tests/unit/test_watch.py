@@ -342,3 +342,75 @@ def test_the_command_line_names_what_is_wrong(
     code = cli.main([a.replace("{tmp}", str(tmp_path)) for a in argv])
     assert code == 1
     assert message in capsys.readouterr().err
+
+
+def _watch(fake_engine, folder: Path, capsys) -> tuple[int, str]:  # type: ignore[no-untyped-def]
+    """`ragchat ingest --watch FOLDER` in this process over the fake engine; a thread sends
+    SIGTERM once the file in the folder is in the knowledge base."""
+    import signal
+    import threading
+    import time
+
+    from webapp.watch_cli import cmd_watch
+
+    def stop_it() -> None:
+        deadline = time.monotonic() + 30
+        while not fake_engine.documents() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    args = cli.build_parser().parse_args(["ingest", "--watch", str(folder), "--debounce", "0.1"])
+    thread = threading.Thread(target=stop_it)
+    thread.start()
+    try:
+        code = cmd_watch(args, fake_engine.settings, lambda settings: fake_engine)
+    finally:
+        thread.join()
+    return code, capsys.readouterr().err
+
+
+def test_sigterm_stops_the_watcher_with_exit_code_0(fake_engine, folder: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    (folder / "a.txt").write_text("The brass compass points north.")
+    code, err = _watch(fake_engine, folder, capsys)
+    assert code == 0
+    assert err.splitlines()[-1] == f"stopped watching {folder} (SIGTERM)"
+    assert [d.name for d in fake_engine.documents()] == ["a.txt"]
+    assert signal_handlers_restored()
+
+
+def test_a_second_signal_abandons_the_batch_and_still_exits_0(
+    fake_engine, folder: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Two signals while a file's chunks are being embedded: the ingest undoes what it wrote."""
+    import signal
+
+    from webapp.watch_cli import cmd_watch
+
+    embedder = fake_engine.pipeline.embedder
+    embed = embedder.embed_documents
+
+    def interrupted(texts):  # type: ignore[no-untyped-def]
+        os.kill(os.getpid(), signal.SIGTERM)  # stop after this batch...
+        os.kill(os.getpid(), signal.SIGTERM)  # ...no: at once
+        return embed(texts)
+
+    monkeypatch.setattr(embedder, "embed_documents", interrupted)
+    (folder / "a.txt").write_text("The brass compass points north.")
+    args = cli.build_parser().parse_args(["ingest", "--watch", str(folder), "--debounce", "0.1"])
+    code = cmd_watch(args, fake_engine.settings, lambda settings: fake_engine)
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "stopped at once: a change in progress was abandoned" in err
+    assert err.splitlines()[-1] == f"stopped watching {folder} (SIGTERM)"
+    assert fake_engine.documents() == []
+    assert fake_engine.registry.not_ready() == []
+    assert fake_engine.check() == []
+    assert signal_handlers_restored()
+
+
+def signal_handlers_restored() -> bool:
+    import signal
+
+    return signal.getsignal(signal.SIGINT) is signal.default_int_handler and signal.getsignal(
+        signal.SIGTERM
+    ) in (signal.SIG_DFL, None)
