@@ -75,10 +75,16 @@ class Action:
 
 @dataclass(frozen=True)
 class Listing:
-    """One scan of the folder: the files to keep in sync, and those skipped with the reason."""
+    """One scan of the folder: the files to keep in sync, those skipped with the reason, and the
+    folders that could not be read ('' the watched folder itself; their files are not gone)."""
 
     files: dict[str, Signature]
     skipped: dict[str, str]
+    unreadable: tuple[str, ...] = ()
+
+    def hidden(self, path: str) -> bool:
+        """True if `path` lies in a folder this scan could not read (its absence proves nothing)."""
+        return any(path.startswith(prefix) for prefix in self.unreadable)
 
 
 @dataclass(frozen=True)
@@ -187,7 +193,8 @@ def scan(folder: Path) -> Listing:
     files whose document name an earlier file (in path order) already has, are skipped."""
     found: dict[str, Signature] = {}
     skipped: dict[str, str] = {}
-    _walk(folder, "", found, skipped)
+    unreadable: list[str] = []
+    _walk(folder, "", found, skipped, unreadable)
     files: dict[str, Signature] = {}
     names: dict[str, str] = {}
     for path in sorted(found):
@@ -200,13 +207,24 @@ def scan(folder: Path) -> Listing:
             )
             continue
         files[path] = found[path]
-    return Listing(files, skipped)
+    return Listing(files, skipped, tuple(unreadable))
 
 
-def _walk(folder: Path, prefix: str, found: dict[str, Signature], skipped: dict[str, str]) -> None:
+def _walk(
+    folder: Path,
+    prefix: str,
+    found: dict[str, Signature],
+    skipped: dict[str, str],
+    unreadable: list[str],
+) -> None:
     try:
         entries = list(os.scandir(folder))
-    except OSError:  # a folder removed or unreadable mid-scan: seen on the next poll
+    except OSError as exc:  # unmounted, no permission, removed mid-scan
+        unreadable.append(prefix)
+        skipped[prefix] = (
+            f"the folder cannot be read ({exc.strerror or exc}); its documents are kept until"
+            " it can"
+        )
         return
     for entry in entries:
         if entry.name.startswith("."):
@@ -214,7 +232,7 @@ def _walk(folder: Path, prefix: str, found: dict[str, Signature], skipped: dict[
         path = prefix + entry.name
         try:
             if entry.is_dir(follow_symlinks=False):
-                _walk(Path(entry.path), path + "/", found, skipped)
+                _walk(Path(entry.path), path + "/", found, skipped, unreadable)
                 continue
             if not entry.is_file():
                 continue
@@ -334,7 +352,11 @@ class FolderWatcher:
         ]
         self._refresh()
         kb = self._held()
-        gone = [p for p in self.files if p not in kb and p not in listing.files]
+        gone = [
+            p
+            for p in self.files
+            if p not in kb and p not in listing.files and not listing.hidden(p)
+        ]
         if gone:  # deleted by hand while its file was removed too: forget it
             for path in gone:
                 del self.files[path]
@@ -345,6 +367,7 @@ class FolderWatcher:
             content = self._hash(path, listing.files[path])
             if content is not None:
                 folder[path] = content
+        waiting |= {path for path in kb if listing.hidden(path)}  # not gone, unreadable
         actions = plan(folder, kb, waiting, {**m.failed, **m.duplicates})
         events += self._act(actions, folder, stop)
         if actions:

@@ -414,3 +414,23 @@ def signal_handlers_restored() -> bool:
     return signal.getsignal(signal.SIGINT) is signal.default_int_handler and signal.getsignal(
         signal.SIGTERM
     ) in (signal.SIG_DFL, None)
+
+
+def test_a_folder_that_cannot_be_read_keeps_its_documents(fake_engine, folder: Path) -> None:  # type: ignore[no-untyped-def]
+    """An unmounted share or a folder renamed away is not a folder emptied: nothing is deleted."""
+    clock = Clock()
+    watcher = FolderWatcher(fake_engine, folder, debounce_s=0.5, clock=clock)
+    write(folder / "a.txt", "The oak door is heavy.", 1000)
+    settled(watcher, clock)
+    away = folder.with_name("away")
+    folder.rename(away)
+    events = watcher.poll()
+    assert [(type(e), getattr(e, "path", None)) for e in events] == [(Skipped, "")]
+    assert "the folder cannot be read" in events[0].reason  # type: ignore[union-attr]
+    for _ in range(3):  # said once; not deleted however long it lasts
+        clock.now += 5
+        assert watcher.poll() == []
+    assert [d.name for d in fake_engine.documents()] == ["a.txt"]
+    away.rename(folder)
+    assert statuses(settled(watcher, clock)) == []
+    assert load_state(watcher.state_path, folder) == {"a.txt": "a.txt"}
