@@ -294,7 +294,7 @@ class _Memory:
     """What the watcher remembers between polls."""
 
     tracked: dict[str, Tracked] = field(default_factory=dict)
-    hashes: dict[tuple[str, Signature], str] = field(default_factory=dict)
+    hashes: dict[str, tuple[Signature, str]] = field(default_factory=dict)  # path -> last read
     failed: dict[str, str] = field(default_factory=dict)  # until the file changes
     duplicates: dict[str, str] = field(default_factory=dict)  # until the registry changes
     noticed: set[tuple[str, str]] = field(default_factory=set)
@@ -362,6 +362,9 @@ class FolderWatcher:
                 del self.files[path]
             self._save()
         m.tracked, stable, waiting = settle(m.tracked, listing.files, kb, now, self.debounce_s)
+        for memo in (m.hashes, m.failed, m.duplicates):  # forget files no longer there
+            for path in [p for p in memo if p not in listing.files and not listing.hidden(p)]:
+                del memo[path]
         folder: dict[str, str] = {}
         for path in sorted(stable):
             content = self._hash(path, listing.files[path])
@@ -407,16 +410,16 @@ class FolderWatcher:
         }
 
     def _hash(self, path: str, signature: Signature) -> str | None:
-        key = (path, signature)
-        cached = self._m.hashes.get(key)
-        if cached is None:
-            try:
-                cached = file_hash(self.folder / path)
-            except OSError:  # removed or unreadable since the scan: the next poll sees it
-                return None
-            self._m.hashes = {k: v for k, v in self._m.hashes.items() if k[0] != path}
-            self._m.hashes[key] = cached
-        return cached
+        """The file's content hash, read again only when its signature changed."""
+        cached = self._m.hashes.get(path)
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        try:
+            content = file_hash(self.folder / path)
+        except OSError:  # removed or unreadable since the scan: the next poll sees it
+            return None
+        self._m.hashes[path] = (signature, content)
+        return content
 
     def _act(
         self, actions: list[Action], folder: Mapping[str, str], stop: threading.Event | None
