@@ -55,6 +55,8 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         from webapp.watch_cli import cmd_watch
 
         return cmd_watch(args, settings, _engine)
+    if args.debounce is not None:
+        raise UserError(f"--debounce {args.debounce:g} goes with --watch DIR")
     if not args.paths:
         raise UserError("name files or folders to ingest, or a folder to keep in sync: --watch DIR")
     files = list(iter_files(args.paths))
@@ -316,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     ing = sub.add_parser("ingest", help="add files or folders (recursively) to the knowledge base")
-    ing.add_argument("paths", nargs="*")
+    ing.add_argument("paths", nargs="*", help="files, and folders to walk recursively")
     ing.add_argument("-q", "--quiet", action="store_true")
     ing.add_argument(
         "--watch",

@@ -330,6 +330,7 @@ def test_the_debounce_setting_reads_its_environment_variable(
     ("argv", "message"),
     [
         (["ingest"], "--watch DIR"),
+        (["ingest", "{tmp}", "--debounce", "3"], "--debounce 3 goes with --watch DIR"),
         (["ingest", "--watch", "{tmp}", "extra.txt"], "extra.txt"),
         (["ingest", "--watch", "{tmp}/nowhere"], "nowhere: it does not exist"),
         (["ingest", "--watch", "{tmp}", "--debounce", "0"], "--debounce must be more than 0"),
