@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from rag_core.errors import DocumentNotFoundError, UserError
+from rag_core.errors import DocumentNotFoundError, IndexChangedError, UserError
 from rag_core.ingest.detect import SUPPORTED, SUPPORTED_EXTENSIONS
 from rag_core.ingest.pipeline import clean_name
 from rag_core.types import DocumentRecord, IngestResult
@@ -447,7 +447,11 @@ class FolderWatcher:
     def _ingest(self, actions: list[Action], folder: Mapping[str, str]) -> list[WatchEvent]:
         """Ingest the files in one batch (their chunks are embedded together)."""
         sources = [(self.folder / a.path, document_name(a.path)) for a in actions]
-        results = self.engine.ingest(sources)
+        try:
+            results = self.engine.ingest(sources)
+        except IndexChangedError:  # a reindex swapped its index in: the next poll retries
+            why = "the knowledge base was re-embedded meanwhile; the file is taken again"
+            return [Skipped(a.path, why) for a in actions]
         events: list[WatchEvent] = []
         for action, result in zip(actions, results, strict=True):
             name = document_name(action.path)

@@ -435,3 +435,28 @@ def test_a_folder_that_cannot_be_read_keeps_its_documents(fake_engine, folder: P
     away.rename(folder)
     assert statuses(settled(watcher, clock)) == []
     assert load_state(watcher.state_path, folder) == {"a.txt": "a.txt"}
+
+
+def test_a_reindex_swap_during_a_batch_is_retried_on_the_next_poll(
+    fake_engine, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from rag_core.errors import IndexChangedError
+
+    ingest = fake_engine.ingest
+    calls: list[int] = []
+
+    def swapped_once(sources, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 1:
+            raise IndexChangedError("the knowledge base was re-embedded while this file was added")
+        return ingest(sources, *args, **kwargs)
+
+    monkeypatch.setattr(fake_engine, "ingest", swapped_once)
+    clock = Clock()
+    watcher = FolderWatcher(fake_engine, folder, debounce_s=0.5, clock=clock)
+    write(folder / "a.txt", "The clay pot holds rain.", 1000)
+    events = settled(watcher, clock)
+    assert [type(e) for e in events] == [Skipped]
+    assert "re-embedded" in events[0].reason  # type: ignore[union-attr]
+    clock.now += 1.0
+    assert statuses(watcher.poll()) == [("added", "a.txt")]
