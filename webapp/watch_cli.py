@@ -35,8 +35,10 @@ def cmd_watch(
             " those separately"
         )
     debounce = args.debounce if args.debounce is not None else settings.watch_debounce_s
-    if not debounce > 0:
-        raise UserError(f"--debounce must be more than 0 seconds, not {debounce:g}")
+    if not 0 < debounce <= 3600:
+        raise UserError(
+            f"--debounce must be more than 0 and at most 3600 seconds, not {debounce:g}"
+        )
     folder = Path(args.watch)
     if not folder.is_dir():
         what = "does not exist" if not folder.exists() else "is not a folder"

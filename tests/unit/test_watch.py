@@ -334,6 +334,7 @@ def test_the_debounce_setting_reads_its_environment_variable(
         (["ingest", "--watch", "{tmp}", "extra.txt"], "extra.txt"),
         (["ingest", "--watch", "{tmp}/nowhere"], "nowhere: it does not exist"),
         (["ingest", "--watch", "{tmp}", "--debounce", "0"], "--debounce must be more than 0"),
+        (["ingest", "--watch", "{tmp}", "--debounce", "inf"], "at most 3600 seconds, not inf"),
     ],
 )
 def test_the_command_line_names_what_is_wrong(
