@@ -307,7 +307,8 @@ class _Memory:
 class FolderWatcher:
     """Keeps one folder in sync with an engine's knowledge base; `poll()` does one round,
     `run(stop)` polls until `stop` is set (checked between changes too: a batch of files being
-    ingested is finished first)."""
+    ingested is finished first, unless `cancel` is set as well: then the engine stops it at the
+    next chunk batch, keeps the files already added and reports the others 'cancelled')."""
 
     def __init__(
         self,
@@ -332,15 +333,23 @@ class FolderWatcher:
         self.files = load_state(self.state_path, folder)  # path -> document name
         self._m = _Memory()
 
-    def run(self, stop: threading.Event, interval: float | None = None) -> Iterator[WatchEvent]:
+    def run(
+        self,
+        stop: threading.Event,
+        interval: float | None = None,
+        *,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[WatchEvent]:
         """Poll every `interval` seconds (default: a quarter of the debounce, 0.1 to 1 s) until
         `stop` is set."""
         wait = interval if interval is not None else min(1.0, max(0.1, self.debounce_s / 4))
         while not stop.is_set():
-            yield from self.poll(stop)
+            yield from self.poll(stop, cancel)
             stop.wait(wait)
 
-    def poll(self, stop: threading.Event | None = None) -> list[WatchEvent]:
+    def poll(
+        self, stop: threading.Event | None = None, cancel: threading.Event | None = None
+    ) -> list[WatchEvent]:
         """One round: scan, settle, plan, act. Returns what happened."""
         m = self._m
         now = self.clock()
@@ -372,7 +381,7 @@ class FolderWatcher:
                 folder[path] = content
         waiting |= {path for path in kb if listing.hidden(path)}  # not gone, unreadable
         actions = plan(folder, kb, waiting, {**m.failed, **m.duplicates})
-        events += self._act(actions, folder, stop)
+        events += self._act(actions, folder, stop, cancel)
         if actions:
             m.changes += sum(isinstance(e, Ingested | Deleted) for e in events)
             m.synced = False
@@ -422,7 +431,11 @@ class FolderWatcher:
         return content
 
     def _act(
-        self, actions: list[Action], folder: Mapping[str, str], stop: threading.Event | None
+        self,
+        actions: list[Action],
+        folder: Mapping[str, str],
+        stop: threading.Event | None,
+        cancel: threading.Event | None,
     ) -> list[WatchEvent]:
         events: list[WatchEvent] = []
         ingest: list[Action] = []
@@ -441,14 +454,17 @@ class FolderWatcher:
             self.files.pop(action.path, None)
             self._save()
         if ingest and not (stop is not None and stop.is_set()):
-            events += self._ingest(ingest, folder)
+            events += self._ingest(ingest, folder, cancel)
         return events
 
-    def _ingest(self, actions: list[Action], folder: Mapping[str, str]) -> list[WatchEvent]:
-        """Ingest the files in one batch (their chunks are embedded together)."""
+    def _ingest(
+        self, actions: list[Action], folder: Mapping[str, str], cancel: threading.Event | None
+    ) -> list[WatchEvent]:
+        """Ingest the files in one batch (their chunks are embedded together); a file cancelled
+        is neither the folder's nor failed: it is taken again."""
         sources = [(self.folder / a.path, document_name(a.path)) for a in actions]
         try:
-            results = self.engine.ingest(sources)
+            results = self.engine.ingest(sources, cancel=cancel)
         except IndexChangedError:  # a reindex swapped its index in: the next poll retries
             why = "the knowledge base was re-embedded meanwhile; the file is taken again"
             return [Skipped(a.path, why) for a in actions]
@@ -465,7 +481,7 @@ class FolderWatcher:
                 self.files[action.path] = name  # ours (a duplicate by name: found again)
             elif result.status == "duplicate":
                 self._m.duplicates[action.path] = folder[action.path]
-            else:
+            elif result.status == "error":
                 self._m.failed[action.path] = folder[action.path]
         self._save()
         return events

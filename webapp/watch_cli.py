@@ -1,8 +1,9 @@
 """`ragchat ingest --watch DIR`: keep a folder in sync with the knowledge base until stopped.
 
 SIGTERM or Ctrl-C (SIGINT) stops it after the change in progress (a batch of files being
-ingested is finished); a second signal abandons that batch, which the engine's ingest undoes
-(nothing of it stays half added), and the watcher still exits 0.
+ingested is finished); a second signal cancels that batch (the engine keeps the files already
+added and nothing of the others), and the watcher still exits 0. A third one interrupts at once;
+the ingest undoes its unfinished files, and `Engine.recover` at the next start anything left.
 """
 
 from __future__ import annotations
@@ -43,14 +44,14 @@ def cmd_watch(
     if not folder.is_dir():
         what = "does not exist" if not folder.exists() else "is not a folder"
         raise UserError(f"cannot watch {shown(folder)}: it {what}")
-    stop = threading.Event()
+    stop, cancel = threading.Event(), threading.Event()
     received: list[str] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         received.append(signal.Signals(signum).name)
-        if stop.is_set():  # the second one: abandon the batch (the ingest undoes it)
+        if cancel.is_set():  # the third: at once
             raise KeyboardInterrupt
-        stop.set()
+        (cancel if stop.is_set() else stop).set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -62,8 +63,14 @@ def cmd_watch(
             flush=True,
         )
         try:
-            for event in watcher.run(stop):
+            for event in watcher.run(stop, cancel=cancel):
                 _show(event, folder, args.quiet)
+            if cancel.is_set():
+                print(
+                    "ragchat: stopped at once: files not added yet were cancelled (nothing of"
+                    " them was kept); the next start takes them up again",
+                    file=sys.stderr,
+                )
         except KeyboardInterrupt:
             print(
                 "ragchat: stopped at once: a change in progress was abandoned (nothing of it"
@@ -80,7 +87,9 @@ def cmd_watch(
 
 def _show(event: WatchEvent, folder: Path, quiet: bool) -> None:
     """One line per change on stdout; skipped files and 'in sync' on stderr."""
-    if isinstance(event, Ingested):
+    if isinstance(event, Ingested) and event.result.status == "cancelled":
+        print(f"{'cancelled':<10} {shown(folder / event.path)}", flush=True)
+    elif isinstance(event, Ingested):
         if not quiet or event.result.status == "error":
             print(_result_line(folder / event.path, event.result), flush=True)
     elif isinstance(event, Deleted):

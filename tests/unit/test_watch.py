@@ -380,10 +380,17 @@ def test_sigterm_stops_the_watcher_with_exit_code_0(fake_engine, folder: Path, c
     assert signal_handlers_restored()
 
 
-def test_a_second_signal_abandons_the_batch_and_still_exits_0(
-    fake_engine, folder: Path, capsys, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("signals", "said"),
+    [
+        (2, "files not added yet were cancelled"),  # the engine's cancel, at the next batch
+        (3, "a change in progress was abandoned"),  # KeyboardInterrupt: the ingest undoes it
+    ],
+)
+def test_more_signals_stop_the_batch_in_progress_and_still_exit_0(
+    signals: int, said: str, fake_engine, folder: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
-    """Two signals while a file's chunks are being embedded: the ingest undoes what it wrote."""
+    """Signals while a file's chunks are being embedded: nothing of the file is kept."""
     import signal
 
     from webapp.watch_cli import cmd_watch
@@ -392,18 +399,20 @@ def test_a_second_signal_abandons_the_batch_and_still_exits_0(
     embed = embedder.embed_documents
 
     def interrupted(texts):  # type: ignore[no-untyped-def]
-        os.kill(os.getpid(), signal.SIGTERM)  # stop after this batch...
-        os.kill(os.getpid(), signal.SIGTERM)  # ...no: at once
+        for _ in range(signals):
+            os.kill(os.getpid(), signal.SIGTERM)
         return embed(texts)
 
     monkeypatch.setattr(embedder, "embed_documents", interrupted)
     (folder / "a.txt").write_text("The brass compass points north.")
     args = cli.build_parser().parse_args(["ingest", "--watch", str(folder), "--debounce", "0.1"])
     code = cmd_watch(args, fake_engine.settings, lambda settings: fake_engine)
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert code == 0
-    assert "stopped at once: a change in progress was abandoned" in err
+    assert said in err
     assert err.splitlines()[-1] == f"stopped watching {folder} (SIGTERM)"
+    if signals == 2:
+        assert out.split() == ["cancelled", str(folder / "a.txt")]
     assert fake_engine.documents() == []
     assert fake_engine.registry.not_ready() == []
     assert fake_engine.check() == []
