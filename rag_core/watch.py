@@ -123,6 +123,13 @@ class InSync:
 WatchEvent = Ingested | Deleted | Skipped | InSync
 
 
+def _changed(event: WatchEvent) -> bool:
+    """Whether the event changed the knowledge base (a document added, replaced or deleted)."""
+    if isinstance(event, Ingested):
+        return event.result.status in ("added", "replaced")
+    return isinstance(event, Deleted)
+
+
 def settle(
     tracked: Mapping[str, Tracked],
     listing: Mapping[str, Signature],
@@ -383,7 +390,7 @@ class FolderWatcher:
         actions = plan(folder, kb, waiting, {**m.failed, **m.duplicates})
         events += self._act(actions, folder, stop, cancel)
         if actions:
-            m.changes += sum(isinstance(e, Ingested | Deleted) for e in events)
+            m.changes += sum(_changed(e) for e in events)
             m.synced = False
         elif not waiting and not m.synced:
             events.append(InSync(len(self._held()), m.changes))

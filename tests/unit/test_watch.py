@@ -232,6 +232,8 @@ def test_unsupported_and_failing_files_are_reported_once(fake_engine, folder: Pa
     clock.now += 1.0
     events = watcher.poll()
     assert statuses(events) == [("error", "blank.txt")]
+    clock.now += 1.0
+    assert watcher.poll() == [InSync(files=0, changes=0)]  # a failure changed nothing
     for _ in range(3):
         clock.now += 1.0
         assert [e for e in watcher.poll() if not isinstance(e, InSync)] == []
