@@ -386,6 +386,8 @@ class FolderWatcher:
             content = self._hash(path, listing.files[path])
             if content is not None:
                 folder[path] = content
+            else:  # listed but not readable now: not gone either
+                waiting.add(path)
         waiting |= {path for path in kb if listing.hidden(path)}  # not gone, unreadable
         actions = plan(folder, kb, waiting, {**m.failed, **m.duplicates})
         events += self._act(actions, folder, stop, cancel)

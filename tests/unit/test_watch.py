@@ -472,3 +472,27 @@ def test_a_reindex_swap_during_a_batch_is_retried_on_the_next_poll(
     assert "re-embedded" in events[0].reason  # type: ignore[union-attr]
     clock.now += 1.0
     assert statuses(watcher.poll()) == [("added", "a.txt")]
+
+
+def test_a_listed_file_that_cannot_be_read_is_not_taken_for_removed(
+    fake_engine, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    import rag_core.watch as watch
+
+    clock = Clock()
+    watcher = FolderWatcher(fake_engine, folder, debounce_s=0.5, clock=clock)
+    write(folder / "a.txt", "The pewter jug is full.", 1000)
+    settled(watcher, clock)
+    write(folder / "a.txt", "The pewter jug is empty now.", 2000)
+
+    def unreadable(path: Path) -> str:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(watch, "file_hash", unreadable)
+    for _ in range(3):
+        clock.now += 1.0
+        assert watcher.poll() == []
+    assert [d.name for d in fake_engine.documents()] == ["a.txt"]
+    monkeypatch.undo()
+    clock.now += 1.0
+    assert statuses(watcher.poll()) == [("replaced", "a.txt")]
