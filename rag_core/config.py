@@ -260,6 +260,15 @@ class Settings(BaseSettings):
         200.0, gt=0, description="Largest unpacked size of a Word document (zip bomb guard)."
     )
     max_question_chars: int = Field(4000, ge=10)
+    watch_debounce_s: float = Field(
+        2.0,
+        gt=0,
+        le=3600,
+        description=(
+            "`ragchat ingest --watch`: a file is taken once its size and modification time have"
+            " not changed for this many seconds (and a removed file deleted once gone that long)."
+        ),
+    )
     ocr: Literal["auto", "off"] = Field(
         "auto",
         description=(
@@ -403,6 +412,11 @@ class Settings(BaseSettings):
     @property
     def uploads_path(self) -> Path:
         return self.home / "uploads"
+
+    @property
+    def watch_path(self) -> Path:
+        """Where `ragchat ingest --watch` keeps which files of each watched folder it added."""
+        return self.home / "watch"
 
     @property
     def models_path(self) -> Path:

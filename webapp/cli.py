@@ -51,6 +51,14 @@ def shown(path: Path) -> str:
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
+    if args.watch is not None:
+        from webapp.watch_cli import cmd_watch
+
+        return cmd_watch(args, settings, _engine)
+    if args.debounce is not None:
+        raise UserError(f"--debounce {args.debounce:g} goes with --watch DIR")
+    if not args.paths:
+        raise UserError("name files or folders to ingest, or a folder to keep in sync: --watch DIR")
     files = list(iter_files(args.paths))
     if not files:
         print("No files to ingest.", file=sys.stderr)
@@ -321,8 +329,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     ing = sub.add_parser("ingest", help="add files or folders (recursively) to the knowledge base")
-    ing.add_argument("paths", nargs="+")
+    ing.add_argument("paths", nargs="*", help="files, and folders to walk recursively")
     ing.add_argument("-q", "--quiet", action="store_true")
+    ing.add_argument(
+        "--watch",
+        metavar="DIR",
+        default=None,
+        help="keep the folder DIR in sync until stopped (Ctrl-C, SIGTERM): add new files,"
+        " replace a document when its file changes, delete it when the file is removed",
+    )
+    ing.add_argument(
+        "--debounce",
+        metavar="SECONDS",
+        type=float,
+        default=None,
+        help="with --watch: take a change once the file is unchanged this long"
+        " (default: RAGCHAT_WATCH_DEBOUNCE_S, 2)",
+    )
     ing.set_defaults(func=cmd_ingest)
 
     ask = sub.add_parser("ask", help="ask a question; streams the answer, then lists the sources")
