@@ -325,27 +325,15 @@ def cmd_apikey(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from webapp.watch_cli import add_watch_arguments
+
     p = argparse.ArgumentParser(prog="ragchat", description="Chat with your documents, offline.")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     ing = sub.add_parser("ingest", help="add files or folders (recursively) to the knowledge base")
     ing.add_argument("paths", nargs="*", help="files, and folders to walk recursively")
     ing.add_argument("-q", "--quiet", action="store_true")
-    ing.add_argument(
-        "--watch",
-        metavar="DIR",
-        default=None,
-        help="keep the folder DIR in sync until stopped (Ctrl-C, SIGTERM): add new files,"
-        " replace a document when its file changes, delete it when the file is removed",
-    )
-    ing.add_argument(
-        "--debounce",
-        metavar="SECONDS",
-        type=float,
-        default=None,
-        help="with --watch: take a change once the file is unchanged this long"
-        " (default: RAGCHAT_WATCH_DEBOUNCE_S, 2)",
-    )
+    add_watch_arguments(ing)
     ing.set_defaults(func=cmd_ingest)
 
     ask = sub.add_parser("ask", help="ask a question; streams the answer, then lists the sources")

@@ -109,3 +109,22 @@ def _show(event: WatchEvent, folder: Path, quiet: bool) -> None:
             file=sys.stderr,
             flush=True,
         )
+
+
+def add_watch_arguments(ingest: argparse.ArgumentParser) -> None:
+    """`ragchat ingest`'s --watch and --debounce."""
+    ingest.add_argument(
+        "--watch",
+        metavar="DIR",
+        default=None,
+        help="keep the folder DIR in sync until stopped (Ctrl-C, SIGTERM): add new files,"
+        " replace a document when its file changes, delete it when the file is removed",
+    )
+    ingest.add_argument(
+        "--debounce",
+        metavar="SECONDS",
+        type=float,
+        default=None,
+        help="with --watch: take a change once the file is unchanged this long"
+        " (default: RAGCHAT_WATCH_DEBOUNCE_S, 2)",
+    )

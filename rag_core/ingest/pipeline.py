@@ -31,7 +31,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,18 +39,15 @@ from rag_core.config import Settings
 from rag_core.db.registry import DocumentRegistry
 from rag_core.embedders.identity import EmbedderIdentity, embedder_identity
 from rag_core.errors import IngestError, PermissionDeniedError, UserError
-from rag_core.ingest.chunking import iter_chunks
 from rag_core.ingest.embedding import embed_chunks
 from rag_core.ingest.loaders import load_document
+from rag_core.ingest.writer import BatchWriter, Cancelled, Prepared, cancelled_result
 from rag_core.protocols import Embedder, KeywordIndex, VectorStore
 from rag_core.types import (
     Actor,
     Chunk,
     DocumentRecord,
-    IngestReport,
     IngestResult,
-    IngestStatus,
-    ParsedDocument,
 )
 
 Progress = Callable[[str, float], None]  # (stage description, fraction done 0..1)
@@ -95,23 +92,6 @@ class _Problem:
     kind: str  # stuck | orphan | vector-missing | vector-extra | keyword
     record: DocumentRecord | None
     message: str
-
-
-@dataclass
-class _Prepared:
-    """A file parsed and registered ('ingesting'); its chunks are written as they are made."""
-
-    record: DocumentRecord
-    parsed: ParsedDocument | None  # dropped once all its chunks are made
-    previous: DocumentRecord | None
-    started: float
-    load_seconds: float = 0.0  # reading and parsing the file
-    tables: int = 0  # what the loader found, kept for the report once `parsed` is dropped
-    warnings: tuple[str, ...] = ()
-    slot: int = -1
-    chunks: int = 0  # chunks made so far
-    reused: int = 0  # ...whose embedding was found in the vector store
-    fresh: set[str] = field(default_factory=set)  # text hashes embedded for this document
 
 
 class IngestPipeline:
@@ -175,7 +155,7 @@ class IngestPipeline:
         merged = {**failed, **dict(zip(order, done, strict=False))}
         for i, source in enumerate(sources):  # not reached: the ingest was cancelled first
             if i not in merged:
-                merged[i] = _cancelled(_source_name(source))
+                merged[i] = cancelled_result(_source_name(source))
         return [merged[i] for i in sorted(merged)]
 
     def _read(self, path: Path, name: str) -> tuple[bytes, str] | IngestResult:
@@ -218,7 +198,7 @@ class IngestPipeline:
         report = progress or (lambda stage, fraction: None)
         results: list[IngestResult] = []
         with self.exclusive():
-            writer = _Writer(self, results, report, cancel)
+            writer = BatchWriter(self, results, report, cancel)
             seen: dict[str, DocumentRecord] = {}  # content hash -> registered in this call
             try:
                 for data, raw_name in files:
@@ -232,9 +212,9 @@ class IngestPipeline:
                     prepared.slot = len(results) - 1
                     writer.write(prepared)
                 writer.flush()
-            except _Cancelled:
+            except Cancelled:
                 for doc in writer.abort():
-                    results[doc.slot] = _cancelled(doc.record.name)
+                    results[doc.slot] = cancelled_result(doc.record.name)
                 report("cancelled", 1.0)
                 return results
             except BaseException:
@@ -245,7 +225,7 @@ class IngestPipeline:
 
     def _prepare(
         self, data: bytes, name: str, seen: dict[str, DocumentRecord], actor: Actor
-    ) -> _Prepared | IngestResult:
+    ) -> Prepared | IngestResult:
         """Check and parse one file and open its registry row ('ingesting')."""
         started = time.perf_counter()
         try:
@@ -282,7 +262,7 @@ class IngestPipeline:
                 name, "error", error=str(exc), seconds=time.perf_counter() - started
             )
         loaded = time.perf_counter() - started
-        return _Prepared(record, parsed, previous, started, loaded, parsed.tables, parsed.warnings)
+        return Prepared(record, parsed, previous, started, loaded, parsed.tables, parsed.warnings)
 
     def delete(self, id_or_name: str, *, actor: Actor = OPERATOR) -> DocumentRecord:
         """Remove a document from the registry and both indexes; it is never retrieved again."""
@@ -291,7 +271,7 @@ class IngestPipeline:
             if not actor.may_change(record):
                 raise PermissionDeniedError(f"{record.name}: {not_yours(record, 'delete')}")
             self.registry.mark_deleting(record.id)
-            self._purge(record.id)
+            self.purge(record.id)
             return record
 
     def recover(self, *, wait: bool = True) -> list[str]:
@@ -351,7 +331,7 @@ class IngestPipeline:
                     )
                 elif problem.kind == "vector-missing":
                     self.registry.mark_deleting(record.id)
-                    self._purge(record.id)
+                    self.purge(record.id)
                     actions.append(
                         f"removed document {record.name} ({record.id}): chunks were lost from"
                         " the vector store and cannot be rebuilt; ingest the file again"
@@ -397,7 +377,7 @@ class IngestPipeline:
             if self._in_flight_elsewhere(record):
                 busy.add(record.id)
                 continue
-            self._purge(record.id)
+            self.purge(record.id)
             what = "ingest" if record.status == "ingesting" else "deletion"
             actions.append(
                 f"finished the interrupted {what} of {record.name} ({record.id}):"
@@ -480,8 +460,8 @@ class IngestPipeline:
                 f"{self.settings.max_file_mb:g} MB (setting RAGCHAT_MAX_FILE_MB)",
             )
 
-    def _index(
-        self, chunks: Sequence[Chunk], docs: dict[str, _Prepared], touch: Callable[[], None]
+    def index_batch(
+        self, chunks: Sequence[Chunk], docs: dict[str, Prepared], touch: Callable[[], None]
     ) -> None:
         """Embed one batch of chunks (reusing stored embeddings of the same texts) and write it
         to both indexes; counts per document the embeddings taken from the store."""
@@ -504,137 +484,13 @@ class IngestPipeline:
             self._identity = embedder_identity(self.embedder)
         return self._identity
 
-    def _purge(self, document_id: str) -> None:
+    def purge(self, document_id: str) -> None:
         self.store.delete_document(document_id)
         self.keyword.delete_document(document_id)
         self.registry.remove(document_id)
-
-
-class _Cancelled(Exception):
-    """Raised inside ingest_many when its cancel event is set; never leaves it."""
-
-
-def _cancelled(name: str) -> IngestResult:
-    return IngestResult(name, "cancelled", error=f"{name}: cancelled before it was added")
 
 
 def _source_name(source: IngestSource) -> str:
     if isinstance(source, tuple):
         return clean_name(str(source[1]))
     return clean_name(Path(source).name)
-
-
-class _Writer:
-    """Streams the chunks of the files of one `ingest_many` call into batches: each batch is
-    embedded and written to both indexes, then dropped; a file is committed (made 'ready') once
-    the batch holding its last chunk is written. `abort()` removes every file not committed."""
-
-    def __init__(
-        self,
-        pipeline: IngestPipeline,
-        results: list[IngestResult],
-        report: Progress,
-        cancel: threading.Event | None = None,
-    ) -> None:
-        self.pipeline = pipeline
-        self.results = results
-        self.report = report
-        self.cancel = cancel
-        self.open: dict[str, _Prepared] = {}  # registered in this call, not committed yet
-        self.done: list[_Prepared] = []  # every chunk made, some perhaps not written yet
-        self.batch: list[Chunk] = []
-        self.fraction = 0.0  # of the text of the file being chunked, up to its last chunk
-        self.touched = time.monotonic()
-
-    def write(self, doc: _Prepared) -> None:
-        """Chunk one registered file into the batches; a file without chunks is an error."""
-        pipeline = self.pipeline
-        settings = pipeline.settings
-        parsed = doc.parsed
-        assert parsed is not None
-        self.open[doc.record.id] = doc
-        length = max(len(parsed.text), 1)
-        for chunk in iter_chunks(
-            parsed,
-            document_id=doc.record.id,
-            document_name=doc.record.name,
-            version=doc.record.content_hash,
-            count_tokens=pipeline.embedder.count_tokens,
-            chunk_size=settings.chunk_size,
-            chunk_overlap=settings.chunk_overlap,
-        ):
-            self.check_cancel()
-            self.batch.append(chunk)
-            doc.chunks += 1
-            self.fraction = min(1.0, chunk.char_end / length)
-            if len(self.batch) >= max(pipeline.batch_chunks, 1):
-                self.flush()
-        doc.parsed = None
-        if doc.chunks == 0:
-            del self.open[doc.record.id]
-            pipeline.registry.remove(doc.record.id)
-            error = IngestError(doc.record.name, "no text could be extracted")
-            self.results[doc.slot] = IngestResult(
-                doc.record.name, "error", error=str(error),
-                seconds=time.perf_counter() - doc.started,
-            )  # fmt: skip
-            return
-        self.done.append(doc)
-
-    def check_cancel(self) -> None:
-        if self.cancel is not None and self.cancel.is_set():
-            raise _Cancelled
-
-    def flush(self) -> None:
-        """Write the batch, then commit the files whose chunks are now all written."""
-        self.check_cancel()
-        if self.batch:
-            self.pipeline._index(self.batch, self.open, self.touch)
-            self.batch = []
-            self.report("embedding", 0.05 + 0.85 * self.fraction)
-            self.check_cancel()  # before any commit: a cancel during the last batch counts
-        for doc in self.done:
-            self.commit(doc)
-        self.done = []
-
-    def commit(self, doc: _Prepared) -> None:
-        pipeline = self.pipeline
-        identity = pipeline.identity()
-        report = IngestReport(
-            tables=doc.tables,
-            warnings=doc.warnings,
-            embedder=identity.name,
-            embedder_fingerprint=identity.fingerprint,
-            seconds=time.perf_counter() - doc.started,
-            load_seconds=doc.load_seconds,
-        )
-        record = pipeline.registry.commit(
-            doc.record.id, doc.chunks, index_id=pipeline.index_id, report=report
-        )
-        del self.open[doc.record.id]
-        if doc.previous is not None:
-            pipeline._purge(doc.previous.id)
-        status: IngestStatus = "replaced" if doc.previous is not None else "added"
-        self.results[doc.slot] = IngestResult(
-            record.name, status, record, doc.chunks, doc.reused, None,
-            report.seconds,
-        )  # fmt: skip
-
-    def touch(self) -> None:
-        """Before each encoder batch: stop if cancelled; now and then, mark the open rows
-        alive, so other replicas leave them be."""
-        self.check_cancel()
-        if time.monotonic() - self.touched > self.pipeline.settings.shared_lease_s / 4:
-            self.pipeline.registry.touch(set(self.open))
-            self.touched = time.monotonic()
-
-    def abort(self) -> list[_Prepared]:
-        """Remove the chunks written so far and the rows of the files not committed; returns
-        those files."""
-        self.batch = []
-        self.done = []
-        removed = list(self.open.values())
-        for doc_id in list(self.open):
-            self.pipeline._purge(doc_id)
-            del self.open[doc_id]
-        return removed

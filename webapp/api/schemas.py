@@ -109,15 +109,11 @@ class UploadResult(BaseModel):
 
     @classmethod
     def of(cls, r: IngestResult) -> UploadResult:
-        return cls(
-            name=r.name,
-            status=r.status,
-            document=DocumentOut.model_validate(r.document) if r.document else None,
-            chunks=r.chunks,
-            reused_embeddings=r.reused_embeddings,
-            error=r.error,
-            seconds=round(r.seconds, 3),
-        )
+        same = {
+            k: getattr(r, k) for k in ("name", "status", "chunks", "reused_embeddings", "error")
+        }
+        document = DocumentOut.model_validate(r.document) if r.document else None
+        return cls(**same, document=document, seconds=round(r.seconds, 3))
 
 
 class UploadResponse(BaseModel):
