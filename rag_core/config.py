@@ -128,36 +128,36 @@ class Settings(BaseSettings):
         "convex", description="Hybrid fusion: score-based (convex) or reciprocal rank fusion."
     )
     fusion_alpha: float = Field(
-        0.9,
+        0.6,
         ge=0.0,
         le=1.0,
         description=(
-            "convex fusion: weight of the dense similarity. Chosen with section_bonus 0.2 on the "
-            "tune halves of pyfaq, debian-faq and fetchmail (bench/retrieval_study.py study); "
-            "on their test halves hybrid nDCG@10 is 0.784 / 0.838 / 0.644 (dense alone 0.690 / "
-            "0.792 / 0.583; the former defaults, chosen on pyfaq dev, 0.792 / 0.825 / 0.601; "
-            "alpha 0.8 without priors, chosen on debian-faq and fetchmail alone, 0.639 / 0.821 / "
-            "0.719)."
+            "convex fusion: weight of the dense similarity (1 - alpha for BM25). The defaults "
+            "(z-normalised, alpha 0.6, section_bonus 0.1, document_weight 0.2, no length "
+            "penalty) are the best of every fusion family on the tune halves of pyfaq, "
+            "debian-faq and fetchmail (bench/retrieval_study.py study); test-half hybrid "
+            "nDCG@10 0.768 / 0.838 / 0.735 (ragchat eval retrieval; pyfaq from the study), "
+            "against 0.780 / 0.841 / 0.653 with the former max-normalised alpha 0.9 and dense "
+            "alone 0.690 / 0.809 / 0.574; leave-one-corpus-out 0.768 / 0.833 / 0.647."
         ),
     )
     fusion_normalise: Literal["max", "z"] = Field(
-        "max",
+        "z",
         description=(
-            "convex fusion: 'max' mixes the cosine with BM25 / the query's best BM25; 'z' mixes "
-            "each retriever's scores as z-scores over its own candidates."
+            "convex fusion: 'z' mixes each retriever's scores as z-scores over its own "
+            "candidates (a chunk BM25 did not find gets BM25's mean); 'max' mixes the cosine with "
+            "BM25 / the query's best BM25 (the default before the multi-corpus study)."
         ),
     )
     rrf_k: int = Field(60, ge=1)
     section_bonus: float = Field(
-        0.2,
+        0.1,
         ge=0.0,
         le=1.0,
         description=(
             "Added to the dense similarity of a chunk that opens its section (first chunk, or a "
-            "new heading path) in ranking. Chosen with fusion_alpha on the tune halves of pyfaq, "
-            "debian-faq and fetchmail; on their test halves, with the other constants re-chosen "
-            "each time, 0.784 / 0.838 / 0.644 with it and 0.741 / 0.819 / 0.697 without (macro "
-            "0.756 vs 0.752): it helps where an answer opens a section (FAQs) and costs fetchmail."
+            "new heading path) in ranking; chosen with fusion_alpha (see there). It helps where "
+            "an answer opens a section (FAQs) and costs fetchmail a little."
         ),
     )
     length_penalty: float = Field(
@@ -167,19 +167,17 @@ class Settings(BaseSettings):
         description=(
             "Subtracted, times log(chunks of its document, at most 8), from a chunk's dense "
             "similarity in ranking. Chosen as 0.02 on pyfaq dev; re-chosen on the tune halves of "
-            "pyfaq, debian-faq and fetchmail it is 0 (test halves 0.784 / 0.838 / 0.644 with "
-            "the chosen constants, 0.779 / 0.840 / 0.661 with it re-chosen): off by default."
+            "pyfaq, debian-faq and fetchmail it is 0: off by default."
         ),
     )
     document_weight: float = Field(
-        0.0,
+        0.2,
         ge=0.0,
         le=1.0,
         description=(
             "Share of a chunk's dense similarity in ranking that comes from its whole document "
-            "(the query's cosine with the mean of the document's chunk embeddings). Chosen as "
-            "0.2 on pyfaq dev; re-chosen on the tune halves of pyfaq, debian-faq and fetchmail "
-            "it is 0: off by default (and no document vectors are read)."
+            "(the query's cosine with the mean of the document's chunk embeddings); chosen with "
+            "fusion_alpha (see there). 0 reads no document vectors."
         ),
     )
     dense_weight: float = Field(1.0, ge=0.0, description="Weight of the dense ranking in fusion.")
