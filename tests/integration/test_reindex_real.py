@@ -77,6 +77,11 @@ def env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     monkeypatch.setenv("RAGCHAT_CHUNK_SIZE", "48")
     monkeypatch.setenv("RAGCHAT_CHUNK_OVERLAP", "0")
     monkeypatch.setenv("RAGCHAT_EMBED_PRECISION", "float32")
+    # the second embedder has random weights: its cosines carry no meaning, so the checks that a
+    # question still finds its document rely on BM25. Z-normalised fusion would scale that noise
+    # up to BM25's weight; the max-normalised fusion keeps the cosines' own small spread.
+    monkeypatch.setenv("RAGCHAT_FUSION_NORMALISE", "max")
+    monkeypatch.setenv("RAGCHAT_FUSION_ALPHA", "0.9")
     yield Settings()
 
 
@@ -199,7 +204,7 @@ def test_reindex_on_a_chroma_server(
     with chroma_run(tmp_path) as url:
         settings = Settings(
             home=tmp_path / "home", chroma_url=url, chunk_size=48, chunk_overlap=0,
-            embed_precision="float32",
+            embed_precision="float32", fusion_normalise="max", fusion_alpha=0.9,  # see `env`
         )  # fmt: skip
         old_engine = _seed(settings)
         total = sum(d.chunk_count for d in old_engine.documents())
