@@ -143,8 +143,8 @@ class IngestPipeline:
                     order.append(i)
                     yield source[0], source[1]
                     continue
-                path, name = source if isinstance(source, tuple) else (source, None)
-                read = self._read(Path(path), clean_name(Path(path).name if name is None else name))
+                path = source[0] if isinstance(source, tuple) else source
+                read = self._read(Path(path), _source_name(source))
                 if isinstance(read, IngestResult):
                     failed[i] = read
                 else:
@@ -491,6 +491,7 @@ class IngestPipeline:
 
 
 def _source_name(source: IngestSource) -> str:
+    """The name a source is ingested under: the name given with it, else its file's name."""
     if isinstance(source, tuple):
         return clean_name(str(source[1]))
     return clean_name(Path(source).name)
