@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from rag_core.db.records import ConversationRecord
 from rag_core.types import Chunk, DocumentRecord, IngestResult, page_ranges
-from webapp.render.text import esc, fmt_time
+from webapp.render.text import esc, fmt_time, plural
 from webapp.serialize import report_facts
 
 _STATUS_LABEL = {
@@ -21,10 +21,6 @@ _LOAD_MORE = (
     '<button type="button" class="rc-more" data-action="more" id="rc-history-more">'
     "Load more</button>"
 )
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'s' if n != 1 else ''}"
 
 
 def render_history(
@@ -50,7 +46,7 @@ def render_history(
             f'<button type="button" class="{cls}" data-action="open" data-conv="{esc(c.id)}" '
             f'title="{esc(c.title)}"><span class="rc-conv-title">{esc(c.title)}</span>'
             f'<span class="rc-conv-meta">{esc(fmt_time(c.updated_at))} · '
-            f"{_plural(c.turn_count, 'question')}</span></button>"
+            f"{plural(c.turn_count, 'question')}</span></button>"
         )
     if more:
         items.append(_LOAD_MORE)
@@ -68,7 +64,7 @@ def _ingest_detail(r: IngestResult) -> str:
     if doc is not None:
         reused = f", {r.reused_embeddings} embeddings reused" if r.reused_embeddings else ""
         ocr = f", OCR read page(s) {page_ranges(doc.ocr_pages)}" if doc.ocr_pages else ""
-        done = f"v{doc.version}: {_plural(r.chunks, 'chunk')}{reused}{ocr} in {r.seconds:.1f} s"
+        done = f"v{doc.version}: {plural(r.chunks, 'chunk')}{reused}{ocr} in {r.seconds:.1f} s"
         return done + _first_warning(doc)
     return ""
 
@@ -79,7 +75,7 @@ def _first_warning(doc: DocumentRecord) -> str:
     warnings = doc.report.warnings if doc.report is not None else ()
     if not warnings:
         return ""
-    more = f" (+{_plural(len(warnings) - 1, 'more warning')})" if len(warnings) > 1 else ""
+    more = f" (+{plural(len(warnings) - 1, 'more warning')})" if len(warnings) > 1 else ""
     return f"; {warnings[0]}{more}"
 
 
@@ -126,7 +122,7 @@ def render_documents(docs: Sequence[DocumentRecord]) -> str:
         )
     total = sum(d.chunk_count for d in docs)
     return (
-        f'<div class="rc-kb-summary">{_plural(len(docs), "document")} · {total} chunks</div>'
+        f'<div class="rc-kb-summary">{plural(len(docs), "document")} · {total} chunks</div>'
         '<div class="rc-table-wrap"><table class="rc-table rc-docs"><thead><tr><th>Name</th>'
         "<th>Type</th><th>Pages</th><th>Chunks</th><th>Version</th><th>Added by</th><th>Added</th>"
         "</tr></thead>"

@@ -27,6 +27,11 @@ def esc(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
+def plural(n: int, word: str) -> str:
+    """'1 file', '3 files'."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def fmt_time(value: datetime) -> str:
     """A stored time (UTC when naive) in the server's local time, to the minute."""
     if value.tzinfo is None:

@@ -17,7 +17,7 @@ from rag_core.config import Settings
 from rag_core.db.insights import DEFAULT_DAYS, Insights
 from rag_core.engine import Engine
 from rag_core.errors import UserError
-from webapp.render.text import esc
+from webapp.render.text import esc, plural
 from webapp.ui.common import actor_of, warn
 
 PERIODS = [("Last 7 days", 7), ("Last 30 days", 30), ("Last 90 days", 90), ("Last year", 365)]
@@ -25,10 +25,6 @@ PERIODS = [("Last 7 days", 7), ("Last 30 days", 30), ("Last 90 days", 90), ("Las
 # cited lists, refused questions
 INSIGHT_OUTPUTS = 7
 HINT = "Add documents about this"
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _days(value: Any) -> int:
@@ -83,7 +79,7 @@ def render_summary(report: Insights) -> str:
     refused = sum(d.refused for d in report.days)
     rate = f"{100 * refused / report.questions:.1f}%" if report.questions else "-"
     return (
-        f'<div class="rc-insights-summary">{_plural(report.questions, "question")} from {since} '
+        f'<div class="rc-insights-summary">{plural(report.questions, "question")} from {since} '
         f"to before {until} · {refused} refused ({rate})</div>"
     )
 
@@ -91,7 +87,7 @@ def render_summary(report: Insights) -> str:
 def render_documents(report: Insights) -> str:
     """The most cited documents and those no answer cited in the period."""
     cited = "".join(
-        f"<li>{esc(c.document)} — {_plural(c.answers, 'answer')}</li>" for c in report.most_cited
+        f"<li>{esc(c.document)} — {plural(c.answers, 'answer')}</li>" for c in report.most_cited
     )
     never = "".join(
         f"<li>{esc(u.document)} <span class='rc-muted'>(version {u.version}, added "

@@ -30,6 +30,7 @@ from rag_core.ingest.detect import SUPPORTED_EXTENSIONS
 from rag_core.ingest.pipeline import IngestSource, clean_name
 from rag_core.types import DocumentRecord, IngestResult
 from webapp import render
+from webapp.render.text import plural
 from webapp.ui.common import actor_of, notify, user_of, warn
 
 log = logging.getLogger("ragchat.webapp.ui.knowledge")
@@ -131,10 +132,6 @@ def eta_text(elapsed: float, fraction: float) -> str:
     return f" · about {minutes} min {seconds:02d} s left"
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'s' if n != 1 else ''}"
-
-
 def _short(name: str) -> str:
     return name if len(name) <= 60 else name[:57] + "…"
 
@@ -226,7 +223,7 @@ class KnowledgeController:
         def report(stage: str, fraction: float) -> None:
             fraction = min(max(fraction, 0.0), 1.0)
             left = eta_text(time.monotonic() - started, fraction)
-            progress(fraction, desc=f"{stage} ({_plural(len(files), 'file')}){left}")
+            progress(fraction, desc=f"{stage} ({plural(len(files), 'file')}){left}")
 
         session = request.session_hash or ""
         cancel = self.cancels[session] = threading.Event()
