@@ -18,12 +18,19 @@ from typing import TYPE_CHECKING, Any
 from rag_core.answer_types import expected_kinds
 from rag_core.answering import Answerer, refusal_text
 from rag_core.config import Settings
+from rag_core.db.collections import Collections
 from rag_core.db.insights import DEFAULT_DAYS, Insights, LogInsights
 from rag_core.db.log import ConversationLog
 from rag_core.db.registry import DocumentRegistry
-from rag_core.errors import ConfigError, InvalidOptionError, PermissionDeniedError
+from rag_core.errors import (
+    CollectionError,
+    ConfigError,
+    DocumentNotFoundError,
+    InvalidOptionError,
+    PermissionDeniedError,
+)
 from rag_core.grounding import Evidence, GateModel, gate_features
-from rag_core.ingest.pipeline import OPERATOR, IngestPipeline, IngestSource, Progress
+from rag_core.ingest.pipeline import OPERATOR, IngestPipeline, IngestSource, Progress, Target
 from rag_core.protocols import Embedder, KeywordIndex, VectorStore
 from rag_core.protocols import Generator as TextGenerator
 from rag_core.retrieval import Retriever, standalone_query
@@ -32,6 +39,7 @@ from rag_core.types import (
     Actor,
     AnswerOptions,
     Chunk,
+    CollectionRecord,
     DocumentRecord,
     Done,
     Event,
@@ -41,6 +49,7 @@ from rag_core.types import (
     IngestResult,
     Logged,
     Retrieved,
+    Scope,
     Timings,
     Token,
     Turn,
@@ -121,13 +130,28 @@ class Engine:
         *,
         cancel: threading.Event | None = None,
         actor: Actor = OPERATOR,
+        collection: str | None = None,
     ) -> list[IngestResult]:
         """Ingest files through one batched path (see IngestPipeline.ingest_sources): their
         chunks are embedded together; each file succeeds or fails on its own; results in order.
         Every entry point (the page, the API, the command line) ingests through here. Setting
-        `cancel` stops it: files not yet added come back 'cancelled', with nothing of them kept."""
+        `cancel` stops it: files not yet added come back 'cancelled', with nothing of them kept.
+        New documents join `collection` (a name or id `actor` may see; None: Default), and so
+        does a document found to hold the same content."""
         self.follow_index()
-        return self.pipeline.ingest_sources(sources, progress, actor=actor, cancel=cancel)
+        target = self._target(collection, actor)
+        results = self.pipeline.ingest_sources(
+            sources, progress, actor=actor, cancel=cancel, target=target
+        )
+        if target.collection_id is not None:
+            same = {r.document.id for r in results if r.status == "duplicate" and r.document}
+            if same:
+                self.collections.add_documents(target.collection_id, same, actor)
+        return results
+
+    def _target(self, collection: str | None, actor: Actor) -> Target:
+        cid = self.collections.get(collection, actor).id if collection is not None else None
+        return Target(cid, self.collections.visible_document_ids(actor))
 
     def ingest_path(
         self,
@@ -136,25 +160,59 @@ class Engine:
         *,
         name: str | None = None,
         actor: Actor = OPERATOR,
+        collection: str | None = None,
     ) -> IngestResult:
         """Ingest one file from disk through the batched path; `name` is the name the user gave
         the file (an upload stored under a generated name), else its own."""
         source: IngestSource = Path(path) if name is None else (Path(path), name)
-        return self.ingest([source], progress, actor=actor)[0]
+        return self.ingest([source], progress, actor=actor, collection=collection)[0]
 
     def ingest_bytes(
-        self, data: bytes, name: str, progress: Progress | None = None, *, actor: Actor = OPERATOR
+        self,
+        data: bytes,
+        name: str,
+        progress: Progress | None = None,
+        *,
+        actor: Actor = OPERATOR,
+        collection: str | None = None,
     ) -> IngestResult:
-        self.follow_index()
-        return self.pipeline.ingest_bytes(data, name, progress, actor=actor)
+        return self.ingest([(data, name)], progress, actor=actor, collection=collection)[0]
 
     def delete_document(self, id_or_name: str, *, actor: Actor = OPERATOR) -> DocumentRecord:
-        """Delete a document (PermissionDeniedError if `actor` may not change it)."""
+        """Delete a document (not found if `actor` may not see it; PermissionDeniedError if
+        they may see but not change it)."""
         self.follow_index()
-        return self.pipeline.delete(id_or_name, actor=actor)
+        record = self.document(id_or_name, actor=actor)
+        return self.pipeline.delete(record.id, actor=actor)
 
-    def documents(self) -> list[DocumentRecord]:
-        return self.registry.list()
+    @property
+    def collections(self) -> Collections:
+        """The collections in the registry (a light object over the same database)."""
+        return Collections(self.registry.db)
+
+    def documents(self, actor: Actor = OPERATOR) -> list[DocumentRecord]:
+        """The ready documents `actor` may see, by name."""
+        visible = self.collections.visible_document_ids(actor)
+        found = self.registry.list()
+        return found if visible is None else [d for d in found if d.id in visible]
+
+    def delete_collection(
+        self, name_or_id: str, *, actor: Actor = OPERATOR, delete_documents: bool = False
+    ) -> tuple[CollectionRecord, list[DocumentRecord]]:
+        """Delete a collection. Documents found in no other collection would be stranded: the
+        deletion is refused (naming how many) unless `delete_documents`, which deletes them."""
+        record = self.collections.get(name_or_id, actor)
+        orphans = self.collections.orphans(record.id)
+        if orphans and not delete_documents:
+            raise CollectionError(
+                f"Collection {record.name!r} holds {len(orphans)} document(s) found in no other"
+                " collection; move them first, or delete the collection with its documents"
+            )
+        record, orphans = self.collections.delete(record.id, actor)
+        removed = []
+        for doc_id in sorted(orphans):
+            removed.append(self.pipeline.delete(doc_id, actor=OPERATOR))
+        return record, removed
 
     def insights(self, days: int = DEFAULT_DAYS, *, actor: Actor = OPERATOR) -> Insights:
         """What the log says over the last `days` days, across every user: for the operator or
@@ -165,16 +223,32 @@ class Engine:
             )
         return LogInsights(self.log.db).report(days)
 
-    def document(self, id_or_name: str) -> DocumentRecord:
-        """A document by id, unique id prefix or name (DocumentNotFoundError otherwise)."""
-        return self.registry.get(id_or_name)
+    def document(self, id_or_name: str, *, actor: Actor = OPERATOR) -> DocumentRecord:
+        """A document by id, unique id prefix or name (DocumentNotFoundError otherwise, and
+        when `actor` may not see it: its existence is not revealed)."""
+        record = self.registry.get(id_or_name)
+        visible = self.collections.visible_document_ids(actor)
+        if visible is not None and record.id not in visible:
+            raise DocumentNotFoundError(f"No document named {id_or_name.strip()!r} or with that id")
+        return record
 
-    def count_documents(self) -> int:
-        return self.registry.count()
+    def count_documents(self, actor: Actor = OPERATOR) -> int:
+        visible = self.collections.visible_document_ids(actor)
+        return self.registry.count() if visible is None else len(self.documents(actor))
 
-    def chunks_of(self, id_or_name: str) -> list[Chunk]:
+    def chunks_of(self, id_or_name: str, *, actor: Actor = OPERATOR) -> list[Chunk]:
         self.follow_index()
-        return self.store.chunks_of(self.registry.get(id_or_name).id)
+        return self.store.chunks_of(self.document(id_or_name, actor=actor).id)
+
+    def scoped(
+        self, options: AnswerOptions, scope: Scope | None = None, actor: Actor = OPERATOR
+    ) -> AnswerOptions:
+        """`options` for a question in `scope` (None: the one already in `options`) asked by
+        `actor`: the document ids it searches are resolved here, and only those are retrieved
+        (a collection or document they may not see is not found)."""
+        scope = options.scope if scope is None else scope
+        ids = self.collections.resolve(scope, actor, lambda key: self.registry.get(key).id)
+        return replace(options, scope=scope, document_ids=ids)
 
     # -- maintenance --------------------------------------------------------------------------
 
@@ -233,7 +307,11 @@ class Engine:
             self.keyword_sync()
         query = standalone_query(question, history)
         result = self.retriever.search(
-            query, mode=options.mode, k=options.top_k, candidates=s.candidates
+            query,
+            mode=options.mode,
+            k=options.top_k,
+            candidates=s.candidates,
+            document_ids=None if options.document_ids is None else sorted(options.document_ids),
         )
         hits = tuple(result.hits)
         features = None
@@ -280,10 +358,13 @@ class Engine:
         options: AnswerOptions | None = None,
         *,
         stop: threading.Event | None = None,
+        actor: Actor = OPERATOR,
+        scope: Scope | None = None,
     ) -> Iterator[Event]:
-        """Answer a question from the documents, streaming events. Ends with exactly one Done.
-        The question and options are checked before the first event."""
-        options = options or self.settings.answer_options()
+        """Answer a question from the documents `actor` may see within `scope` (None: the one in
+        `options`), streaming events. Ends with exactly one Done. The question, the options and
+        the scope are checked before the first event."""
+        options = self.scoped(options or self.settings.answer_options(), scope, actor)
         question = clean_question(question, self.settings.max_question_chars)
         return self._answer(question, history, options, stop or threading.Event())
 
@@ -312,6 +393,8 @@ class Engine:
         options: AnswerOptions | None = None,
         stop: threading.Event | None = None,
         history: Sequence[Turn] | None = None,
+        actor: Actor = OPERATOR,
+        scope: Scope | None = None,
     ) -> Generator[Event, None, None]:
         """`answer` inside a logged conversation: history comes from the log (or, for a caller
         that keeps its own, such as an OpenAI-style client, from `history`), the turn goes to it.
@@ -320,12 +403,22 @@ class Engine:
         owns the conversation); the conversation is created only then. The turn is written even
         when the caller stops early or the generator fails, marked 'stopped' or 'error', so the
         log always has a complete record of what was shown.
+
+        `actor` is who asks (with accounts on, `user` as an Actor: only the collections they may
+        see are searched). `scope` is what to search; the conversation remembers it, and a later
+        question without one searches the conversation's scope again.
         """
         options = options or self.settings.answer_options()
         question = clean_question(question, self.settings.max_question_chars)
+        remembered = (
+            self.log.get_conversation(conversation_id, user).scope if conversation_id else None
+        )
+        options = self.scoped(options, scope if scope is not None else remembered, actor)
         logged = self.log.history(conversation_id, user) if conversation_id else []
         if conversation_id is None:
-            conversation_id = self.log.create_conversation(user, "New conversation").id
+            conversation_id = self.log.create_conversation(user, scope=options.scope).id
+        elif scope is not None and scope != remembered:
+            self.log.set_scope(conversation_id, user, scope)
         stop = stop or threading.Event()
         events = self._answer(question, logged if history is None else history, options, stop)
         return self._logged(events, conversation_id, user, stop)
@@ -376,6 +469,7 @@ def _option_snapshot(options: AnswerOptions) -> dict[str, Any]:
         "answer_mode": options.answer_mode,
         "answer_strategy": options.strategy,
         "grounding": options.grounding,
+        **({} if options.scope.everything else {"scope": options.scope.as_json()}),
     }
 
 

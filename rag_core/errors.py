@@ -32,6 +32,14 @@ class DocumentNotFoundError(UserError):
     """A document name or id that the registry does not know."""
 
 
+class CollectionNotFoundError(DocumentNotFoundError):
+    """A collection name or id that does not exist, or that the user may not see."""
+
+
+class CollectionError(UserError):
+    """A collection cannot be made or changed as asked (a name taken, a bad visibility, ...)."""
+
+
 class PermissionDeniedError(UserError):
     """The user may not change this (e.g. another user's document)."""
 

@@ -22,8 +22,18 @@ from rag_core.config import RANKING_KEYS, Settings
 from rag_core.db.records import TurnRecord
 from rag_core.engine import Engine
 from rag_core.errors import InvalidOptionError, RagError, UserError
+from rag_core.ingest.pipeline import OPERATOR
 from rag_core.retrieval import FusionParams
-from rag_core.types import AnswerOptions, Citation, DocumentRecord, Done, Hit, SentenceCheck
+from rag_core.types import (
+    Actor,
+    AnswerOptions,
+    Citation,
+    DocumentRecord,
+    Done,
+    Hit,
+    Scope,
+    SentenceCheck,
+)
 
 # snapshot keys a replay applies (the rest of the settings are today's)
 REPLAYED = (
@@ -308,14 +318,17 @@ def document_changes(
     return tuple(changes.values())
 
 
-def replay_turn(engine: Engine, turn_id: int, user: str) -> Replay:
-    """Answer one of `user`'s logged turns again with its settings snapshot, on today's
-    knowledge base (ConversationNotFoundError for a turn that is not theirs); nothing is logged."""
+def replay_turn(engine: Engine, turn_id: int, user: str, actor: Actor = OPERATOR) -> Replay:
+    """Answer one of `user`'s logged turns again with its settings snapshot and scope, on
+    today's knowledge base as `actor` sees it (ConversationNotFoundError for a turn that is not
+    theirs); nothing is logged."""
     before = engine.log.get_turn(turn_id, user)
     history = engine.log.history(before.conversation_id, user, before=before.position)
     settings, options, models_differ, notes = replay_settings(engine.settings, before.config)
     after: Done | None = None
-    for event in _engine_with(engine, settings).answer(before.question, history, options):
+    scope = Scope.from_json(before.config.get("scope"))
+    replaying = _engine_with(engine, settings)
+    for event in replaying.answer(before.question, history, options, actor=actor, scope=scope):
         if isinstance(event, Done):
             after = event
     if after is None:  # answer() always ends with one Done

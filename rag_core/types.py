@@ -166,6 +166,10 @@ class AnswerOptions:
     max_new_tokens: int = 160
     strategy: AnswerStrategy = "concat"
     grounding: GroundingPolicy = "mark"
+    # what the question searches, as asked (logged with the turn) and as resolved for the asking
+    # user by `Engine.scoped` (None: every document; an empty set: none, so the gate refuses)
+    scope: Scope = field(default_factory=lambda: Scope())
+    document_ids: frozenset[str] | None = None
 
     @property
     def answer_mode(self) -> AnswerMode:
@@ -380,6 +384,47 @@ def page_ranges(pages: Sequence[int]) -> str:
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
+Visibility = Literal["private", "shared", "everyone"]
+VISIBILITIES: tuple[Visibility, ...] = ("private", "shared", "everyone")
+DEFAULT_COLLECTION = "default"  # the id of the collection documents join when none is named
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a question searches: the union of these collections (ids or names) and single
+    documents (names or ids). Empty: every document the asking user may see."""
+
+    collections: tuple[str, ...] = ()
+    documents: tuple[str, ...] = ()
+
+    @property
+    def everything(self) -> bool:
+        return not self.collections and not self.documents
+
+    def as_json(self) -> dict[str, list[str]]:
+        return {"collections": list(self.collections), "documents": list(self.documents)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Scope:
+        data = data or {}
+        return cls(tuple(data.get("collections") or ()), tuple(data.get("documents") or ()))
+
+
+@dataclass(frozen=True)
+class CollectionRecord:
+    """A named group of documents with an owner and a visibility: private (its owner), shared
+    (its owner and `members`) or everyone. Owner None: made by an operator (or the Default)."""
+
+    id: str
+    name: str
+    description: str
+    owner: str | None
+    visibility: Visibility
+    members: tuple[str, ...] = ()
+    document_count: int = 0
+    created_at: datetime | None = None
+
+
 @dataclass(frozen=True)
 class Actor:
     """Who asks to change the knowledge base. `name` None is the operator (the command line, the
@@ -391,6 +436,25 @@ class Actor:
 
     def may_change(self, document: DocumentRecord) -> bool:
         return self.name is None or self.admin or document.owner == self.name
+
+    @property
+    def sees_all(self) -> bool:
+        """The operator and admins see every collection."""
+        return self.name is None or self.admin
+
+    def may_see(self, collection: CollectionRecord) -> bool:
+        """Whether this user may search, list and add to `collection`."""
+        return (
+            self.sees_all
+            or collection.visibility == "everyone"
+            or collection.owner == self.name
+            or (collection.visibility == "shared" and self.name in collection.members)
+        )
+
+    def may_manage(self, collection: CollectionRecord) -> bool:
+        """Only its owner (or the operator, or an admin) renames or deletes a collection; a
+        collection made by an operator is managed by operators and admins."""
+        return self.sees_all or (collection.owner is not None and collection.owner == self.name)
 
 
 IngestStatus = Literal["added", "duplicate", "replaced", "error", "cancelled"]

@@ -38,6 +38,7 @@ from rag_core.types import (
     Done,
     FeedbackReason,
     Hit,
+    Scope,
     SentenceCheck,
     Timings,
     Turn,
@@ -78,7 +79,9 @@ def _turn_count() -> sa.ScalarSelect[int]:
 
 
 def _conversation_record(row: ConversationRow, turn_count: int) -> ConversationRecord:
-    return from_row(ConversationRecord, row, turn_count=turn_count)
+    return from_row(
+        ConversationRecord, row, turn_count=turn_count, scope=Scope.from_json(row.scope)
+    )
 
 
 def _chunk(p: TurnPassageRow) -> Chunk:
@@ -257,13 +260,22 @@ class ConversationLog:
             raise ConversationNotFoundError(f"Turn {turn_id!r} not found")
         return row
 
-    def create_conversation(self, user: str, title: str = DEFAULT_TITLE) -> ConversationRecord:
+    def create_conversation(
+        self, user: str, title: str = DEFAULT_TITLE, scope: Scope | None = None
+    ) -> ConversationRecord:
         """Start an empty conversation; a blank title becomes the default."""
         with self.db.session() as s:
             row = ConversationRow(user=user, title=_clean_title(title) or DEFAULT_TITLE)
+            row.scope = None if scope is None or scope.everything else scope.as_json()
             s.add(row)
             s.flush()
             return _conversation_record(row, 0)
+
+    def set_scope(self, conv_id: str, user: str, scope: Scope) -> None:
+        """Remember what a conversation's questions search (an empty scope: everything)."""
+        with self.db.session() as s:
+            row = self._owned(s, conv_id, user, lock=True)
+            row.scope = None if scope.everything else scope.as_json()
 
     def list_conversations(
         self,

@@ -36,6 +36,7 @@ DEFAULT_TITLE = "New conversation"
 DOCUMENT_STATUSES = ("ingesting", "ready", "deleting")
 INDEX_STATUSES = ("active", "building", "retired")
 TURN_STATUSES = ("complete", "stopped", "error")
+VISIBILITIES = ("private", "shared", "everyone")
 FEEDBACK_REASONS = ("wrong_fact", "wrong_citation", "should_answer", "should_refuse")
 
 # Deterministic constraint names, so migrations can name what they create and later drop.
@@ -171,6 +172,8 @@ class ConversationRow(Base):
     title: Mapped[str] = mapped_column(sa.String(255), default=DEFAULT_TITLE)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # what its questions search (rag_core.types.Scope as JSON); NULL: every visible document
+    scope: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
 
     turns: Mapped[list[TurnRow]] = _owned("TurnRow.position", back_populates="conversation")
 
@@ -368,3 +371,45 @@ class VectorIndexRow(Base):
     chunks_total: Mapped[int] = mapped_column(sa.Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CollectionRow(Base):
+    """A named group of documents with an owner (NULL: an operator) and a visibility: private,
+    shared (with the users in `collection_members`) or everyone. The 'default' row is the
+    collection documents join when none is named."""
+
+    __tablename__ = "collections"
+    __table_args__ = (sa.CheckConstraint(_in("visibility", VISIBILITIES), name="visibility"),)
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    owner: Mapped[str | None] = mapped_column(sa.String(255), index=True)
+    visibility: Mapped[str] = mapped_column(sa.String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    members: Mapped[list[CollectionMemberRow]] = _owned("CollectionMemberRow.user")
+
+
+class CollectionMemberRow(Base):
+    """A user a 'shared' collection is shared with."""
+
+    __tablename__ = "collection_members"
+
+    collection_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True
+    )
+    user: Mapped[str] = mapped_column(sa.String(255), primary_key=True, index=True)
+
+
+class CollectionDocumentRow(Base):
+    """A document version in a collection (a new version inherits its predecessor's rows)."""
+
+    __tablename__ = "collection_documents"
+
+    collection_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True
+    )
+    document_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True, index=True
+    )

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from rag_core.errors import UserError
-from rag_core.types import Citation, FeedbackReason, Hit, SentenceCheck, Timings
+from rag_core.types import Citation, FeedbackReason, Hit, Scope, SentenceCheck, Timings
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class ConversationRecord:
     created_at: datetime
     updated_at: datetime
     turn_count: int
+    scope: Scope = field(default_factory=Scope)  # what its questions search (empty: everything)
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,16 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from rag_core.db.database import Database
-from rag_core.db.models import DocumentRow, RegistryStateRow, VectorIndexRow, from_row, utcnow
+from rag_core.db.models import (
+    CollectionDocumentRow,
+    DocumentRow,
+    RegistryStateRow,
+    VectorIndexRow,
+    from_row,
+    utcnow,
+)
 from rag_core.errors import DocumentNotFoundError, IndexChangedError
-from rag_core.types import DocumentRecord, IngestReport
+from rag_core.types import DEFAULT_COLLECTION, DocumentRecord, IngestReport
 
 MIN_PREFIX = 6
 _HEX = re.compile(r"[0-9a-f]+")
@@ -94,9 +101,14 @@ class DocumentRegistry:
         # set, and reading 16,000 rows again costs ~20 ms (bench.latency)
         self._ready: tuple[str, dict[str, int]] | None = None
 
-    def by_hash(self, content_hash: str) -> DocumentRecord | None:
-        """The ready document with this content (the oldest, if several names share it)."""
+    def by_hash(
+        self, content_hash: str, among: Collection[str] | None = None
+    ) -> DocumentRecord | None:
+        """The ready document with this content (the oldest, if several names share it), only
+        among the ids `among` when given."""
         stmt = _ready().where(DocumentRow.content_hash == content_hash)
+        if among is not None:
+            stmt = stmt.where(DocumentRow.id.in_(sorted(among)))
         with self.db.read_session() as s:
             row = s.scalars(stmt.order_by(DocumentRow.added_at, DocumentRow.id).limit(1)).first()
             return _record(row) if row else None
@@ -165,9 +177,11 @@ class DocumentRegistry:
         replaces_id: str | None = None,
         added_by: str | None = None,
         ocr_pages: Sequence[int] = (),
+        collection_id: str | None = None,
     ) -> DocumentRecord:
         """Register a document being ingested: version 1, or the replaced version + 1. A new
-        document is owned by whoever adds it; a new version keeps its document's owner.
+        document is owned by whoever adds it; a new version keeps its document's owner and
+        collections. It joins `collection_id` too (a new one without it: Default).
         `ocr_pages` are the pages whose text OCR read (kept for the document's report)."""
         with self.db.session() as s:
             version = 1
@@ -194,6 +208,17 @@ class DocumentRegistry:
             )
             s.add(row)
             s.flush()
+            joins = {collection_id} if collection_id else set()
+            if replaces_id is not None:
+                joins |= set(
+                    s.scalars(
+                        sa.select(CollectionDocumentRow.collection_id).where(
+                            CollectionDocumentRow.document_id == replaces_id
+                        )
+                    )
+                )
+            for cid in sorted(joins or {DEFAULT_COLLECTION}):
+                s.add(CollectionDocumentRow(collection_id=cid, document_id=row.id))
             return _record(row)
 
     def commit(

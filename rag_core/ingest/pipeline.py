@@ -86,6 +86,23 @@ def not_yours(record: DocumentRecord, action: str) -> str:
 
 
 @dataclass(frozen=True)
+class Target:
+    """Where an ingest puts new documents, and what it may match: `collection_id` is the
+    collection they join (None: Default; a new version keeps its own); `visible` the documents
+    the adding user may see (None: all). A file whose content is already in a document the user
+    cannot see is added as their own copy, not reported as that document's duplicate."""
+
+    collection_id: str | None = None
+    visible: frozenset[str] | None = None
+
+    def sees(self, record: DocumentRecord) -> bool:
+        return self.visible is None or record.id in self.visible
+
+
+ANYWHERE = Target()
+
+
+@dataclass(frozen=True)
 class _Problem:
     """One inconsistency found by check(): its kind decides how repair() fixes it."""
 
@@ -128,6 +145,7 @@ class IngestPipeline:
         *,
         actor: Actor = OPERATOR,
         cancel: threading.Event | None = None,
+        target: Target = ANYWHERE,
     ) -> list[IngestResult]:
         """Ingest files on disk (a path, or a path and the name the user gave it) and contents
         ((bytes, name)) through the one batched path: their chunks are embedded together, each
@@ -151,7 +169,7 @@ class IngestPipeline:
                     order.append(i)
                     yield read
 
-        done = self.ingest_many(contents(), progress, actor=actor, cancel=cancel)
+        done = self.ingest_many(contents(), progress, actor=actor, cancel=cancel, target=target)
         merged = {**failed, **dict(zip(order, done, strict=False))}
         for i, source in enumerate(sources):  # not reached: the ingest was cancelled first
             if i not in merged:
@@ -185,6 +203,7 @@ class IngestPipeline:
         *,
         actor: Actor = OPERATOR,
         cancel: threading.Event | None = None,
+        target: Target = ANYWHERE,
     ) -> list[IngestResult]:
         """Ingest several files, embedding their chunks in shared batches (fast for small files).
 
@@ -194,6 +213,7 @@ class IngestPipeline:
         file not yet committed and is raised. Once `cancel` is set, the files committed so far
         stay, what was written of the others is removed, and those not read yet are not read:
         they come back 'cancelled' (a file never read has no result: ingest_sources adds one).
+        `target`: the collection new documents join and the documents `actor` may see (see Target).
         """
         report = progress or (lambda stage, fraction: None)
         results: list[IngestResult] = []
@@ -203,7 +223,7 @@ class IngestPipeline:
             try:
                 for data, raw_name in files:
                     writer.check_cancel()
-                    prepared = self._prepare(data, clean_name(raw_name), seen, actor)
+                    prepared = self._prepare(data, clean_name(raw_name), seen, actor, target)
                     if isinstance(prepared, IngestResult):
                         results.append(prepared)
                         continue
@@ -224,7 +244,12 @@ class IngestPipeline:
         return results
 
     def _prepare(
-        self, data: bytes, name: str, seen: dict[str, DocumentRecord], actor: Actor
+        self,
+        data: bytes,
+        name: str,
+        seen: dict[str, DocumentRecord],
+        actor: Actor,
+        target: Target = ANYWHERE,
     ) -> Prepared | IngestResult:
         """Check and parse one file and open its registry row ('ingesting')."""
         started = time.perf_counter()
@@ -233,7 +258,7 @@ class IngestPipeline:
             if not data.strip():
                 raise IngestError(name, "the file is empty")
             content_hash = hashlib.sha256(data).hexdigest()
-            existing = self.registry.by_hash(content_hash)
+            existing = self.registry.by_hash(content_hash, among=target.visible)
             if existing is not None:
                 return IngestResult(
                     name, "duplicate", existing, existing.chunk_count, 0, None,
@@ -243,6 +268,12 @@ class IngestPipeline:
                 return IngestResult(name, "duplicate", seen[content_hash])
             parsed = load_document(data, name, self.settings.load_limits())
             previous = self.registry.by_name(name)
+            if previous is not None and not target.sees(previous):
+                raise IngestError(
+                    name,
+                    "a document of this name is in a collection you cannot see; upload it under"
+                    " another name",
+                )
             if previous is not None and not actor.may_change(previous):
                 raise IngestError(name, not_yours(previous, "replace"))
             if any(r.name == name for r in seen.values()):
@@ -256,6 +287,7 @@ class IngestPipeline:
                 replaces_id=previous.id if previous else None,
                 added_by=actor.name,
                 ocr_pages=parsed.ocr_pages,
+                collection_id=target.collection_id,
             )
         except UserError as exc:
             return IngestResult(
