@@ -177,8 +177,9 @@ class Collections:
         operator, an admin, or no collection hidden from this user: no filter is needed)."""
         if actor.sees_all:
             return None
-        seen = {c.id for c in self.list(actor)}
         with self.db.read_session() as s:
+            rows = s.scalars(sa.select(CollectionRow).options(selectinload(CollectionRow.members)))
+            seen = {r.id for r in rows if actor.may_see(_record(r))}
             hidden = s.scalar(
                 sa.select(sa.func.count())
                 .select_from(CollectionRow)
