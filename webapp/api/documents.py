@@ -84,11 +84,14 @@ def upload_documents(
     lock: IngestLock,
     collection: Annotated[
         str | None,
-        Form(max_length=255, description="the collection (name or id) they join; default Default"),
+        Form(
+            max_length=255,
+            description="the collection (name or id) new documents join; omitted: Default",
+        ),
     ] = None,
 ) -> UploadResponse:
     """Add files (PDF, DOCX, HTML, Markdown, text) to a collection. Each gets its own result:
-    added, duplicate (same content as an existing document; it joins the collection too),
+    added, duplicate (same content as an existing document; it joins a named collection too),
     replaced (same name, new content: a new version) or error (with the reason; nothing is
     changed). 404 for a collection the caller may not see."""
     if collection is not None:
