@@ -142,6 +142,13 @@ def test_a_private_collection_is_out_of_bobs_reach_until_alice_shares_it(
         "/api/collections/Default/documents", json={"documents": ["salaries.md"]}, headers=bob
     )
     assert into.status_code == 404
+    files = [("files", ("mine.md", b"Bob's notes.", "text/markdown"))]
+    r = client.post("/api/documents", files=files, data={"collection": "Alice notes"}, headers=bob)
+    assert r.status_code == 404, r.text  # and nothing was read: alice sees only her two
+    assert [d["name"] for d in client.get("/api/documents", headers=alice).json()] == [
+        "office.md",
+        "salaries.md",
+    ]
 
     # retrieval: no door gives bob the passage
     assert "salaries.md" not in sources(ask(client, bob))
