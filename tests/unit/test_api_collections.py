@@ -119,6 +119,14 @@ def test_scoped_questions_and_models_with_bad_scopes(client: TestClient) -> None
     answer = client.post("/api/ask", json={**ask, "collections": ["default"]}).json()
     assert answer["scope"] == {"collections": ["default"], "documents": []}
     assert {p["document"] for p in answer["passages"]} == {"p.md"}
+    # a remembered collection that is gone: the next question says so, a new scope goes on
+    assert create(client, name="Tmp").status_code == 201
+    conv = client.post("/api/ask", json={**ask, "collections": ["Tmp"]}).json()["conversation_id"]
+    assert client.get(f"/api/conversations/{conv}").json()["scope"]["collections"] == ["Tmp"]
+    assert client.delete("/api/collections/Tmp").status_code == 200
+    refused(client.post("/api/ask", json={**ask, "conversation_id": conv}), 404, "Tmp")
+    again = client.post("/api/ask", json={**ask, "conversation_id": conv, "collections": []})
+    assert again.status_code == 200 and again.json()["scope"]["collections"] == []
     models = client.get("/v1/models").json()["data"]
     assert [m["id"] for m in models] == ["ragchat", "ragchat/Default"]
     body = {"model": "ragchat/Nope", "messages": [{"role": "user", "content": ask["question"]}]}
