@@ -22,6 +22,7 @@ from rag_core.types import (
     DocumentRecord,
     Done,
     Hit,
+    Scope,
     SentenceCheck,
     Timings,
     page_ranges,
@@ -165,7 +166,14 @@ def answer(done: Done | TurnRecord) -> dict[str, Any]:
         "sentences": [sentence(s) for s in done.sentences],
         "timings": timings(done.timings),
         "config": dict(done.config),
+        "scope": scope(done.config),
     }
+
+
+def scope(config: Mapping[str, Any]) -> dict[str, list[str]]:
+    """What an answer searched, from its config snapshot (which names a scope only when it is
+    not everything): collections and documents, both empty for everything visible."""
+    return Scope.from_json(config.get("scope")).as_json()
 
 
 def turn(record: TurnRecord) -> dict[str, Any]:

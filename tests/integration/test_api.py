@@ -142,7 +142,7 @@ def test_openai_client_gets_answers_with_citations(
     from openai import OpenAI
 
     client = OpenAI(base_url=server.url + "v1", api_key="unused-without-accounts", timeout=SLOW)
-    assert [m.id for m in client.models.list()] == ["ragchat"]
+    assert [m.id for m in client.models.list()] == ["ragchat", "ragchat/Default"]
     messages: list[Any] = [{"role": "user", "content": QUESTION}]
     reply = client.chat.completions.create(model="ragchat", messages=messages, max_tokens=40)
     content = reply.choices[0].message.content or ""

@@ -13,7 +13,17 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from rag_core.config import Settings
 from rag_core.engine import Engine
-from webapp.api import ask, conversations, documents, errors, health, index, insights, openai
+from webapp.api import (
+    ask,
+    collections,
+    conversations,
+    documents,
+    errors,
+    health,
+    index,
+    insights,
+    openai,
+)
 from webapp.api.deps import ApiState
 from webapp.api.documents import MAX_FILES_PER_UPLOAD
 from webapp.auth import LOCAL_USER
@@ -62,7 +72,7 @@ def create_app(
     )
     app.state.ragchat = ApiState.create(engine, settings, users)
     errors.install(app)
-    for module in (health, documents, index, ask, conversations, insights, openai):
+    for module in (health, documents, collections, index, ask, conversations, insights, openai):
         app.include_router(module.router)
 
     ledger = UploadLedger()

@@ -11,9 +11,9 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import StreamingResponse
 
 from rag_core.errors import RagError, UserError
-from rag_core.types import Logged, Released, Retrieved, SentenceChecked, Token
+from rag_core.types import Actor, Logged, Released, Retrieved, SentenceChecked, Token
 from webapp import serialize
-from webapp.api.deps import AnswerLimiter, ApiState, State, User
+from webapp.api.deps import ActorDep, AnswerLimiter, ApiState, State, User
 from webapp.api.errors import ERRORS, unprocessable
 from webapp.api.schemas import AskRequest, AskResponse, PassageOut, SentenceOut
 from webapp.api.streaming import Answer, event_stream, sse
@@ -33,11 +33,19 @@ STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _start(state: ApiState, body: AskRequest, user: str) -> Answer:
+def _start(state: ApiState, body: AskRequest, user: str, actor: Actor) -> Answer:
     options = body.model_dump(
         include={"mode", "top_k", "max_new_tokens", "answer_mode", "strategy"}
     )
-    return Answer(state, body.question, body.conversation_id, user, options=options)
+    return Answer(
+        state,
+        body.question,
+        body.conversation_id,
+        user,
+        options=options,
+        actor=actor,
+        scope=body.scope(),
+    )
 
 
 def _response(answer: Answer) -> AskResponse:
@@ -48,13 +56,17 @@ def _response(answer: Answer) -> AskResponse:
 
 
 @router.post("/api/ask", response_model=AskResponse)
-async def ask(body: AskRequest, user: User, state: State, limiter: AnswerLimiter) -> AskResponse:
-    """Ask a question and wait for the whole checked answer (see /api/ask/stream)."""
-    return await anyio.to_thread.run_sync(ask_and_wait, state, body, user, limiter=limiter)
+async def ask(
+    body: AskRequest, user: User, actor: ActorDep, state: State, limiter: AnswerLimiter
+) -> AskResponse:
+    """Ask a question and wait for the whole checked answer (see /api/ask/stream). Only the
+    documents the caller may see are searched; `collections` and `documents` narrow that
+    (404 for one they may not see), and the conversation remembers them."""
+    return await anyio.to_thread.run_sync(ask_and_wait, state, body, user, actor, limiter=limiter)
 
 
-def ask_and_wait(state: ApiState, body: AskRequest, user: str) -> AskResponse:
-    answer = _start(state, body, user)
+def ask_and_wait(state: ApiState, body: AskRequest, user: str, actor: Actor) -> AskResponse:
+    answer = _start(state, body, user, actor)
     try:
         answer.wait()
     except UserError as exc:
@@ -66,10 +78,10 @@ def ask_and_wait(state: ApiState, body: AskRequest, user: str) -> AskResponse:
 
 @router.post("/api/ask/stream", responses=STREAM_RESPONSES)
 def ask_stream(
-    body: AskRequest, user: User, state: State, limiter: AnswerLimiter
+    body: AskRequest, user: User, actor: ActorDep, state: State, limiter: AnswerLimiter
 ) -> StreamingResponse:
-    """Ask a question; the answer streams as server-sent events."""
-    answer = _start(state, body, user)
+    """Ask a question; the answer streams as server-sent events (scoped as /api/ask)."""
+    answer = _start(state, body, user, actor)
     return event_stream(_events(answer), answer, limiter)
 
 

@@ -14,7 +14,7 @@ from rag_core.db.records import Feedback, TurnRecord, passage_id
 from rag_core.errors import ConversationNotFoundError, RagError, UserError
 from rag_core.replay import replay_turn
 from webapp import serialize
-from webapp.api.deps import AnswerLimiter, EngineDep, User
+from webapp.api.deps import ActorDep, AnswerLimiter, EngineDep, User
 from webapp.api.errors import ERRORS, not_found, unprocessable
 from webapp.api.schemas import (
     CitationOut,
@@ -25,6 +25,7 @@ from webapp.api.schemas import (
     PassageOut,
     RenameRequest,
     ReplayOut,
+    ScopeOut,
     TurnOut,
 )
 from webapp.export import MEDIA_TYPES, ExportFormat, export_for
@@ -43,6 +44,7 @@ def _detail(log: ConversationLog, conv_id: str, user: str) -> ConversationDetail
         raise not_found(exc) from exc
     return ConversationDetail(
         **ConversationOut.model_validate(record).model_dump(),
+        scope=ScopeOut.model_validate(record.scope),
         turns=[TurnOut.model_validate(serialize.turn(t)) for t in turns],
     )
 
@@ -86,7 +88,8 @@ def list_conversations(
 
 @router.get("/api/conversations/{conversation_id}", response_model=ConversationDetail)
 def get_conversation(conversation_id: str, user: User, engine: EngineDep) -> ConversationDetail:
-    """A conversation with all its turns, citations and passages."""
+    """A conversation with all its turns, citations and passages, and its `scope`: what its
+    next question searches when it names none."""
     return _detail(engine.log, conversation_id, user)
 
 
@@ -166,13 +169,18 @@ def turn_passages(turn_id: int, user: User, engine: EngineDep) -> list[PassageOu
 
 
 @router.post("/api/turns/{turn_id}/replay", response_model=ReplayOut)
-async def replay(turn_id: int, user: User, engine: EngineDep, limiter: AnswerLimiter) -> ReplayOut:
+async def replay(
+    turn_id: int, user: User, actor: ActorDep, engine: EngineDep, limiter: AnswerLimiter
+) -> ReplayOut:
     """Answer a logged turn again with the settings it was answered with, on today's knowledge
     base, and compare: answer, citations, passages (in, out, rank changes), gate score, each
     sentence's verdict, documents deleted or replaced since. Nothing is logged. Only the turn's
-    owner may replay it; it waits for a free answer slot like /api/ask."""
+    owner may replay it, and today's answer searches only what they may see now; it waits for a
+    free answer slot like /api/ask."""
     try:
-        result = await anyio.to_thread.run_sync(replay_turn, engine, turn_id, user, limiter=limiter)
+        result = await anyio.to_thread.run_sync(
+            replay_turn, engine, turn_id, user, actor, limiter=limiter
+        )
     except ConversationNotFoundError as exc:
         raise not_found(exc) from exc
     except UserError as exc:

@@ -7,21 +7,21 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 from fastapi import APIRouter, HTTPException
 
-from rag_core.errors import InvalidQuestionError, RagError
-from rag_core.types import Logged, Released
+from rag_core.errors import DocumentNotFoundError, InvalidQuestionError, RagError
+from rag_core.types import Actor, Logged, Released, Scope
 from webapp import serialize
-from webapp.api.deps import AnswerLimiter, ApiState, State, User
+from webapp.api.deps import ActorDep, AnswerLimiter, ApiState, EngineDep, State, User
 from webapp.api.errors import ERRORS
-from webapp.api.schemas import (
+from webapp.api.schemas import CitationOut
+from webapp.api.schemas_openai import (
     MODEL_ID,
     ChatCompletion,
     ChatCompletionRequest,
-    CitationOut,
     CompletionChoice,
     CompletionMessage,
     ModelCard,
@@ -47,30 +47,73 @@ COMPLETION_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 @router.get("/v1/models", response_model=ModelList)
-def models(user: User) -> ModelList:
-    """The one model ragchat serves: answers from your documents."""
-    return ModelList(data=[ModelCard(id=MODEL_ID, created=_STARTED)])
+def models(actor: ActorDep, engine: EngineDep) -> ModelList:
+    """`ragchat` answers from every document the caller may see; `ragchat/NAME` from the
+    collection NAME only, one model for each collection the caller may see."""
+    cards = [ModelCard(id=MODEL_ID, created=_STARTED)]
+    for c in engine.collections.list(actor):
+        created = int(c.created_at.timestamp()) if c.created_at else _STARTED
+        cards.append(ModelCard(id=f"{MODEL_ID}/{c.name}", created=created))
+    return ModelList(data=cards)
+
+
+def model_scope(state: ApiState, model: str, actor: Actor) -> Scope:
+    """What a model id searches: `ragchat/NAME` the collection NAME (404 when the caller may
+    not see it, as when there is none); any other id every document the caller may see."""
+    prefix = f"{MODEL_ID}/"
+    if not model.startswith(prefix):
+        return Scope()
+    try:
+        record = state.engine.collections.get(model[len(prefix) :], actor)
+    except DocumentNotFoundError as exc:
+        raise HTTPException(
+            404, f"The model {model!r} does not exist: {exc} (GET /v1/models lists them)"
+        ) from exc
+    return Scope(collections=(record.id,))
 
 
 @router.post("/v1/chat/completions", response_model=ChatCompletion, responses=COMPLETION_RESPONSES)
 async def chat_completions(
-    body: ChatCompletionRequest, user: User, state: State, limiter: AnswerLimiter
+    body: ChatCompletionRequest,
+    user: User,
+    actor: ActorDep,
+    state: State,
+    limiter: AnswerLimiter,
 ) -> Any:
     """OpenAI's chat completions: the last user message is the question, earlier messages
-    are the history. The answer has [n] markers; `citations` says what each one cites."""
+    are the history. The answer has [n] markers; `citations` says what each one cites.
+    `model: "ragchat/NAME"` searches only the collection NAME; `ragchat`, every document the
+    caller may see."""
     return await anyio.to_thread.run_sync(
-        complete_chat, state, body, user, limiter, limiter=limiter
+        complete_chat, state, body, Asker(user, actor), limiter, limiter=limiter
     )
 
 
+class Asker(NamedTuple):
+    """Who asks: the user whose conversation it is, as an Actor for what they may see."""
+
+    user: str
+    actor: Actor
+
+
 def complete_chat(
-    state: ApiState, body: ChatCompletionRequest, user: str, limiter: anyio.CapacityLimiter
+    state: ApiState, body: ChatCompletionRequest, asker: Asker, limiter: anyio.CapacityLimiter
 ) -> Any:
     try:
         question, history = split_history(body.messages)
     except InvalidQuestionError as exc:
         raise HTTPException(400, str(exc)) from exc
-    answer = Answer(state, question, body.conversation_id, user, history, _options(body))
+    scope = model_scope(state, body.model, asker.actor)
+    answer = Answer(
+        state,
+        question,
+        body.conversation_id,
+        asker.user,
+        history,
+        _options(body),
+        actor=asker.actor,
+        scope=scope,
+    )
     completion = Completion(answer, body.model)
     if body.stream:
         return event_stream(completion.chunks(), answer, limiter)

@@ -3,20 +3,22 @@ OpenAPI schema). Answers and turns are validated from webapp/serialize.py's dict
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from rag_core.types import DocumentRecord, IngestResult, Timings
+from rag_core.types import DocumentRecord, IngestResult, Scope
 from webapp import serialize
 
-MODEL_ID = "ragchat"
 RetrievalModeName = Literal["hybrid", "dense", "bm25"]
 AnswerModeName = Literal["generate", "extractive"]
 FeedbackReasonName = Literal["wrong_fact", "wrong_citation", "should_answer", "should_refuse"]
+MAX_SCOPE = 100  # collections or documents one question may name
+ScopeKey = Annotated[str, Field(min_length=1, max_length=255)]
 StrategyName = Literal["concat", "extractive", "extract-then-phrase", "rag-token", "rag-sequence"]
-_STRATEGY_HELP = (
+STRATEGY_HELP = (
     "how the answer is made: concat, extractive (quotes only), extract-then-phrase, rag-token or "
     "rag-sequence (default: RAGCHAT_ANSWER_STRATEGY)"
 )
@@ -64,6 +66,9 @@ class DocumentOut(BaseModel):
     )
     added_by: str | None = Field(None, description="who added this version")
     report: IngestReportOut
+    collections: list[str] = Field(
+        default_factory=list, description="the names of the collections it is in"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -108,11 +113,17 @@ class UploadResult(BaseModel):
     seconds: float = 0.0
 
     @classmethod
-    def of(cls, r: IngestResult) -> UploadResult:
+    def of(
+        cls, r: IngestResult, memberships: Mapping[str, list[str]] | None = None
+    ) -> UploadResult:
+        """One file's result; `memberships`: the collections of each document, by id."""
         same = {
             k: getattr(r, k) for k in ("name", "status", "chunks", "reused_embeddings", "error")
         }
-        document = DocumentOut.model_validate(r.document) if r.document else None
+        document = None
+        if r.document:
+            document = DocumentOut.model_validate(r.document)
+            document.collections = list((memberships or {}).get(r.document.id, []))
         return cls(**same, document=document, seconds=round(r.seconds, 3))
 
 
@@ -185,6 +196,16 @@ class SentenceOut(BaseModel):
     )
 
 
+class ScopeOut(BaseModel):
+    """What a question searches: these collections and single documents (names or ids, as
+    asked). Both empty: every document the asker may see."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    collections: list[str] = Field(default_factory=list)
+    documents: list[str] = Field(default_factory=list)
+
+
 class TurnOut(BaseModel):
     """One logged question and answer, with what it retrieved and cited."""
 
@@ -219,6 +240,7 @@ class TurnOut(BaseModel):
     sentences: list[SentenceOut]
     timings: dict[str, Any]
     config: dict[str, Any]
+    scope: ScopeOut = Field(default_factory=ScopeOut, description="what it searched")
 
 
 class ConversationOut(BaseModel):
@@ -234,8 +256,10 @@ class ConversationOut(BaseModel):
 
 
 class ConversationDetail(ConversationOut):
-    """A conversation with every turn."""
+    """A conversation with every turn, and the scope its next question searches when it names
+    none."""
 
+    scope: ScopeOut
     turns: list[TurnOut]
 
 
@@ -297,7 +321,24 @@ class AskRequest(BaseModel):
     answer_mode: AnswerModeName | None = Field(
         None, description="generate (checked) or extractive (quotes passages, no generator)"
     )
-    strategy: StrategyName | None = Field(None, description=_STRATEGY_HELP)
+    strategy: StrategyName | None = Field(None, description=STRATEGY_HELP)
+    collections: list[ScopeKey] | None = Field(
+        None,
+        max_length=MAX_SCOPE,
+        description="search only these collections (names or ids); with `documents`, their "
+        "union. Both omitted: the conversation's remembered scope (new: everything); both "
+        "empty lists: everything again",
+        examples=[["Handbooks"]],
+    )
+    documents: list[ScopeKey] | None = Field(
+        None, max_length=MAX_SCOPE, description="search only these documents (names or ids)"
+    )
+
+    def scope(self) -> Scope | None:
+        """The scope asked for; None when neither field was given."""
+        if self.collections is None and self.documents is None:
+            return None
+        return Scope(tuple(self.collections or ()), tuple(self.documents or ()))
 
 
 class AskResponse(BaseModel):
@@ -317,6 +358,7 @@ class AskResponse(BaseModel):
     passages: list[PassageOut]
     sentences: list[SentenceOut]
     timings: dict[str, Any]
+    scope: ScopeOut = Field(description="what was searched (both empty: everything visible)")
 
 
 class HealthOut(BaseModel):
@@ -358,104 +400,6 @@ class IndexStatusOut(BaseModel):
 
 class ErrorOut(BaseModel):
     detail: str
-
-
-# -- OpenAI-compatible -----------------------------------------------------------------------------
-
-
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[dict[str, Any]] | None = None
-
-    def text(self) -> str:
-        if isinstance(self.content, str):
-            return self.content
-        parts = self.content or []
-        return "\n".join(str(p.get("text", "")) for p in parts if p.get("type") == "text")
-
-
-class ChatCompletionRequest(BaseModel):
-    """OpenAI's request body. Sampling options are accepted and ignored (ragchat's settings
-    decide); `conversation_id`, `mode`, `top_k`, `answer_mode` and `strategy` are ragchat
-    extras."""
-
-    model_config = ConfigDict(extra="allow")
-
-    model: str = MODEL_ID
-    messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-    conversation_id: str | None = Field(None, description="ragchat: log into this conversation")
-    mode: RetrievalModeName | None = None
-    top_k: int | None = Field(None, ge=1, le=50)
-    answer_mode: AnswerModeName | None = None
-    strategy: StrategyName | None = Field(None, description=_STRATEGY_HELP)
-
-
-class CompletionMessage(BaseModel):
-    role: Literal["assistant"] = "assistant"
-    content: str
-
-
-class CompletionChoice(BaseModel):
-    index: int = 0
-    message: CompletionMessage
-    finish_reason: Literal["stop", "length"] = "stop"
-
-
-class Usage(BaseModel):
-    prompt_tokens: int = Field(
-        description="tokens of the prompt the generator read (passages, history, question); "
-        "0 when no generator ran (a refusal or a quoted answer)"
-    )
-    completion_tokens: int
-    total_tokens: int
-
-    @classmethod
-    def of(cls, timings: Timings) -> Usage:
-        prompt, completion = timings.prompt_tokens, timings.tokens
-        return cls(
-            prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
-        )
-
-
-class RagchatInfo(BaseModel):
-    """ragchat's extra details of a completion."""
-
-    conversation_id: str
-    turn_id: int | None
-    refused: bool
-    mode: str
-    status: str
-    answer: str = Field(description="the checked answer (what `content` holds when not streamed)")
-
-
-class ChatCompletion(BaseModel):
-    """OpenAI's chat.completion, plus `citations` and `ragchat`."""
-
-    id: str
-    object: Literal["chat.completion"] = "chat.completion"
-    created: int
-    model: str
-    choices: list[CompletionChoice]
-    usage: Usage
-    citations: list[CitationOut] = Field(description="ragchat: what each [n] in the answer cites")
-    ragchat: RagchatInfo
-
-
-class ModelCard(BaseModel):
-    id: str
-    object: Literal["model"] = "model"
-    created: int
-    owned_by: str = "ragchat"
-
-
-class ModelList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[ModelCard]
 
 
 class ReplaySide(BaseModel):

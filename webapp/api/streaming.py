@@ -13,11 +13,11 @@ import anyio
 from fastapi.responses import StreamingResponse
 
 from rag_core.engine import clean_question
-from rag_core.errors import ConversationNotFoundError, InvalidQuestionError
-from rag_core.types import Done, Logged, Turn
+from rag_core.errors import ConversationNotFoundError, DocumentNotFoundError, InvalidQuestionError
+from rag_core.types import Actor, Done, Logged, Scope, Turn
 from webapp.api.deps import ApiState
 from webapp.api.errors import not_found, unprocessable
-from webapp.api.schemas import ChatMessage
+from webapp.api.schemas_openai import ChatMessage
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _END = object()
@@ -28,7 +28,8 @@ class Answer:
     Done and Logged.
 
     The question is checked here, at the edge, before anything runs: 422 for an empty or too
-    long question, 404 for a conversation that is not the caller's.
+    long question, 404 for a conversation that is not the caller's, or a collection or document
+    in `scope` that `actor` may not see. `scope` None: the conversation's remembered scope.
     """
 
     def __init__(
@@ -39,6 +40,9 @@ class Answer:
         user: str,
         history: Sequence[Turn] | None = None,
         options: Mapping[str, Any] | None = None,
+        *,
+        actor: Actor,
+        scope: Scope | None = None,
     ) -> None:
         try:
             self.question = clean_question(question, state.settings.max_question_chars)
@@ -62,10 +66,12 @@ class Answer:
                 options=chosen,
                 stop=self.stop,
                 history=history,
+                actor=actor,
+                scope=scope,
             )
         except InvalidQuestionError as exc:  # a bad option (InvalidOptionError) included
             raise unprocessable(exc) from exc
-        except ConversationNotFoundError as exc:
+        except (ConversationNotFoundError, DocumentNotFoundError) as exc:  # or not visible
             raise not_found(exc) from exc
 
     @property
