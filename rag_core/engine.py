@@ -23,7 +23,7 @@ from rag_core.db.insights import DEFAULT_DAYS, Insights, LogInsights
 from rag_core.db.log import ConversationLog
 from rag_core.db.registry import DocumentRegistry
 from rag_core.errors import (
-    CollectionError,
+    CollectionConflictError,
     ConfigError,
     DocumentNotFoundError,
     InvalidOptionError,
@@ -143,8 +143,12 @@ class Engine:
         results = self.pipeline.ingest_sources(
             sources, progress, actor=actor, cancel=cancel, target=target
         )
-        if target.collection_id is not None:
-            same = {r.document.id for r in results if r.status == "duplicate" and r.document}
+        if target.collection_id is not None:  # the same bytes as a document of theirs: file it
+            same = {
+                r.document.id
+                for r in results
+                if r.status == "duplicate" and r.document and actor.may_change(r.document)
+            }
             if same:
                 self.collections.add_documents(target.collection_id, same, actor)
         return results
@@ -201,17 +205,25 @@ class Engine:
     ) -> tuple[CollectionRecord, list[DocumentRecord]]:
         """Delete a collection. Documents found in no other collection would be stranded: the
         deletion is refused (naming how many) unless `delete_documents`, which deletes them."""
-        record = self.collections.get(name_or_id, actor)
+        record = self.collections.managed(name_or_id, actor, "delete")
         orphans = self.collections.orphans(record.id)
+        theirs = sorted(
+            d.name for d in self.registry.list() if d.id in orphans and not actor.may_change(d)
+        )
+        if orphans and delete_documents and theirs:
+            raise PermissionDeniedError(
+                f"Collection {record.name!r} holds documents found nowhere else that are not"
+                f" yours to delete: {', '.join(theirs)}; move them to another collection first"
+            )
         if orphans and not delete_documents:
-            raise CollectionError(
+            raise CollectionConflictError(
                 f"Collection {record.name!r} holds {len(orphans)} document(s) found in no other"
                 " collection; move them first, or delete the collection with its documents"
             )
         record, orphans = self.collections.delete(record.id, actor)
         removed = []
         for doc_id in sorted(orphans):
-            removed.append(self.pipeline.delete(doc_id, actor=OPERATOR))
+            removed.append(self.pipeline.delete(doc_id, actor=actor))
         return record, removed
 
     def insights(self, days: int = DEFAULT_DAYS, *, actor: Actor = OPERATOR) -> Insights:

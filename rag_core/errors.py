@@ -37,7 +37,12 @@ class CollectionNotFoundError(DocumentNotFoundError):
 
 
 class CollectionError(UserError):
-    """A collection cannot be made or changed as asked (a name taken, a bad visibility, ...)."""
+    """A collection cannot be made or changed as asked (a bad name, visibility, member, ...)."""
+
+
+class CollectionConflictError(CollectionError):
+    """The change clashes with what exists: a name taken, documents it would leave in no
+    collection, the Default collection's rules."""
 
 
 class PermissionDeniedError(UserError):

@@ -23,6 +23,7 @@ from rag_core.db.models import (
     DocumentRow,
 )
 from rag_core.errors import (
+    CollectionConflictError,
     CollectionError,
     CollectionNotFoundError,
     DocumentNotFoundError,
@@ -235,7 +236,7 @@ class Collections:
             raise CollectionError(f"Description too long (at most {MAX_DESCRIPTION} characters)")
         with self.db.session() as s:
             if self._find(s, clean) is not None:
-                raise CollectionError(f"A collection named {clean!r} already exists")
+                raise CollectionConflictError(f"A collection named {clean!r} already exists")
             row = CollectionRow(
                 name=clean,
                 description=description.strip(),
@@ -259,7 +260,7 @@ class Collections:
     ) -> CollectionRecord:
         """Rename a collection, or change its description, visibility or members (its owner,
         an operator or an admin only)."""
-        current = self._managed(name_or_id, actor, "change")
+        current = self.managed(name_or_id, actor, "change")
         clean = check_name(name) if name is not None else current.name
         vis, users = check_visibility(
             visibility or current.visibility,
@@ -268,11 +269,13 @@ class Collections:
             else (current.members if (visibility or current.visibility) == "shared" else ()),
         )
         if current.id == DEFAULT_COLLECTION and vis != "everyone":
-            raise CollectionError("The Default collection is searched by everyone; it stays so")
+            raise CollectionConflictError(
+                "The Default collection is searched by everyone; it stays so"
+            )
         with self.db.session() as s:
             clash = self._find(s, clean)
             if clash is not None and clash.id != current.id:
-                raise CollectionError(f"A collection named {clean!r} already exists")
+                raise CollectionConflictError(f"A collection named {clean!r} already exists")
             row = s.get(CollectionRow, current.id)
             assert row is not None
             row.name = clean
@@ -287,9 +290,9 @@ class Collections:
         """Delete a collection (its owner, an operator or an admin only; never Default).
         Returns it and the documents that were in no other collection: the caller deletes
         those, or refuses first (`orphans`)."""
-        record = self._managed(name_or_id, actor, "delete")
+        record = self.managed(name_or_id, actor, "delete")
         if record.id == DEFAULT_COLLECTION:
-            raise CollectionError("The Default collection cannot be deleted")
+            raise CollectionConflictError("The Default collection cannot be deleted")
         orphans = self.orphans(record.id)
         with self.db.session() as s:
             s.execute(sa.delete(CollectionRow).where(CollectionRow.id == record.id))
@@ -309,9 +312,25 @@ class Collections:
 
     def add_documents(self, name_or_id: str, document_ids: Collection[str], actor: Actor) -> int:
         """Put documents in a collection `actor` may see (adding twice is a no-op); how many
-        were new there."""
+        were new there. Only a document's owner (or an operator or admin) files it: the
+        collection shows it to all its readers."""
         record = self.get(name_or_id, actor)
         with self.db.session() as s:
+            if not actor.sees_all:
+                rows = s.execute(
+                    sa.select(DocumentRow.name, DocumentRow.owner).where(
+                        DocumentRow.id.in_(sorted(document_ids))
+                    )
+                ).all()
+                theirs = sorted(
+                    (name, owner or "an operator") for name, owner in rows if owner != actor.name
+                )
+                if theirs:
+                    name, owner = theirs[0]
+                    raise PermissionDeniedError(
+                        f"Document {name!r} belongs to {owner}; only its owner or an admin"
+                        " (setting RAGCHAT_ADMINS) can add it to a collection"
+                    )
             have = set(
                 s.scalars(
                     sa.select(CollectionDocumentRow.document_id).where(
@@ -326,7 +345,7 @@ class Collections:
     def remove_documents(self, name_or_id: str, document_ids: Collection[str], actor: Actor) -> int:
         """Take documents out of a collection (its owner's, or an operator's or admin's right).
         A document must stay in at least one collection: move it, or delete it."""
-        record = self._managed(name_or_id, actor, "remove documents from")
+        record = self.managed(name_or_id, actor, "remove documents from")
         wanted = set(document_ids)
         with self.db.session() as s:
             rows = s.execute(
@@ -337,7 +356,7 @@ class Collections:
             last = sorted(d for d, n in rows if n <= 1)
             if last:
                 names = s.scalars(sa.select(DocumentRow.name).where(DocumentRow.id.in_(last)))
-                raise CollectionError(
+                raise CollectionConflictError(
                     f"{', '.join(sorted(set(names)))}: in no other collection; add it to another"
                     " collection first, or delete the document"
                 )
@@ -349,7 +368,9 @@ class Collections:
             )
             return int(getattr(deleted, "rowcount", 0) or 0)
 
-    def _managed(self, name_or_id: str, actor: Actor, action: str) -> CollectionRecord:
+    def managed(self, name_or_id: str, actor: Actor, action: str) -> CollectionRecord:
+        """A collection `actor` may see and manage (its owner, an operator or an admin):
+        not found, or PermissionDeniedError naming `action`."""
         record = self.get(name_or_id, actor)
         if not actor.may_manage(record):
             who = f"it belongs to {record.owner}" if record.owner else "an operator made it"

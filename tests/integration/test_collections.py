@@ -173,3 +173,26 @@ def test_migration_0011_puts_existing_documents_in_default(db_url: str) -> None:
             assert tuple(name) == ("Default", "everyone")
     finally:
         db.dispose()
+
+
+def test_deleting_a_collection_asks_who_first_and_never_deletes_someone_elses_document(
+    engine: Engine,
+) -> None:
+    engine.collections.create("Open", ALICE, visibility="everyone")
+    engine.ingest([(SECRET, "salaries.md")], actor=ALICE, collection="Open")
+    engine.ingest([(PUBLIC, "office.md")], actor=BOB, collection="Open")
+    # bob may see the collection but not delete it: told so, not what it holds
+    with pytest.raises(PermissionDeniedError, match="belongs to alice"):
+        engine.delete_collection("Open", actor=BOB, delete_documents=True)
+    # bob files his document nowhere else; alice may not delete it with her collection
+    with pytest.raises(PermissionDeniedError, match=r"office\.md"):
+        engine.delete_collection("Open", actor=ALICE, delete_documents=True)
+    # nor may bob file alice's document into a collection of his
+    engine.collections.create("Bob's", BOB, visibility="everyone")
+    with pytest.raises(PermissionDeniedError, match="belongs to alice"):
+        engine.collections.add_documents("Bob's", [engine.document("salaries.md").id], BOB)
+    # once bob's document is also elsewhere, alice's deletion takes only her own
+    engine.collections.add_documents("Bob's", [engine.document("office.md").id], BOB)
+    _, removed = engine.delete_collection("Open", actor=ALICE, delete_documents=True)
+    assert [d.name for d in removed] == ["salaries.md"]
+    assert names(engine, ADMIN) == ["office.md"]
