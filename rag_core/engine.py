@@ -201,7 +201,7 @@ class Engine:
     ) -> tuple[CollectionRecord, list[DocumentRecord]]:
         """Delete a collection. Documents found in no other collection would be stranded: the
         deletion is refused (naming how many) unless `delete_documents`, which deletes them."""
-        record = self.collections.get(name_or_id, actor)
+        record = self.collections.deletable(name_or_id, actor)
         orphans = self.collections.orphans(record.id)
         if orphans and not delete_documents:
             raise CollectionError(

@@ -286,13 +286,19 @@ class Collections:
         """Delete a collection (its owner, an operator or an admin only; never Default).
         Returns it and the documents that were in no other collection: the caller deletes
         those, or refuses first (`orphans`)."""
-        record = self._managed(name_or_id, actor, "delete")
-        if record.id == DEFAULT_COLLECTION:
-            raise CollectionError("The Default collection cannot be deleted")
+        record = self.deletable(name_or_id, actor)
         orphans = self.orphans(record.id)
         with self.db.session() as s:
             s.execute(sa.delete(CollectionRow).where(CollectionRow.id == record.id))
         return record, orphans
+
+    def deletable(self, name_or_id: str, actor: Actor) -> CollectionRecord:
+        """The collection, if `actor` may delete it (PermissionDeniedError; CollectionError for
+        Default): asked before anything else, so no other refusal hides these."""
+        record = self._managed(name_or_id, actor, "delete")
+        if record.id == DEFAULT_COLLECTION:
+            raise CollectionError("The Default collection cannot be deleted")
+        return record
 
     def orphans(self, collection_id: str) -> set[str]:
         """Documents of this collection found in no other (deleting it would strand them)."""
