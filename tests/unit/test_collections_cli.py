@@ -119,3 +119,46 @@ def test_who_acts_and_what_a_question_searches() -> None:
     assert scope_of(args) == Scope(collections=("A", "B"), documents=("x.md",))
     args = cli.build_parser().parse_args(["docs", "list", "--user", "alice"])
     assert actor_of(args, settings) == Actor("alice", admin=False)
+
+
+def test_a_users_watcher_files_into_the_collection_and_leaves_others_documents(  # type: ignore[no-untyped-def]
+    fake_engine, tmp_path: Path
+) -> None:
+    from rag_core.errors import CollectionNotFoundError
+    from rag_core.watch import Deleted, FolderWatcher, Ingested, Skipped
+
+    folder = tmp_path / "watched"
+    folder.mkdir()
+    now = [100.0]
+
+    def settled(watcher: FolderWatcher) -> list[object]:
+        watcher.poll()
+        now[0] += 1.0
+        return list(watcher.poll())
+
+    def watcher(actor: Actor | None = None, collection: str | None = None) -> FolderWatcher:
+        return FolderWatcher(
+            fake_engine, folder, debounce_s=0.5, clock=lambda: now[0], actor=actor,
+            collection=collection,
+        )  # fmt: skip
+
+    alice = Actor("alice")
+    with pytest.raises(CollectionNotFoundError):  # checked before anything is watched
+        watcher(alice, "Inbox")
+    fake_engine.collections.create("Inbox", alice)
+    (folder / "op.txt").write_text("The operator's kettle is blue.")
+    assert [type(e) for e in settled(watcher())] == [Ingested]  # the operator's, in Default
+
+    (folder / "op.txt").unlink()
+    (folder / "mine.txt").write_text("Alice's teapot is green.")
+    events = settled(watcher(alice, "inbox"))
+    added = [e for e in events if isinstance(e, Ingested)]
+    assert [(e.path, e.result.status) for e in added] == [("mine.txt", "added")]
+    doc = added[0].result.document
+    assert doc is not None and doc.owner == "alice"
+    assert fake_engine.collections.memberships([doc.id]) == {doc.id: ["Inbox"]}
+    # the operator's document: its file is gone, but it is not alice's to delete
+    skipped = [e for e in events if isinstance(e, Skipped)]
+    assert [e.path for e in skipped] == ["op.txt"] and "not deleted" in skipped[0].reason
+    assert not any(isinstance(e, Deleted) for e in events)
+    assert [d.name for d in fake_engine.documents()] == ["mine.txt", "op.txt"]
