@@ -120,8 +120,13 @@ def test_bob_never_sees_nor_reaches_alices_private_collection(run: Cli, tmp_path
     row = next(line for line in out.splitlines() if "salaries.md" in line)
     assert row.endswith("  Alice notes") and out.splitlines()[0].endswith("collections")
     secret_id = mine["salaries.md"]["id"]
+    bob_is_kept_out(run, secret_id)
+    alice_asks_in_and_out_of_her_collection(run)
+    only_alice_deletes(run, files, secret_id)
 
-    # bob: the document and the collection do not exist, whatever the way in
+
+def bob_is_kept_out(run: Cli, secret_id: str) -> None:
+    """For bob, alice's document and collection do not exist, whatever the way in."""
     assert [d["name"] for d in run.json("docs", "list", "--user", "bob")] == ["office.md"]
     code, out, _ = run("docs", "list", "--user", "bob")
     assert code == 0 and "salaries" not in out and "Alice" not in out
@@ -153,8 +158,10 @@ def test_bob_never_sees_nor_reaches_alices_private_collection(run: Cli, tmp_path
         "Alice notes"
     ]  # bob's delete did nothing
 
-    # alice: scoped to Default her own document is out of reach and the question is refused;
-    # scoped to her collection it is answered, and the conversation is hers, with that scope
+
+def alice_asks_in_and_out_of_her_collection(run: Cli) -> None:
+    """Scoped to Default her own document is out of reach and the question is refused; scoped to
+    her collection it is answered, and the conversation is hers, with that scope."""
     scoped = run.json("ask", QUESTION, "--user", "alice", "--collection", "Default")
     assert scoped["refused"] and passages(scoped) == {"office.md"}
     assert scoped["config"]["scope"] == {"collections": ["Default"], "documents": []}
@@ -172,8 +179,11 @@ def test_bob_never_sees_nor_reaches_alices_private_collection(run: Cli, tmp_path
     finally:
         db.dispose()
 
-    # an 'everyone' collection of alice's: bob sees it, but only alice changes or deletes it
-    # (that it holds a document found nowhere else is not what he is told)
+
+def only_alice_deletes(run: Cli, files: Path, secret_id: str) -> None:
+    """An 'everyone' collection of alice's: bob sees it, but only alice changes or deletes it
+    (that it holds a document found nowhere else is not what he is told). Then alice deletes
+    her private collection: refused while it would strand her document, then with it."""
     code, _, err = run("collections", "create", "Alice public", "--user", "alice",
                        "--visibility", "everyone")  # fmt: skip
     assert code == 0, err
@@ -189,7 +199,6 @@ def test_bob_never_sees_nor_reaches_alices_private_collection(run: Cli, tmp_path
         code, out, err = run(*command, "--user", "bob")
         assert code == 2 and "it belongs to alice; only its owner or an admin" in err, command
 
-    # alice deletes her collection: refused while it would strand her document, then with it
     code, _, err = run("collections", "delete", "Alice notes", "--user", "alice")
     assert code == 2 and "holds 1 document(s) found in no other collection" in err
     assert run.json("docs", "show", "salaries.md")["collections"] == ["Alice notes"]
