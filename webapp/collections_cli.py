@@ -12,7 +12,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from rag_core.config import Settings
-from rag_core.errors import CollectionError
+from rag_core.errors import CollectionError, UserError
 from rag_core.types import VISIBILITIES, Actor, CollectionRecord, DocumentRecord, Scope
 from webapp import serialize
 
@@ -36,11 +36,10 @@ def user_name(value: str) -> str:
 
 
 def a_name(value: str) -> str:
-    """A collection or document name on the command line: not blank."""
-    clean = " ".join(value.split())
-    if not clean:
+    """A collection or document name on the command line: not blank (the engine trims it)."""
+    if not value.strip():
         raise argparse.ArgumentTypeError("a name cannot be empty")
-    return clean
+    return value
 
 
 def add_user_argument(parser: argparse.ArgumentParser) -> None:
@@ -92,8 +91,15 @@ def add_access_arguments(
 
 
 def actor_of(args: argparse.Namespace, settings: Settings) -> Actor:
-    """The operator, or with `--user NAME` that user (an admin when listed in RAGCHAT_ADMINS)."""
+    """The operator, or with `--user NAME` that user (an admin when listed in RAGCHAT_ADMINS).
+    With accounts on (RAGCHAT_AUTH), NAME must be one of them: a typo would own what it adds."""
     name: str | None = getattr(args, "user", None)
+    if name is not None and settings.auth:
+        from webapp.auth import parse_users
+
+        users = parse_users(settings.auth)
+        if name not in users:
+            raise UserError(f"user {name!r} is not in RAGCHAT_AUTH ({', '.join(sorted(users))})")
     return Actor() if name is None else Actor(name, admin=name in settings.admin_users)
 
 

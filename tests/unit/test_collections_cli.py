@@ -162,3 +162,17 @@ def test_a_users_watcher_files_into_the_collection_and_leaves_others_documents( 
     assert [e.path for e in skipped] == ["op.txt"] and "not deleted" in skipped[0].reason
     assert not any(isinstance(e, Deleted) for e in events)
     assert [d.name for d in fake_engine.documents()] == ["mine.txt", "op.txt"]
+
+
+def test_with_accounts_on_the_user_must_be_one_of_them(  # type: ignore[no-untyped-def]
+    run, fake_engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from webapp.auth import pbkdf2_hash
+
+    monkeypatch.setenv("RAGCHAT_AUTH", f"alice:{pbkdf2_hash('pw', iterations=1000)}")
+    code, out, err = run("collections", "create", "Notes", "--user", "alcie")
+    assert (code, out) == (1, "")
+    assert err.strip() == "ragchat: user 'alcie' is not in RAGCHAT_AUTH (alice)"
+    assert [c.name for c in fake_engine.collections.list(Actor())] == ["Default"]
+    code, out, _ = run("collections", "create", "Notes", "--user", "alice")
+    assert code == 0 and fake_engine.collections.get("Notes", Actor()).owner == "alice"
