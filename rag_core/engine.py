@@ -205,7 +205,7 @@ class Engine:
     ) -> tuple[CollectionRecord, list[DocumentRecord]]:
         """Delete a collection. Documents found in no other collection would be stranded: the
         deletion is refused (naming how many) unless `delete_documents`, which deletes them."""
-        record = self.collections.managed(name_or_id, actor, "delete")
+        record = self.collections.deletable(name_or_id, actor)
         orphans = self.collections.orphans(record.id)
         theirs = sorted(
             d.name for d in self.registry.list() if d.id in orphans and not actor.may_change(d)

@@ -28,10 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from rag_core.errors import DocumentNotFoundError, IndexChangedError, UserError
+from rag_core.errors import (
+    DocumentNotFoundError,
+    IndexChangedError,
+    PermissionDeniedError,
+    UserError,
+)
 from rag_core.ingest.detect import SUPPORTED, SUPPORTED_EXTENSIONS
 from rag_core.ingest.pipeline import clean_name
-from rag_core.types import DocumentRecord, IngestResult
+from rag_core.types import Actor, DocumentRecord, IngestResult
 
 if TYPE_CHECKING:
     from rag_core.engine import Engine
@@ -315,7 +320,9 @@ class FolderWatcher:
     """Keeps one folder in sync with an engine's knowledge base; `poll()` does one round,
     `run(stop)` polls until `stop` is set (checked between changes too: a batch of files being
     ingested is finished first, unless `cancel` is set as well: then the engine stops it at the
-    next chunk batch, keeps the files already added and reports the others 'cancelled')."""
+    next chunk batch, keeps the files already added and reports the others 'cancelled').
+    It acts as `actor` (the operator by default: it sees every document; a user sees and
+    replaces only what they may), and new files join `collection` (None: Default)."""
 
     def __init__(
         self,
@@ -325,6 +332,8 @@ class FolderWatcher:
         debounce_s: float,
         state_path: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
+        actor: Actor | None = None,
+        collection: str | None = None,
     ) -> None:
         folder = Path(folder)
         if not folder.is_dir():
@@ -333,6 +342,11 @@ class FolderWatcher:
         if not debounce_s > 0:
             raise UserError(f"the debounce interval must be more than 0 seconds, not {debounce_s}")
         self.engine = engine
+        self.actor = actor or Actor()
+        # checked now (not found, or not visible to the actor: before anything is watched)
+        self.collection = (
+            engine.collections.get(collection, self.actor).id if collection is not None else None
+        )
         self.folder = folder
         self.debounce_s = debounce_s
         self.state_path = state_path or state_file(engine.settings.watch_path, folder)
@@ -415,7 +429,9 @@ class FolderWatcher:
         if token == m.token:
             return
         m.token = token
-        m.documents = {d.name: d for d in self.engine.documents()}  # by version: latest wins
+        m.documents = {
+            d.name: d for d in self.engine.documents(self.actor)
+        }  # by version: latest wins
         m.duplicates.clear()  # the document they duplicated may be gone
 
     def _held(self) -> dict[str, Held]:
@@ -456,10 +472,12 @@ class FolderWatcher:
                 continue
             assert action.held is not None
             try:
-                record = self.engine.delete_document(action.held.document_id)
+                record = self.engine.delete_document(action.held.document_id, actor=self.actor)
                 events.append(Deleted(action.path, record))
             except DocumentNotFoundError:
                 pass  # deleted by hand meanwhile: nothing left to do
+            except PermissionDeniedError as exc:  # another user's version now: theirs to keep
+                events.append(Skipped(action.path, f"not deleted: {exc}"))
             self.files.pop(action.path, None)
             self._save()
         if ingest and not (stop is not None and stop.is_set()):
@@ -473,7 +491,9 @@ class FolderWatcher:
         is neither the folder's nor failed: it is taken again."""
         sources = [(self.folder / a.path, document_name(a.path)) for a in actions]
         try:
-            results = self.engine.ingest(sources, cancel=cancel)
+            results = self.engine.ingest(
+                sources, cancel=cancel, actor=self.actor, collection=self.collection
+            )
         except IndexChangedError:  # a reindex swapped its index in: the next poll retries
             why = "the knowledge base was re-embedded meanwhile; the file is taken again"
             return [Skipped(a.path, why) for a in actions]

@@ -1,4 +1,5 @@
-"""The `ragchat` command line: ingest, ask, docs, doctor, serve, apikey, eval, replay, reindex."""
+"""The `ragchat` command line: ingest, ask, docs, collections, doctor, serve, apikey, eval, replay,
+reindex."""
 
 from __future__ import annotations
 
@@ -12,10 +13,31 @@ from pathlib import Path
 from typing import Any, get_args
 
 from rag_core.config import Settings
-from rag_core.errors import RagError, UserError
+from rag_core.errors import (
+    CollectionError,
+    DocumentNotFoundError,
+    PermissionDeniedError,
+    RagError,
+    UserError,
+)
 from rag_core.ingest.detect import SUPPORTED_EXTENSIONS
-from rag_core.types import AnswerStrategy, Done, IngestResult, Released, Retrieved, page_ranges
+from rag_core.types import (
+    Actor,
+    AnswerStrategy,
+    Done,
+    IngestResult,
+    Released,
+    Retrieved,
+    page_ranges,
+)
 from webapp import serialize
+from webapp.collections_cli import (
+    actor_of,
+    add_access_arguments,
+    add_collections_command,
+    collections_line,
+    scope_of,
+)
 
 
 def _engine(settings: Settings, *, recover: bool = True) -> Any:
@@ -64,6 +86,8 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         print("No files to ingest.", file=sys.stderr)
         return 1
     engine = _engine(settings)
+    if args.collection is not None:  # a name the user may not see fails before any file is read
+        args.collection = engine.collections.get(args.collection, actor_of(args, settings)).name
     bar = tqdm(total=1000, unit="‰", disable=args.quiet or not sys.stderr.isatty())
 
     def report(stage: str, fraction: float) -> None:
@@ -71,15 +95,18 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         bar.update(max(0, int(fraction * 1000) - bar.n))
 
     # every file through one batched ingest: their chunks are embedded together
-    results = engine.ingest(files, report)
+    results = engine.ingest(
+        files, report, actor=actor_of(args, settings), collection=args.collection
+    )
     bar.close()
     failures = sum(r.status == "error" for r in results)
     if not args.quiet:
         for path, result in zip(files, results, strict=True):
             print(_result_line(path, result))
     ok = len(files) - failures
+    into = f" (collection {args.collection})" if args.collection is not None else ""
     print(
-        f"{ok} of {len(files)} files ingested or already present; {failures} failed.",
+        f"{ok} of {len(files)} files ingested or already present{into}; {failures} failed.",
         file=sys.stderr,
     )
     return 0 if failures == 0 else 1
@@ -135,7 +162,15 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
         options["top_k"] = args.top_k
     done: Done | None = None
     streamed = ""
-    for event in engine.chat(args.question, args.conversation, options=engine.options(**options)):
+    events = engine.chat(
+        args.question,
+        args.conversation,
+        user=args.user or "local",
+        options=engine.options(**options),
+        actor=actor_of(args, settings),
+        scope=scope_of(args),
+    )
+    for event in events:
         if isinstance(event, Released) and not args.json:  # checked text only, as it passes
             streamed += event.text
             sys.stdout.write(event.text)
@@ -168,40 +203,59 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_docs(args: argparse.Namespace, settings: Settings) -> int:
     engine = _engine(settings)
+    actor = actor_of(args, settings)
     if args.docs_cmd == "list":
-        docs = engine.documents()
-        if args.json:
-            print(json.dumps([asdict(d) for d in docs], indent=2, default=lambda t: t.isoformat()))
-            return 0
-        if not docs:
-            print("No documents. Add some with: ragchat ingest PATH")
-            return 0
-        print(f"{'id':<10} {'name':<40} {'type':<8} {'pages':>5} {'chunks':>6} {'ver':>3}  added")
-        for d in docs:
-            pages = "" if d.page_count is None else str(d.page_count)
-            print(
-                f"{d.id[:8]:<10} {d.name[:40]:<40} {d.doc_type:<8} {pages:>5} {d.chunk_count:>6} "
-                f"{d.version:>3}  {d.added_at:%Y-%m-%d %H:%M}"
-            )
-        return 0
+        return _list_documents(engine, actor, as_json=args.json)
     if args.docs_cmd == "delete":
-        record = engine.delete_document(args.document)
+        record = engine.delete_document(args.document, actor=actor)
         print(f"deleted {record.name} ({record.id[:8]}, {record.chunk_count} chunks)")
         return 0
     if args.docs_cmd == "show":
-        return _show_document(engine, args.document, as_json=args.json)
+        return _show_document(engine, args.document, actor, as_json=args.json)
     return 2
 
 
-def _show_document(engine: Any, key: str, *, as_json: bool) -> int:
-    """`ragchat docs show`: the document's ingest report, then its chunks."""
-    record = engine.document(key)
-    chunks = engine.chunks_of(record.id)
+def _list_documents(engine: Any, actor: Actor, *, as_json: bool) -> int:
+    """`ragchat docs list`: the documents `actor` may see, each with its collections."""
+    docs = engine.documents(actor)
+    where = engine.collections.memberships(d.id for d in docs)
     if as_json:
-        data = {**serialize.document(record), "chunks": [serialize.chunk(c) for c in chunks]}
+        data = [{**asdict(d), "collections": where.get(d.id, [])} for d in docs]
+        print(json.dumps(data, indent=2, default=lambda t: t.isoformat()))
+        return 0
+    if not docs:
+        print("No documents. Add some with: ragchat ingest PATH")
+        return 0
+    print(
+        f"{'id':<10} {'name':<40} {'type':<8} {'pages':>5} {'chunks':>6} {'ver':>3}  {'added':<16}"
+        "  collections"
+    )
+    for d in docs:
+        pages = "" if d.page_count is None else str(d.page_count)
+        print(
+            f"{d.id[:8]:<10} {d.name[:40]:<40} {d.doc_type:<8} {pages:>5} {d.chunk_count:>6} "
+            f"{d.version:>3}  {d.added_at:%Y-%m-%d %H:%M}  {collections_line(where.get(d.id, []))}"
+        )
+    return 0
+
+
+def _show_document(engine: Any, key: str, actor: Actor, *, as_json: bool) -> int:
+    """`ragchat docs show`: the document's ingest report, then its chunks."""
+    record = engine.document(key, actor=actor)
+    chunks = engine.chunks_of(record.id, actor=actor)
+    where = engine.collections.memberships([record.id]).get(record.id, [])
+    if as_json:
+        data = {
+            **serialize.document(record),
+            "collections": where,
+            "chunks": [serialize.chunk(c) for c in chunks],
+        }
         print(json.dumps(data, ensure_ascii=False, indent=2))
         return 0
-    print(f"{record.name} (v{record.version}, {record.doc_type}, id {record.id})")
+    print(
+        f"{record.name} (v{record.version}, {record.doc_type}, id {record.id}) in "
+        f"{collections_line(where)}"
+    )
     for label, text in serialize.report_facts(record):
         print(f"  {label + ':':<13} {text}")
     for c in chunks:
@@ -363,6 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("document", help="name or id (prefix)")
     ds.add_argument("--json", action="store_true", help="print one JSON object")
     docs.set_defaults(func=cmd_docs)
+    add_access_arguments(ing, ask, (dl, dd, ds))
 
     doc = sub.add_parser("doctor", help="check that registry and indexes agree")
     doc.add_argument("--repair", action="store_true")
@@ -393,6 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_commands(sub)
     add_replay_command(sub)
     add_reindex_command(sub)
+    add_collections_command(sub)
     return p
 
 
@@ -408,6 +464,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args, settings))
+    except (DocumentNotFoundError, CollectionError, PermissionDeniedError) as exc:
+        # not there, not visible to this user, or not theirs: bad input, like a bad argument
+        print(f"ragchat: {exc}", file=sys.stderr)
+        return 2
     except UserError as exc:
         print(f"ragchat: {exc}", file=sys.stderr)
         return 1

@@ -21,6 +21,7 @@ from rag_core.config import Settings
 from rag_core.errors import UserError
 from rag_core.watch import Deleted, FolderWatcher, Ingested, InSync, Skipped, WatchEvent
 from webapp.cli import _result_line, shown
+from webapp.collections_cli import actor_of
 
 if TYPE_CHECKING:
     from rag_core.engine import Engine
@@ -55,9 +56,16 @@ def cmd_watch(
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        watcher = FolderWatcher(engine_of(settings), folder, debounce_s=debounce)
+        watcher = FolderWatcher(
+            engine_of(settings),
+            folder,
+            debounce_s=debounce,
+            actor=actor_of(args, settings),
+            collection=getattr(args, "collection", None),
+        )
+        into = f" into collection {args.collection}" if getattr(args, "collection", None) else ""
         print(
-            f"watching {shown(folder)} (changes taken after {debounce:g} s unchanged);"
+            f"watching {shown(folder)}{into} (changes taken after {debounce:g} s unchanged);"
             " stop with Ctrl-C or SIGTERM",
             file=sys.stderr,
             flush=True,

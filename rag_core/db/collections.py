@@ -290,13 +290,19 @@ class Collections:
         """Delete a collection (its owner, an operator or an admin only; never Default).
         Returns it and the documents that were in no other collection: the caller deletes
         those, or refuses first (`orphans`)."""
-        record = self.managed(name_or_id, actor, "delete")
-        if record.id == DEFAULT_COLLECTION:
-            raise CollectionConflictError("The Default collection cannot be deleted")
+        record = self.deletable(name_or_id, actor)
         orphans = self.orphans(record.id)
         with self.db.session() as s:
             s.execute(sa.delete(CollectionRow).where(CollectionRow.id == record.id))
         return record, orphans
+
+    def deletable(self, name_or_id: str, actor: Actor) -> CollectionRecord:
+        """The collection, if `actor` may delete it (PermissionDeniedError; CollectionError for
+        Default): asked before anything else, so no other refusal hides these."""
+        record = self.managed(name_or_id, actor, "delete")
+        if record.id == DEFAULT_COLLECTION:
+            raise CollectionConflictError("The Default collection cannot be deleted")
+        return record
 
     def orphans(self, collection_id: str) -> set[str]:
         """Documents of this collection found in no other (deleting it would strand them)."""
@@ -312,25 +318,12 @@ class Collections:
 
     def add_documents(self, name_or_id: str, document_ids: Collection[str], actor: Actor) -> int:
         """Put documents in a collection `actor` may see (adding twice is a no-op); how many
-        were new there. Only a document's owner (or an operator or admin) files it: the
-        collection shows it to all its readers."""
+        were new there. A collection shows its documents to all its readers, so a user files
+        only their own documents and ones everyone may already see."""
         record = self.get(name_or_id, actor)
         with self.db.session() as s:
             if not actor.sees_all:
-                rows = s.execute(
-                    sa.select(DocumentRow.name, DocumentRow.owner).where(
-                        DocumentRow.id.in_(sorted(document_ids))
-                    )
-                ).all()
-                theirs = sorted(
-                    (name, owner or "an operator") for name, owner in rows if owner != actor.name
-                )
-                if theirs:
-                    name, owner = theirs[0]
-                    raise PermissionDeniedError(
-                        f"Document {name!r} belongs to {owner}; only its owner or an admin"
-                        " (setting RAGCHAT_ADMINS) can add it to a collection"
-                    )
+                self._check_filable(s, document_ids, actor)
             have = set(
                 s.scalars(
                     sa.select(CollectionDocumentRow.document_id).where(
@@ -341,6 +334,27 @@ class Collections:
             new = sorted(set(document_ids) - have)
             s.add_all(CollectionDocumentRow(collection_id=record.id, document_id=d) for d in new)
         return len(new)
+
+    @staticmethod
+    def _check_filable(s: Session, document_ids: Collection[str], actor: Actor) -> None:
+        public = (
+            sa.select(CollectionDocumentRow.document_id)
+            .join(CollectionRow, CollectionRow.id == CollectionDocumentRow.collection_id)
+            .where(CollectionRow.visibility == "everyone")
+        )
+        rows = s.execute(
+            sa.select(DocumentRow.name, DocumentRow.owner).where(
+                DocumentRow.id.in_(sorted(document_ids)),
+                DocumentRow.owner.is_distinct_from(actor.name),
+                DocumentRow.id.not_in(public),
+            )
+        ).all()
+        if rows:
+            name, owner = sorted((n, o or "an operator") for n, o in rows)[0]
+            raise PermissionDeniedError(
+                f"Document {name!r} belongs to {owner} and not everyone may see it; only its"
+                " owner or an admin (setting RAGCHAT_ADMINS) can add it to a collection"
+            )
 
     def remove_documents(self, name_or_id: str, document_ids: Collection[str], actor: Actor) -> int:
         """Take documents out of a collection (its owner's, or an operator's or admin's right).

@@ -187,12 +187,19 @@ def test_deleting_a_collection_asks_who_first_and_never_deletes_someone_elses_do
     # bob files his document nowhere else; alice may not delete it with her collection
     with pytest.raises(PermissionDeniedError, match=r"office\.md"):
         engine.delete_collection("Open", actor=ALICE, delete_documents=True)
-    # nor may bob file alice's document into a collection of his
+    # nor may bob file a document alice shares with him into a collection everyone sees
     engine.collections.create("Bob's", BOB, visibility="everyone")
+    engine.collections.create("Team", ALICE, visibility="shared", members=["bob"])
+    engine.ingest(
+        [(b"# Plan\n\nThe plan ships in May.\n", "plan.md")], actor=ALICE, collection="Team"
+    )
     with pytest.raises(PermissionDeniedError, match="belongs to alice"):
-        engine.collections.add_documents("Bob's", [engine.document("salaries.md").id], BOB)
+        engine.collections.add_documents("Bob's", [engine.document("plan.md").id], BOB)
+    # a document everyone may see already, he may
+    engine.collections.add_documents("Bob's", [engine.document("salaries.md").id], BOB)
     # once bob's document is also elsewhere, alice's deletion takes only her own
     engine.collections.add_documents("Bob's", [engine.document("office.md").id], BOB)
+    engine.collections.remove_documents("Bob's", [engine.document("salaries.md").id], BOB)
     _, removed = engine.delete_collection("Open", actor=ALICE, delete_documents=True)
     assert [d.name for d in removed] == ["salaries.md"]
-    assert names(engine, ADMIN) == ["office.md"]
+    assert names(engine, ADMIN) == ["office.md", "plan.md"]

@@ -148,8 +148,9 @@ def test_only_owners_change_their_collections_and_file_their_documents(engine: E
         team = {"name": "Team", "visibility": "shared", "members": ["bob"]}
         assert client.post("/api/collections", json=team, headers=a).status_code == 201
         files = [("files", ("p.md", DOC, "text/plain"))]
-        client.post("/api/documents", files=files, headers=a)
-        # bob sees Team but may not change it, nor file alice's document anywhere
+        client.post("/api/documents", files=files, data={"collection": "Team"}, headers=a)
+        # bob sees Team but may not change it, nor file alice's document (which not everyone
+        # may see) anywhere
         refused(client.patch("/api/collections/Team", json={"name": "T"}, headers=b), 403, "alice")
         filing = {"documents": ["p.md"]}
         r = client.post("/api/collections/Team/documents", json=filing, headers=b)
@@ -158,5 +159,8 @@ def test_only_owners_change_their_collections_and_file_their_documents(engine: E
         assert mine.json()["owner"] == "bob"
         r = client.post("/api/collections/Bob's/documents", json=filing, headers=b)
         refused(r, 403, "belongs to alice")
-        r = client.post("/api/collections/Team/documents", json=filing, headers=a)
+        r = client.post("/api/collections/Default/documents", json=filing, headers=a)
+        assert r.status_code == 200 and r.json()["changed"] == 1
+        # now everyone may see it: bob may file it in his own collection
+        r = client.post("/api/collections/Bob's/documents", json=filing, headers=b)
         assert r.status_code == 200 and r.json()["changed"] == 1
