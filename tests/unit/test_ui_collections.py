@@ -184,6 +184,11 @@ def test_a_scoped_question_searches_only_the_picked_collection_and_is_remembered
     # the picker follows the conversation: its scope when opened, everything when left
     assert coll.conversation_scope(state, ALICE)["value"] == ["Collection: Rig"]
     assert coll.conversation_scope(fresh_state(), ALICE)["value"] == []
+    # a program's /ask sends no scope: the conversation's remembered one is searched again
+    frames = ui.chat.ask("And the pump?", "hybrid", 5, "Short", "generate", state, ALICE)
+    *_, (_q, _t, sources, _h, state, _s) = frames
+    assert ui.engine.log.get_turn(state["turn"], "alice").config["scope"]["collections"] == ["Rig"]
+    assert "Searched: collection Rig" in sources
     # a single document, then everything: the panel says what was searched, or nothing
     *_, sources, _h, state, _s = ask_in(ui, ALICE, "Upload size?", ["Document: acme.md"], state)
     assert "Searched: document acme.md" in sources

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 import gradio as gr
@@ -70,7 +70,7 @@ class AnswerChoices:
     top_k: float
     length: str
     style: str  # the answer strategy (or the older answer mode)
-    scope: Scope = field(default_factory=Scope)  # what to search (empty: everything)
+    scope: Scope | None = None  # what to search (empty: everything; None: as remembered)
 
     def options(self) -> dict[str, Any]:
         """The engine's options for them (None: the configured default)."""
@@ -84,6 +84,12 @@ class AnswerChoices:
                 else {"strategy": self.style or None}
             ),
         }
+
+
+def _scope(picked: list[str] | None) -> Scope | None:
+    """The page's picker as a scope (empty: everything); None (a program that sends none):
+    the conversation's remembered scope."""
+    return None if picked is None else scope_from_picker(picked)
 
 
 def _frame(prior: list[str], state: State, current: str, sources: Any = None) -> tuple[Any, ...]:
@@ -124,11 +130,12 @@ class ChatController:
         scope: list[str] | None = None,
     ) -> Iterator[tuple[Any, ...]]:
         """Ask a question in the current conversation (a new one if none is open), searching
-        what the scope picker names (nothing picked: everything the user may see)."""
+        what the scope picker names (nothing picked: everything the user may see; no picker,
+        from a program: what the conversation searched before)."""
         if not (question or "").strip():
             yield skips(ANSWER_OUTPUTS)
             return
-        choices = AnswerChoices(mode, top_k, length, style, scope_from_picker(scope))
+        choices = AnswerChoices(mode, top_k, length, style, _scope(scope))
         yield from self._run_turn(question, choices, state, request)
 
     def retry(
@@ -150,7 +157,7 @@ class ChatController:
             notify("Nothing to retry yet: ask a question first.")
             yield skips(ANSWER_OUTPUTS)
             return
-        choices = AnswerChoices(mode, top_k, length, style, scope_from_picker(scope))
+        choices = AnswerChoices(mode, top_k, length, style, _scope(scope))
         yield from self._run_turn(views[-1].question, choices, state, request)
 
     def stop_answer(self, request: gr.Request) -> None:

@@ -244,9 +244,7 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
             page.docs_table,
             page.doc_pick,
         )
-        wire_collections(
-            wiring, collections, knowledge, [*changed, *loaded], [*conversations, *loaded]
-        )
+        wire_collections(wiring, collections, knowledge, changed, conversations, loaded)
     knowledge.blocks = app  # webapp.api sets its upload ledger on the Blocks
     blocks: gr.Blocks = app
     return blocks
@@ -311,7 +309,8 @@ def _sidebar(page: Page, settings: Settings) -> None:
 
 
 def _chat_column(page: Page, transcript: str) -> None:
-    """The transcript, the question box with Ask and Stop, Retry, and the feedback box."""
+    """The transcript, the question box with Ask and Stop, the scope picker below it, Retry,
+    and the feedback box."""
     with gr.Group(elem_classes="rc-scroll-group"):
         page.transcript = gr.HTML(
             transcript,
@@ -335,8 +334,9 @@ def _chat_column(page: Page, transcript: str) -> None:
             "Ask", variant="primary", scale=1, min_width=70, elem_id="rc-send"
         )
         page.stop_btn = gr.Button("Stop", variant="stop", scale=1, min_width=70, elem_id="rc-stop")
-    with gr.Row(elem_id="rc-tools-row", equal_height=True):
+    with gr.Row(elem_id="rc-scope-row"):
         page.scope = scope_picker()
+    with gr.Row(elem_id="rc-tools-row"):
         page.retry_btn = gr.Button("↻ Retry", size="sm", elem_id="rc-retry")
         page.new_btn2 = gr.Button("+ New conversation", size="sm", elem_id="rc-new-inline")
     with gr.Group(visible=False, elem_id="rc-feedback") as page.feedback_box:
@@ -442,15 +442,24 @@ def _endpoint(name: str, **options: Any) -> dict[str, Any]:
     return {"api_name": name, "concurrency_limit": None, **options}
 
 
+def _in_scope(name: str) -> dict[str, Any]:
+    """Options of the page's own answer events, which send the scope picker too."""
+    return {"api_name": f"{name}_in_scope", **GENERATE, "api_visibility": "private"}
+
+
 def _wire_chat(page: Page, chat: ChatController, history: HistoryController) -> list[Any]:
     """Asking, the panels, feedback, and the sidebar's conversation events; returns those that
     open or leave a conversation (the scope picker follows them)."""
     answer_in, answer_out = [*page.answer_settings(), page.state], page.answer_outputs()
     conv_out, panel_out = page.conversation_outputs(), page.panel_outputs()
     ask, asked = [page.question.submit, page.send_btn.click], [page.question, *answer_in]
-    gr.on(ask, chat.ask, [*asked, page.scope], answer_out, api_name="ask", **GENERATE)
+    # the page sends its scope picker; programs call "ask" and "retry" with the inputs they
+    # always had (a raw call must send every input), searching the conversation's scope
+    gr.on(ask, chat.ask, [*asked, page.scope], answer_out, **_in_scope("ask"))
+    page.api_btn.click(chat.ask, asked, answer_out, api_name="ask", **GENERATE)
     retry_in = [*answer_in, page.scope]
-    page.retry_btn.click(chat.retry, retry_in, answer_out, api_name="retry", **GENERATE)
+    page.retry_btn.click(chat.retry, retry_in, answer_out, **_in_scope("retry"))
+    page.api_btn.click(chat.retry, answer_in, answer_out, api_name="retry", **GENERATE)
     page.stop_btn.click(chat.stop_answer, None, None, **_endpoint("stop", show_progress="hidden"))
     leave = [page.new_btn.click, page.new_btn2.click]
     left = gr.on(leave, history.new_conversation, None, conv_out, **_endpoint("new_conversation"))
@@ -480,15 +489,19 @@ def _wire_knowledge(page: Page, knowledge: KnowledgeController) -> list[Any]:
     """The knowledge base tab; changes to it queue one at a time ('ingest'). Returns the events
     that change what the collection and scope pickers offer."""
     kb_out, picked, chunks = page.kb_outputs(), [page.doc_pick], [page.chunks_view]
+    upload_out = [*kb_out, page.files]
+    ingest: dict[str, Any] = {
+        "preprocess": False,  # the raw payload keeps the name the user gave each file
+        "concurrency_id": "ingest",
+        "concurrency_limit": 1,
+    }
+    # the page sends the chosen collection; programs call "upload" (into Default) as before
+    targeted = [page.files, page.upload_target]
     uploaded = page.files.upload(
-        knowledge.upload,
-        [page.files, page.upload_target],
-        [*kb_out, page.files],
-        api_name="upload",
-        preprocess=False,  # the raw payload keeps the name the user gave each file
-        concurrency_id="ingest",
-        concurrency_limit=1,
-    )
+        knowledge.upload, targeted, upload_out, api_name="upload_to", **ingest,
+        api_visibility="private",
+    )  # fmt: skip
+    page.api_btn.click(knowledge.upload, [page.files], upload_out, api_name="upload", **ingest)
     # not in the 'ingest' queue: it must run while an upload does
     page.cancel_btn.click(knowledge.cancel, None, None, **_endpoint("cancel_upload"))
     page.chunks_btn.click(knowledge.show_chunks, picked, chunks, **_endpoint("chunks"))

@@ -153,8 +153,12 @@ def wire_collections(
     knowledge: KnowledgeController,
     changed: Sequence[Any],
     conversations: Sequence[Any],
+    loaded: Sequence[Any],
 ) -> None:
-    """The panel's buttons; every change redraws the panel, the pickers and the documents."""
+    """The panel's buttons; every change redraws the panel, the pickers and the documents.
+    `changed` events redraw the pickers, `conversations` set the scope picker to the open
+    conversation's scope, `loaded` (a page load, which may reopen one) do both in turn: run side
+    by side, the redraw would put back the empty picker it read."""
     p = w.panel
     refresh_in = [p.managed, w.target, p.docs, w.scope]
     refresh_out = [p.table, p.managed, w.target, p.docs, w.scope]
@@ -180,6 +184,10 @@ def wire_collections(
         dep.then(ctl.refresh, refresh_in, refresh_out, **QUIET)
     for dep in conversations:
         dep.then(ctl.conversation_scope, [w.state], [w.scope], **QUIET)
+    for dep in loaded:
+        dep.then(ctl.refresh, refresh_in, refresh_out, **QUIET).then(
+            ctl.conversation_scope, [w.state], [w.scope], **QUIET
+        )
 
 
 def _private() -> dict[str, Any]:
