@@ -120,6 +120,15 @@ def test_bad_input_and_others_collections_are_refused_with_the_engines_message(
         coll.create("team", "", "private", "", BOB)
     with pytest.warns(UserWarning, match="Pick a collection"):
         coll.delete(None, False, ALICE)
+    # a name with markup stays text in the table, the pickers and the documents' column
+    coll.create("<img src=x onerror=alert(1)>", "<b>bold", "everyone", "", ALICE)
+    upload_as(ui, ALICE, "pump.md", PUMP, "<img src=x onerror=alert(1)>")
+    shown = refreshed(coll, BOB)
+    assert "<img" not in shown["table"] and "&lt;img src=x onerror=alert(1)&gt;" in shown["table"]
+    assert "&lt;b&gt;bold" in shown["table"]
+    assert "Collection: <img src=x onerror=alert(1)>" in shown["scope"]["choices"]
+    table, _ = ui.knowledge.catalog(None, BOB)
+    assert "<img" not in table and "&lt;img src=x onerror=alert(1)&gt;" in table
 
 
 def test_rename_delete_and_the_refusal_to_strand_documents(

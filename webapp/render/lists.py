@@ -1,12 +1,12 @@
-"""The history sidebar and the knowledge base tab: conversations, upload results, documents and
-their chunks."""
+"""The history sidebar and the knowledge base tab: conversations, upload results, collections,
+documents and their chunks."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
 from rag_core.db.records import ConversationRecord
-from rag_core.types import Chunk, DocumentRecord, IngestResult, page_ranges
+from rag_core.types import Actor, Chunk, CollectionRecord, DocumentRecord, IngestResult, page_ranges
 from webapp.render.text import esc, fmt_time, plural
 from webapp.serialize import report_facts
 
@@ -170,3 +170,25 @@ def render_report(doc: DocumentRecord) -> str:
 def document_choices(docs: Sequence[DocumentRecord]) -> list[tuple[str, str]]:
     """(label, id) pairs for the document picker."""
     return [(f"{d.name} (v{d.version})", d.id) for d in docs]
+
+
+def render_collections(collections: Sequence[CollectionRecord], actor: Actor) -> str:
+    """The collections table: name, visibility (with members), owner, documents."""
+    if not collections:
+        return '<p class="rc-muted">No collections you may see.</p>'
+    rows = []
+    for c in collections:
+        shared = f" with {', '.join(c.members)}" if c.visibility == "shared" else ""
+        manage = "" if actor.may_manage(c) else ' <span class="rc-muted">(read only)</span>'
+        desc = f'<div class="rc-muted">{esc(c.description)}</div>' if c.description else ""
+        rows.append(
+            f'<tr data-collection="{esc(c.name)}"><td class="rc-fname">{esc(c.name)}{manage}'
+            f"{desc}</td><td>{esc(c.visibility + shared)}</td>"
+            f"<td class='rc-owner'>{esc(c.owner or 'operator')}</td>"
+            f"<td class='rc-num'>{c.document_count}</td></tr>"
+        )
+    return (
+        '<div class="rc-table-wrap"><table class="rc-table rc-collections"><thead><tr>'
+        "<th>Collection</th><th>Visibility</th><th>Owner</th><th>Documents</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )

@@ -19,7 +19,7 @@ from rag_core.config import Settings
 from rag_core.engine import Engine
 from rag_core.errors import ConversationNotFoundError, UserError
 from rag_core.types import DEFAULT_COLLECTION, Actor, CollectionRecord, DocumentRecord, Scope
-from webapp.render import esc
+from webapp.render import esc, render_collections
 from webapp.render.text import plural
 from webapp.ui.common import State, actor_of, notify, skips, user_of, warn
 
@@ -69,28 +69,6 @@ def _kept(value: Any, allowed: Sequence[str]) -> list[str]:
     """The picked values that are still offered."""
     picked = value if isinstance(value, list) else [value] if value else []
     return [v for v in picked if v in allowed]
-
-
-def render_collections(collections: Sequence[CollectionRecord], actor: Actor) -> str:
-    """The collections table: name, visibility (with members), owner, documents."""
-    if not collections:
-        return '<p class="rc-muted">No collections you may see.</p>'
-    rows = []
-    for c in collections:
-        shared = f" with {', '.join(c.members)}" if c.visibility == "shared" else ""
-        manage = "" if actor.may_manage(c) else ' <span class="rc-muted">(read only)</span>'
-        desc = f'<div class="rc-muted">{esc(c.description)}</div>' if c.description else ""
-        rows.append(
-            f'<tr data-collection="{esc(c.name)}"><td class="rc-fname">{esc(c.name)}{manage}'
-            f"{desc}</td><td>{esc(c.visibility + shared)}</td>"
-            f"<td class='rc-owner'>{esc(c.owner or 'operator')}</td>"
-            f"<td class='rc-num'>{c.document_count}</td></tr>"
-        )
-    return (
-        '<div class="rc-table-wrap"><table class="rc-table rc-collections"><thead><tr>'
-        "<th>Collection</th><th>Visibility</th><th>Owner</th><th>Documents</th></tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table></div>"
-    )
 
 
 def _note(text: str) -> str:
