@@ -72,8 +72,8 @@ def test_scope_labels_round_trip() -> None:
 def test_create_a_private_collection_upload_into_it_and_only_its_owner_sees_it(
     ui: UI, coll: CollectionsController
 ) -> None:
-    status, managed, name_box = coll.create("Rig notes", "pumps", "private", "", ALICE)
-    assert "Created Rig notes (private)" in status and name_box == ""
+    status, managed, name_box, desc_box = coll.create("Rig notes", "pumps", "private", "", ALICE)
+    assert "Created Rig notes (private)" in status and name_box == desc_box == ""
     assert managed["value"] == "Rig notes" and "Rig notes" in managed["choices"]
     shown = upload_as(ui, ALICE, "pump.md", PUMP, "Rig notes")
     assert "rc-ingest-added" in shown and "Rig notes" in shown  # the table's collections column
@@ -108,7 +108,7 @@ def test_bad_input_and_others_collections_are_refused_with_the_engines_message(
     ui: UI, coll: CollectionsController
 ) -> None:
     with pytest.warns(UserWarning, match="needs a name"):
-        assert coll.create("  ", "", "private", "", ALICE) == (SKIP,) * 3
+        assert coll.create("  ", "", "private", "", ALICE) == (SKIP,) * 4
     with pytest.warns(UserWarning, match="needs the users it is shared with"):
         coll.create("Team", "", "shared", "", ALICE)
     status, *_ = coll.create("Team", "", "shared", "bob, carol", ALICE)

@@ -135,7 +135,8 @@ class CollectionsController:
     def create(
         self, name: str, description: str, visibility: str, members: str, request: gr.Request
     ) -> tuple[Any, ...]:
-        """A new collection owned by the page's user: (status, managed collection, name box)."""
+        """A new collection owned by the page's user: (status, managed collection, and the name
+        and description boxes, emptied)."""
         actor = self._actor(request)
         users = [u for u in (members or "").replace(",", " ").split() if u]
         try:
@@ -148,12 +149,13 @@ class CollectionsController:
             )
         except UserError as exc:
             warn(str(exc))
-            return skips(3)
+            return skips(4)
         notify(f"Collection {record.name} created.")
         names = _names(self.engine.collections.list(actor))
         return (
             _note(f"Created {record.name} ({record.visibility})."),
             gr.update(choices=names, value=record.name),
+            "",
             "",
         )
 

@@ -171,7 +171,11 @@ def wire_collections(
         )
 
     create_in = [p.name, p.description, p.visibility, p.members]
-    redraw(p.create_btn.click(ctl.create, create_in, [p.status, p.managed, p.name], **QUIET))
+    redraw(
+        p.create_btn.click(
+            ctl.create, create_in, [p.status, p.managed, p.name, p.description], **QUIET
+        )
+    )
     rename_out = [p.status, p.managed, p.new_name]
     redraw(p.rename_btn.click(ctl.rename, [p.managed, p.new_name], rename_out, **QUIET))
     delete_in, delete_out = [p.managed, p.with_docs], [p.status, p.managed]
