@@ -11,7 +11,8 @@ or a server restart. Nothing here parses HTML or text back.
 - `sources`: the sources inspector (citation card, score chart, every passage)
 - `replay`: a replayed answer beside the logged one, in the sources inspector
 - `index_banner`: the banner shown while the knowledge base is re-embedded
-- `lists`: the history sidebar and the knowledge base (upload results, documents, chunks)
+- `lists`: the history sidebar and the knowledge base (upload results, collections, documents,
+  chunks)
 """
 
 from webapp.render.index_banner import render_index_banner
@@ -19,6 +20,7 @@ from webapp.render.lists import (
     added_by,
     document_choices,
     render_chunks,
+    render_collections,
     render_documents,
     render_history,
     render_ingest_results,
@@ -45,6 +47,7 @@ __all__ = [
     "highlight",
     "question_terms",
     "render_chunks",
+    "render_collections",
     "render_documents",
     "render_error",
     "render_history",

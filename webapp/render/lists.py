@@ -1,12 +1,12 @@
-"""The history sidebar and the knowledge base tab: conversations, upload results, documents and
-their chunks."""
+"""The history sidebar and the knowledge base tab: conversations, upload results, collections,
+documents and their chunks."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from rag_core.db.records import ConversationRecord
-from rag_core.types import Chunk, DocumentRecord, IngestResult, page_ranges
+from rag_core.types import Actor, Chunk, CollectionRecord, DocumentRecord, IngestResult, page_ranges
 from webapp.render.text import esc, fmt_time, plural
 from webapp.serialize import report_facts
 
@@ -104,8 +104,11 @@ def added_by(d: DocumentRecord) -> str:
     return owner
 
 
-def render_documents(docs: Sequence[DocumentRecord]) -> str:
-    """The documents table: name, type, pages, chunks, version, who added it, when."""
+def render_documents(
+    docs: Sequence[DocumentRecord], collections: Mapping[str, Sequence[str]] | None = None
+) -> str:
+    """The documents table: name, the collections it is in (`collections`: document id ->
+    names), type, pages, chunks, version, who added it, when."""
     if not docs:
         return '<p class="rc-muted rc-empty-docs">No documents yet: drop files above.</p>'
     rows = []
@@ -113,9 +116,10 @@ def render_documents(docs: Sequence[DocumentRecord]) -> str:
         pages = "–" if d.page_count is None else str(d.page_count)
         if d.ocr_pages:
             pages += f" (OCR: {page_ranges(d.ocr_pages)})"
+        groups = ", ".join((collections or {}).get(d.id, ())) or "–"
         rows.append(
             f'<tr><td class="rc-fname" title="{esc(d.id)}">{esc(d.name)}</td>'
-            f"<td>{esc(d.doc_type)}</td><td class='rc-num'>{pages}</td>"
+            f"<td class='rc-doc-collections'>{esc(groups)}</td><td>{esc(d.doc_type)}</td><td class='rc-num'>{pages}</td>"
             f"<td class='rc-num'>{d.chunk_count}</td><td class='rc-num'>v{d.version}</td>"
             f"<td class='rc-owner'>{esc(added_by(d))}</td>"
             f"<td>{esc(fmt_time(d.added_at))}</td></tr>"
@@ -124,7 +128,7 @@ def render_documents(docs: Sequence[DocumentRecord]) -> str:
     return (
         f'<div class="rc-kb-summary">{plural(len(docs), "document")} · {total} chunks</div>'
         '<div class="rc-table-wrap"><table class="rc-table rc-docs"><thead><tr><th>Name</th>'
-        "<th>Type</th><th>Pages</th><th>Chunks</th><th>Version</th><th>Added by</th><th>Added</th>"
+        "<th>Collections</th><th>Type</th><th>Pages</th><th>Chunks</th><th>Version</th><th>Added by</th><th>Added</th>"
         "</tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table></div>"
     )
@@ -166,3 +170,25 @@ def render_report(doc: DocumentRecord) -> str:
 def document_choices(docs: Sequence[DocumentRecord]) -> list[tuple[str, str]]:
     """(label, id) pairs for the document picker."""
     return [(f"{d.name} (v{d.version})", d.id) for d in docs]
+
+
+def render_collections(collections: Sequence[CollectionRecord], actor: Actor) -> str:
+    """The collections table: name, visibility (with members), owner, documents."""
+    if not collections:
+        return '<p class="rc-muted">No collections you may see.</p>'
+    rows = []
+    for c in collections:
+        shared = f" with {', '.join(c.members)}" if c.visibility == "shared" else ""
+        manage = "" if actor.may_manage(c) else ' <span class="rc-muted">(read only)</span>'
+        desc = f'<div class="rc-muted">{esc(c.description)}</div>' if c.description else ""
+        rows.append(
+            f'<tr data-collection="{esc(c.name)}"><td class="rc-fname">{esc(c.name)}{manage}'
+            f"{desc}</td><td>{esc(c.visibility + shared)}</td>"
+            f"<td class='rc-owner'>{esc(c.owner or 'operator')}</td>"
+            f"<td class='rc-num'>{c.document_count}</td></tr>"
+        )
+    return (
+        '<div class="rc-table-wrap"><table class="rc-table rc-collections"><thead><tr>'
+        "<th>Collection</th><th>Visibility</th><th>Owner</th><th>Documents</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )

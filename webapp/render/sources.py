@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rag_core.types import Citation, Hit
+from rag_core.types import Citation, Hit, Scope
 from webapp.render.replay import replay_button
 from webapp.render.text import esc, highlight, question_terms
 from webapp.render.turns import TurnView
@@ -169,8 +169,19 @@ def _summary(view: TurnView, cited: dict[str, list[int]]) -> str:
         query = f'<div class="rc-query">searched for: “{esc(view.query)}”</div>'
     return (
         f'<div class="rc-src-q">“{esc(view.question)}”</div>{query}'
-        f'<div class="rc-src-meta">{esc(" · ".join(meta))}</div>'
+        f'<div class="rc-src-meta">{esc(" · ".join(meta))}</div>{_searched(view)}'
     )
+
+
+def _searched(view: TurnView) -> str:
+    """'Searched: collection Handbook, document x.pdf' for an answer asked within a scope (the
+    turn's config says; an answer over everything has none)."""
+    scope = Scope.from_json(view.config.get("scope"))
+    if scope.everything:
+        return ""
+    parts = [f"collection {c}" for c in scope.collections]
+    parts += [f"document {d}" for d in scope.documents]
+    return f'<div class="rc-searched">Searched: {esc(", ".join(parts))}</div>'
 
 
 def _marking(view: TurnView) -> bool:

@@ -22,13 +22,16 @@ from rag_core.types import (
     FeedbackReason,
     Logged,
     Retrieved,
+    Scope,
     SentenceChecked,
     Token,
 )
 from webapp import render
 from webapp.render import TurnView
+from webapp.ui.collections import scope_from_picker
 from webapp.ui.common import (
     State,
+    actor_of,
     as_int,
     fail,
     fresh_state,
@@ -67,6 +70,7 @@ class AnswerChoices:
     top_k: float
     length: str
     style: str  # the answer strategy (or the older answer mode)
+    scope: Scope | None = None  # what to search (empty: everything; None: as remembered)
 
     def options(self) -> dict[str, Any]:
         """The engine's options for them (None: the configured default)."""
@@ -80,6 +84,12 @@ class AnswerChoices:
                 else {"strategy": self.style or None}
             ),
         }
+
+
+def _scope(picked: list[str] | None) -> Scope | None:
+    """The page's picker as a scope (empty: everything); None (a program that sends none):
+    the conversation's remembered scope."""
+    return None if picked is None else scope_from_picker(picked)
 
 
 def _frame(prior: list[str], state: State, current: str, sources: Any = None) -> tuple[Any, ...]:
@@ -117,18 +127,28 @@ class ChatController:
         style: str,
         state: State,
         request: gr.Request,
+        scope: list[str] | None = None,
     ) -> Iterator[tuple[Any, ...]]:
-        """Ask a question in the current conversation (a new one if none is open)."""
+        """Ask a question in the current conversation (a new one if none is open), searching
+        what the scope picker names (nothing picked: everything the user may see; no picker,
+        from a program: what the conversation searched before)."""
         if not (question or "").strip():
             yield skips(ANSWER_OUTPUTS)
             return
-        choices = AnswerChoices(mode, top_k, length, style)
+        choices = AnswerChoices(mode, top_k, length, style, _scope(scope))
         yield from self._run_turn(question, choices, state, request)
 
     def retry(
-        self, mode: str, top_k: float, length: str, style: str, state: State, request: gr.Request
+        self,
+        mode: str,
+        top_k: float,
+        length: str,
+        style: str,
+        state: State,
+        request: gr.Request,
+        scope: list[str] | None = None,
     ) -> Iterator[tuple[Any, ...]]:
-        """Ask the conversation's last question again (with the current settings)."""
+        """Ask the conversation's last question again (with the current settings and scope)."""
         try:
             views = self.history.views((state or {}).get("conv"), user_of(request))
         except ConversationNotFoundError:
@@ -137,7 +157,7 @@ class ChatController:
             notify("Nothing to retry yet: ask a question first.")
             yield skips(ANSWER_OUTPUTS)
             return
-        choices = AnswerChoices(mode, top_k, length, style)
+        choices = AnswerChoices(mode, top_k, length, style, _scope(scope))
         yield from self._run_turn(views[-1].question, choices, state, request)
 
     def stop_answer(self, request: gr.Request) -> None:
@@ -165,7 +185,15 @@ class ChatController:
             view.question = question
             yield _frame(prior, state, render.render_turn(view), render.render_sources(None))
             options = self.engine.options(**choices.options())
-            events = self.engine.chat(question, conv, user=user, stop=stop, options=options)
+            events = self.engine.chat(
+                question,
+                conv,
+                user=user,
+                stop=stop,
+                options=options,
+                actor=actor_of(self.settings, request),
+                scope=choices.scope,
+            )
             yield from self._stream(events, view, prior, state, request)
         except ConversationNotFoundError:
             state.update(fresh_state())
@@ -274,7 +302,7 @@ class ChatController:
         shown = record.conversation_id == state.get("conv")
         reason = current.feedback.reason if current and current.feedback else None
         return (
-            self.history.transcript(views) if shown else gr.skip(),
+            self.history.transcript(views, request) if shown else gr.skip(),
             state,
             gr.update(visible=True),
             f'<div class="rc-fb-label">{render.esc(label)}</div>',

@@ -50,11 +50,11 @@ class HistoryController:
             return []
         return [TurnView.from_record(r) for r in self.engine.log.turns(conv, user)]
 
-    def transcript(self, views: list[TurnView]) -> str:
-        """The chat column for these turns (the welcome card when there are none)."""
-        return render.render_transcript(
-            (render.render_turn(v) for v in views), welcome=self.knowledge.welcome()
-        )
+    def transcript(self, views: list[TurnView], request: gr.Request | None = None) -> str:
+        """The chat column for these turns (the welcome card, with what the user may see, when
+        there are none)."""
+        welcome = "" if views else self.knowledge.welcome(request)
+        return render.render_transcript((render.render_turn(v) for v in views), welcome=welcome)
 
     def _conversations(
         self, user: str, limit: int | None = None, search: str | None = None
@@ -81,7 +81,7 @@ class HistoryController:
     def new_conversation(self, request: gr.Request) -> tuple[Any, ...]:
         """Leave the current conversation; the next question starts a new one."""
         return (
-            self.transcript([]),
+            self.transcript([], request),
             render.render_sources(None),
             self.listing(user_of(request), None, request),
             fresh_state(),
@@ -107,7 +107,7 @@ class HistoryController:
         if last is not None:
             state["turn"] = last.turn_id
         return (
-            self.transcript(views),
+            self.transcript(views, request),
             render.render_sources(last),
             self.listing(user, state["conv"], request),
             state,
@@ -200,7 +200,7 @@ class HistoryController:
                 '<form method="post" action="/logout" class="rc-logout">'
                 '<button type="submit" id="rc-logout">Log out</button></form></div>'
             )
-        kb = self.knowledge.catalog()
+        kb = self.knowledge.catalog(None, request)
         if saved:
             return (*self.open_conversation(saved, request), who, *kb)
         return (*self.new_conversation(request), who, *kb)

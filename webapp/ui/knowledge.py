@@ -159,8 +159,9 @@ class KnowledgeController:
 
     # -- what the other tabs show --------------------------------------------------------------
 
-    def _documents(self) -> list[DocumentRecord]:
-        return self.engine.documents()
+    def _documents(self, request: gr.Request | None = None) -> list[DocumentRecord]:
+        """The documents the page's user may see."""
+        return self.engine.documents(actor_of(self.settings, request))
 
     def index_banner(self) -> str:
         """The re-embedding banner (polled by the page): follows a finished reindex first, so
@@ -171,23 +172,32 @@ class KnowledgeController:
             return render.render_index_banner(None, str(exc))
         return render.render_index_banner(self.engine.index_status())
 
-    def welcome(self) -> str:
-        """The welcome card of an empty conversation, with the knowledge base's counts."""
-        docs = self._documents()
+    def welcome(self, request: gr.Request | None = None) -> str:
+        """The welcome card of an empty conversation, with the counts of what the user sees."""
+        docs = self._documents(request)
         return render.render_welcome(len(docs), sum(d.chunk_count for d in docs))
 
-    def catalog(self, selected: str | None = None) -> tuple[str, Any]:
-        """The documents table, and the picker's choices (keeping `selected` if it still exists)."""
-        docs = self._documents()
+    def catalog(
+        self, selected: str | None = None, request: gr.Request | None = None
+    ) -> tuple[str, Any]:
+        """The documents table with each document's collections (those the user may see), and
+        the picker's choices (keeping `selected` if it still exists)."""
+        actor = actor_of(self.settings, request)
+        docs = self._documents(request)
         ids = {d.id for d in docs}
         picker = gr.update(
             choices=render.document_choices(docs), value=selected if selected in ids else None
         )
-        return render.render_documents(docs), picker
+        seen = {c.name for c in self.engine.collections.list(actor)}
+        found = self.engine.collections.memberships(ids)
+        groups = {d: [n for n in names if n in seen] for d, names in found.items()}
+        return render.render_documents(docs, groups), picker
 
-    def _outputs(self, results_html: Any, selected: str | None = None) -> tuple[Any, ...]:
+    def _outputs(
+        self, results_html: Any, selected: str | None = None, request: gr.Request | None = None
+    ) -> tuple[Any, ...]:
         """(upload results, documents table, picker)."""
-        return (results_html, *self.catalog(selected))
+        return (results_html, *self.catalog(selected, request))
 
     # -- events ----------------------------------------------------------------------------------
 
@@ -203,12 +213,23 @@ class KnowledgeController:
         return Path(path).resolve().is_relative_to(self.upload_cache)
 
     def upload(
-        self, payload: Any, request: gr.Request, progress: gr.Progress = PROGRESS
+        self,
+        payload: Any,
+        request: gr.Request,
+        progress: gr.Progress = PROGRESS,
+        collection: str | None = None,
     ) -> tuple[Any, ...]:
-        """Ingest the uploaded files in one batch, with a progress bar; one result row each."""
+        """Ingest the uploaded files in one batch into `collection` (None: Default), with a
+        progress bar; one result row each."""
         files = uploaded_files(payload)
         if not files:
-            return (*self._outputs(gr.skip()), gr.skip())
+            return (*self._outputs(gr.skip(), None, request), gr.skip())
+        if collection:
+            try:  # before anything is staged: a collection the user may not add to
+                self.engine.collections.get(collection, actor_of(self.settings, request))
+            except UserError as exc:
+                warn(str(exc))
+                return (*self._outputs(gr.skip(), None, request), None)
         results: dict[int, IngestResult] = {}
         staged: dict[int, tuple[str, Path, str]] = {}  # slot -> (cache path, staged, name)
         for i, (path, name) in enumerate(files):
@@ -229,13 +250,13 @@ class KnowledgeController:
         cancel = self.cancels[session] = threading.Event()
         report("reading", 0.0)
         try:
-            results.update(self._ingest(staged, report, request, cancel))
+            results.update(self._ingest(staged, report, request, cancel, collection or None))
         finally:
             if self.cancels.get(session) is cancel:
                 del self.cancels[session]
         progress(1.0, desc="cancelled" if cancel.is_set() else "done")
         rows = [results[i] for i in range(len(files))]
-        return (*self._outputs(render.render_ingest_results(rows)), None)
+        return (*self._outputs(render.render_ingest_results(rows), None, request), None)
 
     def cancel(self, request: gr.Request) -> None:
         """Stop this browser's running upload: files not added yet are dropped, nothing of them
@@ -271,13 +292,16 @@ class KnowledgeController:
         report: Callable[[str, float], None],
         request: gr.Request,
         cancel: threading.Event | None = None,
+        collection: str | None = None,
     ) -> dict[int, IngestResult]:
         """The staged files through the engine's one batched ingest; staged copies removed."""
         slots = list(staged)
         sources: list[IngestSource] = [(staged[i][1], staged[i][2]) for i in slots]
         actor = actor_of(self.settings, request)
         try:
-            done = self.engine.ingest(sources, report, actor=actor, cancel=cancel)
+            done = self.engine.ingest(
+                sources, report, actor=actor, cancel=cancel, collection=collection
+            )
         except Exception as exc:
             log.exception("ingesting %d uploaded files failed", len(slots))
             done = [
@@ -292,13 +316,14 @@ class KnowledgeController:
             self.consumed.popitem(last=False)
         return dict(zip(slots, done, strict=True))
 
-    def show_chunks(self, doc_id: str | None) -> str:
-        """The chunks of the picked document."""
+    def show_chunks(self, doc_id: str | None, request: gr.Request | None = None) -> str:
+        """The chunks of the picked document (one the user may see)."""
         if not doc_id:
             return render.render_chunks(None, [])
+        actor = actor_of(self.settings, request)
         try:
-            doc = self.engine.document(doc_id)
-            return render.render_chunks(doc, self.engine.chunks_of(doc.id))
+            doc = self.engine.document(doc_id, actor=actor)
+            return render.render_chunks(doc, self.engine.chunks_of(doc.id, actor=actor))
         except DocumentNotFoundError:
             return '<p class="rc-muted">That document no longer exists.</p>'
 
@@ -307,18 +332,20 @@ class KnowledgeController:
         on: only its owner or an admin)."""
         if not doc_id:
             warn("Pick a document to delete.")
-            return (*self._outputs(gr.skip()), gr.skip())
+            return (*self._outputs(gr.skip(), None, request), gr.skip())
         try:
             record = self.engine.delete_document(doc_id, actor=actor_of(self.settings, request))
         except UserError as exc:
             warn(str(exc))
-            return (*self._outputs(gr.skip()), gr.skip())
+            return (*self._outputs(gr.skip(), None, request), gr.skip())
         msg = (
             f'<p class="rc-note">Deleted {render.esc(record.name)} '
             f"({record.chunk_count} chunks).</p>"
         )
-        return (*self._outputs(msg), render.render_chunks(None, []))
+        return (*self._outputs(msg, None, request), render.render_chunks(None, []))
 
-    def refresh_documents(self, selected: str | None) -> tuple[Any, ...]:
+    def refresh_documents(
+        self, selected: str | None, request: gr.Request | None = None
+    ) -> tuple[Any, ...]:
         # the Refresh button (and /documents for programs)
-        return self.catalog(selected)
+        return self.catalog(selected, request)

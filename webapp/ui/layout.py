@@ -18,10 +18,19 @@ from rag_core.config import Settings
 from rag_core.engine import Engine
 from webapp import render
 from webapp.ui.chat import FEEDBACK_REASONS, LENGTHS, ChatController
+from webapp.ui.collections import CollectionsController
 from webapp.ui.common import fresh_state
 from webapp.ui.history import HistoryController
 from webapp.ui.insights import PERIODS, InsightsController
 from webapp.ui.knowledge import KnowledgeController
+from webapp.ui.layout_collections import (
+    CollectionsPanel,
+    Wiring,
+    collections_panel,
+    scope_picker,
+    upload_target,
+    wire_collections,
+)
 from webapp.ui.sessions import Sessions
 from webapp.ui.theme import CLICK_JS, SOURCES_JS, TRANSCRIPT_JS, logo_svg
 
@@ -102,6 +111,7 @@ class Page:
     send_btn: gr.Button
     stop_btn: gr.Button
     retry_btn: gr.Button
+    scope: gr.Dropdown  # what questions search (layout_collections.scope_picker)
     new_btn2: gr.Button
     feedback_box: gr.Group
     feedback_label: gr.HTML
@@ -110,6 +120,8 @@ class Page:
     fb_reason: gr.Radio
     sources: gr.HTML
     # knowledge base tab
+    collections: CollectionsPanel
+    upload_target: gr.Dropdown
     files: gr.File
     cancel_btn: gr.Button
     results: gr.HTML
@@ -178,6 +190,7 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
     sessions = Sessions()
     history = HistoryController(engine, settings, sessions, knowledge)
     chat = ChatController(engine, settings, sessions, history)
+    collections = CollectionsController(engine, settings)
     page = Page()
     # uploads never submitted for ingestion leave the cache after an hour (checked every 10 min)
     with gr.Blocks(
@@ -218,11 +231,20 @@ def build_app(engine: Engine, settings: Settings, *, secret: str | None = None) 
                 _insights_tab(page)
         with gr.Group(visible=False):
             _api_inputs(page)
-        _wire_chat(page, chat, history)
-        _wire_knowledge(page, knowledge)
+        conversations = _wire_chat(page, chat, history)
+        changed = _wire_knowledge(page, knowledge)
         _wire_insights(app, page, InsightsController(engine, settings))
-        _wire_programs(app, page, chat, history)
+        loaded = _wire_programs(app, page, chat, history)
         _wire_index_banner(app, page, knowledge)
+        wiring = Wiring(
+            page.collections,
+            page.upload_target,
+            page.scope,
+            page.state,
+            page.docs_table,
+            page.doc_pick,
+        )
+        wire_collections(wiring, collections, knowledge, changed, conversations, loaded)
     knowledge.blocks = app  # webapp.api sets its upload ledger on the Blocks
     blocks: gr.Blocks = app
     return blocks
@@ -287,7 +309,8 @@ def _sidebar(page: Page, settings: Settings) -> None:
 
 
 def _chat_column(page: Page, transcript: str) -> None:
-    """The transcript, the question box with Ask and Stop, Retry, and the feedback box."""
+    """The transcript, the question box with Ask and Stop, the scope picker below it, Retry,
+    and the feedback box."""
     with gr.Group(elem_classes="rc-scroll-group"):
         page.transcript = gr.HTML(
             transcript,
@@ -311,6 +334,8 @@ def _chat_column(page: Page, transcript: str) -> None:
             "Ask", variant="primary", scale=1, min_width=70, elem_id="rc-send"
         )
         page.stop_btn = gr.Button("Stop", variant="stop", scale=1, min_width=70, elem_id="rc-stop")
+    with gr.Row(elem_id="rc-scope-row"):
+        page.scope = scope_picker()
     with gr.Row(elem_id="rc-tools-row"):
         page.retry_btn = gr.Button("↻ Retry", size="sm", elem_id="rc-retry")
         page.new_btn2 = gr.Button("+ New conversation", size="sm", elem_id="rc-new-inline")
@@ -336,7 +361,9 @@ def _chat_column(page: Page, transcript: str) -> None:
 
 def _knowledge_tab(page: Page) -> None:
     """Upload, the results of the last upload, the documents table and the document tools."""
+    page.collections = collections_panel()
     gr.HTML(KB_INTRO, elem_classes="rc-plain")
+    page.upload_target = upload_target()
     page.files = gr.File(
         label="Add documents",
         file_count="multiple",
@@ -415,19 +442,30 @@ def _endpoint(name: str, **options: Any) -> dict[str, Any]:
     return {"api_name": name, "concurrency_limit": None, **options}
 
 
-def _wire_chat(page: Page, chat: ChatController, history: HistoryController) -> None:
-    """Asking, the panels, feedback, and the sidebar's conversation events."""
+def _in_scope(name: str) -> dict[str, Any]:
+    """Options of the page's own answer events, which send the scope picker too."""
+    return {"api_name": f"{name}_in_scope", **GENERATE, "api_visibility": "private"}
+
+
+def _wire_chat(page: Page, chat: ChatController, history: HistoryController) -> list[Any]:
+    """Asking, the panels, feedback, and the sidebar's conversation events; returns those that
+    open or leave a conversation (the scope picker follows them)."""
     answer_in, answer_out = [*page.answer_settings(), page.state], page.answer_outputs()
     conv_out, panel_out = page.conversation_outputs(), page.panel_outputs()
-    ask = [page.question.submit, page.send_btn.click]
-    gr.on(ask, chat.ask, [page.question, *answer_in], answer_out, api_name="ask", **GENERATE)
-    page.retry_btn.click(chat.retry, answer_in, answer_out, api_name="retry", **GENERATE)
+    ask, asked = [page.question.submit, page.send_btn.click], [page.question, *answer_in]
+    # the page sends its scope picker; programs call "ask" and "retry" with the inputs they
+    # always had (a raw call must send every input), searching the conversation's scope
+    gr.on(ask, chat.ask, [*asked, page.scope], answer_out, **_in_scope("ask"))
+    page.api_btn.click(chat.ask, asked, answer_out, api_name="ask", **GENERATE)
+    retry_in = [*answer_in, page.scope]
+    page.retry_btn.click(chat.retry, retry_in, answer_out, **_in_scope("retry"))
+    page.api_btn.click(chat.retry, answer_in, answer_out, api_name="retry", **GENERATE)
     page.stop_btn.click(chat.stop_answer, None, None, **_endpoint("stop", show_progress="hidden"))
     leave = [page.new_btn.click, page.new_btn2.click]
-    gr.on(leave, history.new_conversation, None, conv_out, **_endpoint("new_conversation"))
+    left = gr.on(leave, history.new_conversation, None, conv_out, **_endpoint("new_conversation"))
     page.transcript.click(chat.panel_click, [page.state], panel_out, **QUIET)
     page.sources.click(chat.panel_click, [page.state], panel_out, **QUIET)
-    page.history.click(history.history_click, [page.state], conv_out, **QUIET)
+    opened = page.history.click(history.history_click, [page.state], conv_out, **QUIET)
     search_in = [page.history_search, page.state]
     page.history_search.change(
         history.search_history, search_in, [page.history], trigger_mode="always_last", **QUIET
@@ -439,29 +477,37 @@ def _wire_chat(page: Page, chat: ChatController, history: HistoryController) -> 
     page.rename_btn.click(rename, rename_in, rename_out, **_endpoint("rename_conversation"))
     page.title_box.submit(rename, rename_in, rename_out, **PRIVATE)
     delete = history.delete_conversation
-    page.delete_btn.click(delete, [page.state], conv_out, **_endpoint("delete_conversation"))
+    deleted = page.delete_btn.click(
+        delete, [page.state], conv_out, **_endpoint("delete_conversation")
+    )
     export_in = [page.export_format, page.state]
     page.export_btn.click(history.export_conversation, export_in, [page.export_file], **PRIVATE)
+    return [left, opened, deleted]
 
 
-def _wire_knowledge(page: Page, knowledge: KnowledgeController) -> None:
-    """The knowledge base tab; changes to it queue one at a time ('ingest')."""
+def _wire_knowledge(page: Page, knowledge: KnowledgeController) -> list[Any]:
+    """The knowledge base tab; changes to it queue one at a time ('ingest'). Returns the events
+    that change what the collection and scope pickers offer."""
     kb_out, picked, chunks = page.kb_outputs(), [page.doc_pick], [page.chunks_view]
-    page.files.upload(
-        knowledge.upload,
-        [page.files],
-        [*kb_out, page.files],
-        api_name="upload",
-        preprocess=False,  # the raw payload keeps the name the user gave each file
-        concurrency_id="ingest",
-        concurrency_limit=1,
-    )
+    upload_out = [*kb_out, page.files]
+    ingest: dict[str, Any] = {
+        "preprocess": False,  # the raw payload keeps the name the user gave each file
+        "concurrency_id": "ingest",
+        "concurrency_limit": 1,
+    }
+    # the page sends the chosen collection; programs call "upload" (into Default) as before
+    targeted = [page.files, page.upload_target]
+    uploaded = page.files.upload(
+        knowledge.upload, targeted, upload_out, api_name="upload_to", **ingest,
+        api_visibility="private",
+    )  # fmt: skip
+    page.api_btn.click(knowledge.upload, [page.files], upload_out, api_name="upload", **ingest)
     # not in the 'ingest' queue: it must run while an upload does
     page.cancel_btn.click(knowledge.cancel, None, None, **_endpoint("cancel_upload"))
     page.chunks_btn.click(knowledge.show_chunks, picked, chunks, **_endpoint("chunks"))
     page.doc_pick.select(knowledge.show_chunks, picked, chunks, **PRIVATE)
     delete_out = [*kb_out, page.chunks_view]
-    page.del_doc_btn.click(
+    deleted = page.del_doc_btn.click(
         knowledge.delete_document,
         picked,
         delete_out,
@@ -469,7 +515,10 @@ def _wire_knowledge(page: Page, knowledge: KnowledgeController) -> None:
         concurrency_id="ingest",
     )
     catalog = [page.docs_table, page.doc_pick]
-    page.refresh_btn.click(knowledge.refresh_documents, picked, catalog, **_endpoint("documents"))
+    refreshed = page.refresh_btn.click(
+        knowledge.refresh_documents, picked, catalog, **_endpoint("documents")
+    )
+    return [uploaded, deleted, refreshed]
 
 
 def _wire_insights(app: gr.Blocks, page: Page, insights: InsightsController) -> None:
@@ -483,19 +532,20 @@ def _wire_insights(app: gr.Blocks, page: Page, insights: InsightsController) -> 
 
 def _wire_programs(
     app: gr.Blocks, page: Page, chat: ChatController, history: HistoryController
-) -> None:
-    """Endpoints for programs (hidden inputs, JSON), then what a page load fills in."""
+) -> list[Any]:
+    """Endpoints for programs (hidden inputs, JSON), then what a page load fills in; returns
+    the page load and the open_conversation endpoint (both open a conversation)."""
     conv_out, api = page.conversation_outputs(), page.api_btn
     show_in = [page.api_turn_in, page.api_n, page.state]
     feedback_in = [page.api_turn_in, page.api_rating, page.api_comment, page.state]
-    api.click(
+    opened = api.click(
         history.open_conversation, [page.api_conv], conv_out, **_endpoint("open_conversation")
     )
     api.click(chat.show_source, show_in, [page.sources, page.state], **_endpoint("show_source"))
     api.click(chat.give_feedback, feedback_in, page.feedback_outputs(), **_endpoint("feedback"))
     gradio_api(history.api_conversations, api_name="conversations", concurrency_limit=None)
     gradio_api(chat.api_turn, api_name="turn", concurrency_limit=None)
-    app.load(
+    loaded = app.load(
         history.on_load,
         [page.saved_conv],
         [*conv_out, page.who, page.docs_table, page.doc_pick],
@@ -506,6 +556,7 @@ def _wire_programs(
     # the events above keep their fn_index)
     replay_opts = {**GENERATE, "api_visibility": "private"}
     page.sources.click(chat.replay_click, [page.state], [page.sources, page.state], **replay_opts)
+    return [opened, loaded]
 
 
 INDEX_POLL_S = 10.0  # how often an open page asks whether a re-embedding runs
