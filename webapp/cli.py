@@ -121,9 +121,12 @@ def _result_line(path: Path, result: IngestResult) -> str:
         return f"duplicate  {shown(path)} (same content as {doc.name}, nothing added)"
     reused = f", {result.reused_embeddings} embeddings reused" if result.reused_embeddings else ""
     ocr = f", OCR read page(s) {page_ranges(doc.ocr_pages)}" if doc.ocr_pages else ""
+    warnings = doc.report.warnings if doc.report is not None else ()
+    more = f" (+{len(warnings) - 1} more: ragchat docs show)" if len(warnings) > 1 else ""
+    warned = f"; warning: {warnings[0]}{more}" if warnings else ""
     return (
         f"{result.status:<10} {shown(path)} -> {doc.name} v{doc.version}: {result.chunks} "
-        f"chunks{reused}{ocr} in {result.seconds:.1f}s"
+        f"chunks{reused}{ocr} in {result.seconds:.1f}s{warned}"
     )
 
 

@@ -161,6 +161,22 @@ def test_cli_ingest_line_lists_the_pages_ocr_read() -> None:
     assert line.startswith("added") and "3 chunks, OCR read page(s) 1-2, 4 in 2.0s" in line
 
 
+def test_cli_ingest_line_names_the_first_warning_of_the_report() -> None:
+    from datetime import UTC, datetime
+
+    from rag_core.types import DocumentRecord, IngestReport, IngestResult
+    from webapp.cli import _result_line
+
+    report = IngestReport(
+        warnings=("page 2 has almost no text (5 characters)", "page 3 has no text")
+    )
+    doc = DocumentRecord("d1", "a.pdf", "h", 1, 10, "pdf", 3, 2, datetime.now(UTC), report=report)
+    line = _result_line(Path("a.pdf"), IngestResult("a.pdf", "added", doc, 2, seconds=1.0))
+    assert line.endswith(
+        "in 1.0s; warning: page 2 has almost no text (5 characters) (+1 more: ragchat docs show)"
+    )
+
+
 def test_a_picture_bomb_is_refused_before_it_is_decoded() -> None:
     with pytest.raises(IngestError, match=r"bomb\.png: is a picture of more than [\d,]+ pixels"):
         load(dm.make_png_bomb(), "bomb.png")
