@@ -144,9 +144,14 @@ def test_migration_0007_fills_its_columns_for_logged_turns(db: Database) -> None
     with db.engine.begin() as conn:
         command.downgrade(alembic_config(conn), "0006")
     assert db.revision() == "0006"
-    log = ConversationLog(db)
-    conv = log.create_conversation("alice")
-    with db.session() as s:  # turns as 0006 wrote them: timings only in the JSON
+    with db.session() as s:  # a conversation and turns as 0006 wrote them: timings only in JSON
+        s.execute(
+            sa.text(
+                'INSERT INTO conversations (id, "user", title, created_at, updated_at) '
+                "VALUES ('c1', 'alice', 'New conversation', :now, :now)"
+            ),
+            {"now": NOW.replace(tzinfo=None)},
+        )
         for i, (mode, raw) in enumerate([("extractive", "generated text"), ("extractive", ""),
                                          ("generated", "text")]):  # fmt: skip
             s.execute(
@@ -155,7 +160,7 @@ def test_migration_0007_fills_its_columns_for_logged_turns(db: Database) -> None
                     "raw_answer, refused, mode, status, timings, config, created_at) VALUES "
                     "(:c, :p, 'q', 'q', 'a', :raw, :f, :mode, 'complete', :timings, '{}', :now)"
                 ),
-                {"c": conv.id, "p": i, "raw": raw, "f": False, "mode": mode, "now": NOW.replace(tzinfo=None),
+                {"c": "c1", "p": i, "raw": raw, "f": False, "mode": mode, "now": NOW.replace(tzinfo=None),
                  "timings": '{"first_token_ms": %s, "total_ms": 90.5}' % ("null" if i else "12.5")},
             )  # fmt: skip
     db.migrate()
