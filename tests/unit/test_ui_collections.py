@@ -223,3 +223,40 @@ def test_the_sources_panel_escapes_the_scope_it_shows() -> None:
     view.config = {"scope": {"collections": ["<b>x</b>"], "documents": ["y.pdf"]}}
     html = render_sources(view)
     assert "Searched: collection &lt;b&gt;x&lt;/b&gt;, document y.pdf" in html
+
+
+def test_the_owner_shares_a_private_collection_and_the_member_then_sees_it(
+    ui: UI, coll: CollectionsController
+) -> None:
+    coll.create("Rig", "pumps", "private", "", ALICE)
+    assert coll.edit_fields("Rig", ALICE) == ("pumps", "private", "")
+    assert "Rig" not in [c.name for c in ui.engine.collections.list(Actor("bob"))]
+    status, desc, vis, members = coll.save_edit("Rig", "pumps, valves", "shared", "bob", ALICE)
+    assert "Saved Rig (shared with bob)" in status
+    assert (desc, vis, members) == ("pumps, valves", "shared", "bob")
+    seen = {c.name: c for c in ui.engine.collections.list(Actor("bob"))}
+    assert seen["Rig"].members == ("bob",) and seen["Rig"].description == "pumps, valves"
+    assert coll.edit_fields("Rig", BOB) == ("pumps, valves", "shared", "bob")
+    bob = refreshed(coll, BOB)
+    assert "Collection: Rig" in bob["scope"]["choices"] and "Rig" in bob["target"]["choices"]
+    # back to private: members left in the box do not count, bob loses it again
+    status, _d, vis, members = coll.save_edit("Rig", "pumps", "private", "bob", ALICE)
+    assert "Saved Rig (private)" in status and (vis, members) == ("private", "")
+    assert "Rig" not in [c.name for c in ui.engine.collections.list(Actor("bob"))]
+    assert coll.edit_fields(None, ALICE) == coll.edit_fields("Gone", ALICE) == ("", "private", "")
+
+
+def test_editing_is_refused_with_the_engines_message_and_changes_nothing(
+    ui: UI, coll: CollectionsController
+) -> None:
+    coll.create("Team", "ours", "shared", "bob", ALICE)
+    before = ui.engine.collections.get("Team", Actor("alice"))
+    with pytest.warns(UserWarning, match="only its owner or an admin"):
+        assert coll.save_edit("Team", "his", "everyone", "", BOB) == (SKIP,) * 4
+    with pytest.warns(UserWarning, match="needs the users it is shared with"):
+        assert coll.save_edit("Team", "ours", "shared", " , ", ALICE) == (SKIP,) * 4
+    assert ui.engine.collections.get("Team", Actor("alice")) == before
+    with pytest.warns(UserWarning, match="Pick a collection to edit"):
+        coll.save_edit(None, "", "private", "", ALICE)
+    with pytest.warns(UserWarning, match="Default collection is searched by everyone"):
+        coll.save_edit("Default", "", "private", "", Request("root"))

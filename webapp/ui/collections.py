@@ -1,5 +1,5 @@
-"""The collections panel of the knowledge base tab (list, create, rename, delete, add or move
-documents) and the chat's scope picker (which collections and documents a question searches).
+"""The collections panel of the knowledge base tab (list, create, rename, edit, delete, add or
+move documents) and the chat's scope picker (which collections and documents a question searches).
 
 The picker's values are readable labels, "Collection: Handbook" and "Document: x.pdf"; a scope
 keeps names, so the log, the sources panel and a reloaded conversation say what was searched
@@ -71,6 +71,11 @@ def _kept(value: Any, allowed: Sequence[str]) -> list[str]:
     return [v for v in picked if v in allowed]
 
 
+def _users(members: str | None) -> list[str]:
+    """The user names of a members box: separated by commas or spaces."""
+    return [u for u in (members or "").replace(",", " ").split() if u]
+
+
 def _note(text: str) -> str:
     return f'<p class="rc-note">{esc(text)}</p>'
 
@@ -138,7 +143,7 @@ class CollectionsController:
         """A new collection owned by the page's user: (status, managed collection, and the name
         and description boxes, emptied)."""
         actor = self._actor(request)
-        users = [u for u in (members or "").replace(",", " ").split() if u]
+        users = _users(members)
         try:
             record = self.engine.collections.create(
                 name or "",
@@ -173,6 +178,53 @@ class CollectionsController:
         names = _names(self.engine.collections.list(actor))
         message = _note(f"Renamed {managed} to {record.name}.")
         return message, gr.update(choices=names, value=record.name), ""
+
+    def edit_fields(self, managed: str | None, request: gr.Request) -> tuple[str, str, str]:
+        """The edit boxes for the picked collection: its description, visibility and members
+        (blank for none, or one gone since it was picked)."""
+        if not managed:
+            return "", "private", ""
+        try:
+            record = self.engine.collections.get(managed, self._actor(request))
+        except UserError:
+            return "", "private", ""
+        return record.description, record.visibility, ", ".join(record.members)
+
+    def save_edit(
+        self,
+        managed: str | None,
+        description: str,
+        visibility: str,
+        members: str,
+        request: gr.Request,
+    ) -> tuple[Any, ...]:
+        """Change the picked collection's description, visibility and members (its owner or an
+        admin only): (status, and the three edit boxes as saved). Members count only for a
+        shared collection, as when creating one."""
+        if not managed:
+            warn("Pick a collection to edit.")
+            return skips(4)
+        visibility = visibility or "private"
+        users = _users(members) if visibility == "shared" else []
+        try:
+            record = self.engine.collections.update(
+                managed,
+                self._actor(request),
+                description=description or "",
+                visibility=visibility,
+                members=users,
+            )
+        except UserError as exc:
+            warn(str(exc))
+            return skips(4)
+        shared = f" with {', '.join(record.members)}" if record.members else ""
+        notify(f"Collection {record.name} saved.")
+        return (
+            _note(f"Saved {record.name} ({record.visibility}{shared})."),
+            record.description,
+            record.visibility,
+            ", ".join(record.members),
+        )
 
     def delete(
         self, managed: str | None, with_documents: bool, request: gr.Request

@@ -26,6 +26,33 @@ VISIBILITY_CHOICES = [
 
 
 @dataclass(eq=False)
+class EditBoxes:
+    """The picked collection's description, visibility and members, and the button that saves
+    them (filled in whenever the collection picker changes)."""
+
+    description: gr.Textbox
+    visibility: gr.Radio
+    members: gr.Textbox
+    save_btn: gr.Button
+
+
+def edit_boxes() -> EditBoxes:
+    """The edit part of the panel, for the collection picked above."""
+    with gr.Accordion("Edit the picked collection", open=False, elem_id="rc-coll-edit"):
+        description = gr.Textbox(label="Description", max_lines=3, elem_id="rc-coll-edit-desc")
+        visibility = gr.Radio(
+            VISIBILITY_CHOICES, value="private", label="Who may see it", elem_id="rc-coll-edit-vis"
+        )
+        members = gr.Textbox(
+            label="Shared with (user names, for a shared collection)",
+            max_lines=1,
+            elem_id="rc-coll-edit-members",
+        )
+        save_btn = gr.Button("Save changes", variant="primary", elem_id="rc-coll-save")
+    return EditBoxes(description, visibility, members, save_btn)
+
+
+@dataclass(eq=False)
 class CollectionsPanel:
     """The components of the collections panel."""
 
@@ -40,6 +67,7 @@ class CollectionsPanel:
     visibility: gr.Radio
     members: gr.Textbox
     create_btn: gr.Button
+    edit: EditBoxes
     docs: gr.Dropdown
     add_btn: gr.Button
     move_btn: gr.Button
@@ -47,7 +75,8 @@ class CollectionsPanel:
 
 
 def collections_panel() -> CollectionsPanel:
-    """The collections table; rename and delete the picked one; create one; file documents."""
+    """The collections table; rename, delete and edit the picked one; create one; file
+    documents."""
     gr.HTML('<div class="rc-side-title">Collections</div>', elem_classes="rc-plain")
     table = gr.HTML("", label="Collections", elem_id="rc-collections")
     with gr.Row(equal_height=True, elem_id="rc-coll-tools"):
@@ -77,6 +106,7 @@ def collections_panel() -> CollectionsPanel:
         )
         add_btn = gr.Button("Add to it", scale=1, elem_id="rc-coll-add")
         move_btn = gr.Button("Move to it", scale=1, elem_id="rc-coll-move")
+    edit = edit_boxes()
     with gr.Accordion("New collection", open=False, elem_id="rc-coll-new"):
         name = gr.Textbox(label="Name", max_lines=1, elem_id="rc-coll-name")
         description = gr.Textbox(label="Description", max_lines=3, elem_id="rc-coll-desc")
@@ -102,6 +132,7 @@ def collections_panel() -> CollectionsPanel:
         visibility,
         members,
         create_btn,
+        edit,
         docs,
         add_btn,
         move_btn,
@@ -182,6 +213,11 @@ def wire_collections(
     redraw(
         p.delete_btn.click(ctl.delete, delete_in, delete_out, concurrency_id="ingest", **_private())
     )
+    e = p.edit
+    edit_boxes_out = [e.description, e.visibility, e.members]
+    p.managed.change(ctl.edit_fields, [p.managed], edit_boxes_out, **QUIET)
+    save_in = [p.managed, *edit_boxes_out]
+    redraw(e.save_btn.click(ctl.save_edit, save_in, [p.status, *edit_boxes_out], **QUIET))
     redraw(p.add_btn.click(ctl.add_documents, [p.managed, p.docs], [p.status], **QUIET))
     redraw(p.move_btn.click(ctl.move_documents, [p.managed, p.docs], [p.status], **QUIET))
     for dep in changed:
