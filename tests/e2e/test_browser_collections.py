@@ -1,7 +1,8 @@
 """Collections in a real browser (real server with accounts, real embedder, Debian chromium):
 alice makes a private collection in the knowledge base tab, uploads a document into it, picks the
 collection beside the question and gets an answer cited from that document only; the reloaded
-conversation's picker shows the scope; bob sees neither the collection nor its document."""
+conversation's picker shows the scope; bob sees neither the collection nor its document until
+alice shares it with him from the panel's edit part."""
 
 from __future__ import annotations
 
@@ -135,3 +136,22 @@ def test_a_private_collection_scopes_the_chat_and_stays_hidden_from_others(
     texts = options.all_inner_texts()
     assert f"Document: {DECOY[0]}" in texts, texts
     assert not any(COLLECTION in t or MANUAL[0] in t for t in texts), texts
+
+    # -- alice shares it with bob from the panel; bob, reloaded, may pick it and its document ---
+    alice.get_by_role("tab", name="Knowledge base").click()
+    pick(alice, "rc-coll-pick", COLLECTION)
+    alice.locator("#rc-coll-edit").get_by_text("Edit the picked collection").click()
+    expect(alice.locator("#rc-coll-edit-desc textarea")).to_have_value("Pump and valve manuals")
+    alice.locator("#rc-coll-edit-vis").get_by_text("Shared (me and the users").click()
+    alice.locator("#rc-coll-edit-members input").fill("bob")
+    alice.locator("#rc-coll-save").click()
+    expect(alice.locator("#rc-coll-status")).to_contain_text(f"Saved {COLLECTION} (shared")
+    expect(table.locator("tr", has_text=COLLECTION)).to_contain_text("shared with bob")
+    bob.keyboard.press("Escape")
+    bob.reload()
+    expect(bob.locator("#rc-transcript .rc-transcript")).to_be_visible()
+    bob.locator("#rc-scope input").click()
+    wanted = bob.locator(f'#rc-scope [role=option][aria-label="Collection: {COLLECTION}"]')
+    expect(wanted).to_have_count(1)
+    texts = bob.locator("#rc-scope [role=option]").all_inner_texts()
+    assert f"Document: {MANUAL[0]}" in texts, texts
