@@ -76,6 +76,7 @@ def test_a_private_collection_scopes_the_chat_and_stays_hidden_from_others(
     alice = _login(open_page(1280, 1000), accounts, "alice", "wonder")
     alice.get_by_role("tab", name="Knowledge base").click()
     # -- create the collection in the panel ----------------------------------------------------
+    alice.locator("#rc-coll-manage").get_by_text("Manage collections").first.click()
     alice.locator("#rc-coll-new").get_by_text("New collection").click()
     alice.locator("#rc-coll-name input").fill(COLLECTION)
     alice.locator("#rc-coll-desc textarea").fill("Pump and valve manuals")
@@ -139,6 +140,8 @@ def test_a_private_collection_scopes_the_chat_and_stays_hidden_from_others(
 
     # -- alice shares it with bob from the panel; bob, reloaded, may pick it and its document ---
     alice.get_by_role("tab", name="Knowledge base").click()
+    if not alice.locator("#rc-coll-pick").is_visible():  # folded again after the reload
+        alice.locator("#rc-coll-manage").get_by_text("Manage collections").first.click()
     pick(alice, "rc-coll-pick", COLLECTION)
     alice.locator("#rc-coll-edit").get_by_text("Edit the picked collection").click()
     expect(alice.locator("#rc-coll-edit-desc textarea")).to_have_value("Pump and valve manuals")

@@ -75,50 +75,54 @@ class CollectionsPanel:
 
 
 def collections_panel() -> CollectionsPanel:
-    """The collections table; rename, delete and edit the picked one; create one; file
-    documents."""
+    """The collections table, and folded under it the tools: rename, delete and edit the
+    picked one; create one; file documents."""
     gr.HTML('<div class="rc-side-title">Collections</div>', elem_classes="rc-plain")
     table = gr.HTML("", label="Collections", elem_id="rc-collections")
-    with gr.Row(equal_height=True, elem_id="rc-coll-tools"):
-        managed = gr.Dropdown(
-            choices=[], value=None, label="Collection", scale=3, elem_id="rc-coll-pick"
-        )
-        new_name = gr.Textbox(label="New name", max_lines=1, scale=3, elem_id="rc-coll-new-name")
-        rename_btn = gr.Button("Rename", scale=1, elem_id="rc-coll-rename")
-    with gr.Row(equal_height=True):
-        with_docs = gr.Checkbox(
-            label="Also delete its documents found in no other collection",
-            value=False,
-            scale=4,
-            elem_id="rc-coll-with-docs",
-        )
-        delete_btn = gr.Button(
-            "Delete collection", variant="stop", scale=1, elem_id="rc-coll-delete"
-        )
-    with gr.Row(equal_height=True, elem_id="rc-coll-file"):
-        docs = gr.Dropdown(
-            choices=[],
-            value=[],
-            multiselect=True,
-            label="Documents to put in the picked collection",
-            scale=4,
-            elem_id="rc-coll-docs",
-        )
-        add_btn = gr.Button("Add to it", scale=1, elem_id="rc-coll-add")
-        move_btn = gr.Button("Move to it", scale=1, elem_id="rc-coll-move")
-    edit = edit_boxes()
-    with gr.Accordion("New collection", open=False, elem_id="rc-coll-new"):
-        name = gr.Textbox(label="Name", max_lines=1, elem_id="rc-coll-name")
-        description = gr.Textbox(label="Description", max_lines=3, elem_id="rc-coll-desc")
-        visibility = gr.Radio(
-            VISIBILITY_CHOICES, value="private", label="Who may see it", elem_id="rc-coll-vis"
-        )
-        members = gr.Textbox(
-            label="Shared with (user names, for a shared collection)",
-            max_lines=1,
-            elem_id="rc-coll-members",
-        )
-        create_btn = gr.Button("Create collection", variant="primary", elem_id="rc-coll-create")
+    # the tools fold away: the upload below is what a first visit is for
+    with gr.Accordion("Manage collections", open=False, elem_id="rc-coll-manage"):
+        with gr.Row(equal_height=True, elem_id="rc-coll-tools"):
+            managed = gr.Dropdown(
+                choices=[], value=None, label="Collection", scale=3, elem_id="rc-coll-pick"
+            )
+            new_name = gr.Textbox(
+                label="New name", max_lines=1, scale=3, elem_id="rc-coll-new-name"
+            )
+            rename_btn = gr.Button("Rename", scale=1, elem_id="rc-coll-rename")
+        with gr.Row(equal_height=True):
+            with_docs = gr.Checkbox(
+                label="Also delete its documents found in no other collection",
+                value=False,
+                scale=4,
+                elem_id="rc-coll-with-docs",
+            )
+            delete_btn = gr.Button(
+                "Delete collection", variant="stop", scale=1, elem_id="rc-coll-delete"
+            )
+        with gr.Row(equal_height=True, elem_id="rc-coll-file"):
+            docs = gr.Dropdown(
+                choices=[],
+                value=[],
+                multiselect=True,
+                label="Documents to put in the picked collection",
+                scale=4,
+                elem_id="rc-coll-docs",
+            )
+            add_btn = gr.Button("Add to it", scale=1, elem_id="rc-coll-add")
+            move_btn = gr.Button("Move to it", scale=1, elem_id="rc-coll-move")
+        edit = edit_boxes()
+        with gr.Accordion("New collection", open=False, elem_id="rc-coll-new"):
+            name = gr.Textbox(label="Name", max_lines=1, elem_id="rc-coll-name")
+            description = gr.Textbox(label="Description", max_lines=3, elem_id="rc-coll-desc")
+            visibility = gr.Radio(
+                VISIBILITY_CHOICES, value="private", label="Who may see it", elem_id="rc-coll-vis"
+            )
+            members = gr.Textbox(
+                label="Shared with (user names, for a shared collection)",
+                max_lines=1,
+                elem_id="rc-coll-members",
+            )
+            create_btn = gr.Button("Create collection", variant="primary", elem_id="rc-coll-create")
     status = gr.HTML("", elem_id="rc-coll-status", elem_classes="rc-plain")
     return CollectionsPanel(
         table,
