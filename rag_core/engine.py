@@ -207,9 +207,7 @@ class Engine:
         deletion is refused (naming how many) unless `delete_documents`, which deletes them."""
         record = self.collections.deletable(name_or_id, actor)
         orphans = self.collections.orphans(record.id)
-        theirs = sorted(
-            d.name for d in self.registry.list() if d.id in orphans and not actor.may_change(d)
-        )
+        theirs = sorted(d.name for d in map(self.registry.get, orphans) if not actor.may_change(d))
         if orphans and delete_documents and theirs:
             raise PermissionDeniedError(
                 f"Collection {record.name!r} holds documents found nowhere else that are not"
@@ -220,7 +218,7 @@ class Engine:
                 f"Collection {record.name!r} holds {len(orphans)} document(s) found in no other"
                 " collection; move them first, or delete the collection with its documents"
             )
-        record, orphans = self.collections.delete(record.id, actor)
+        self.collections.delete(record)
         removed = []
         for doc_id in sorted(orphans):
             removed.append(self.pipeline.delete(doc_id, actor=actor))
@@ -246,7 +244,9 @@ class Engine:
 
     def count_documents(self, actor: Actor = OPERATOR) -> int:
         visible = self.collections.visible_document_ids(actor)
-        return self.registry.count() if visible is None else len(self.documents(actor))
+        return (
+            self.registry.count() if visible is None else len(visible & self.registry.ready_ids())
+        )
 
     def chunks_of(self, id_or_name: str, *, actor: Actor = OPERATOR) -> list[Chunk]:
         self.follow_index()

@@ -102,10 +102,21 @@ class Collections:
         """The collections `actor` may see, Default first, then by name, with document counts."""
         counts = self._counts()
         with self.db.read_session() as s:
-            rows = s.scalars(sa.select(CollectionRow).options(selectinload(CollectionRow.members)))
-            found = [_record(r, counts.get(r.id, 0)) for r in rows]
-        seen = [c for c in found if actor.may_see(c)]
-        return sorted(seen, key=lambda c: (c.id != DEFAULT_COLLECTION, c.name.casefold()))
+            seen, _ = self._seen(s, actor)
+            found = [_record(r, counts.get(r.id, 0)) for r in seen]
+        return sorted(found, key=lambda c: (c.id != DEFAULT_COLLECTION, c.name.casefold()))
+
+    @staticmethod
+    def _seen(s: Session, actor: Actor) -> tuple[builtins.list[CollectionRow], int]:
+        """The collection rows `actor` may see (members loaded), and how many they may not."""
+        rows = s.scalars(sa.select(CollectionRow).options(selectinload(CollectionRow.members)))
+        seen, hidden = [], 0
+        for row in rows:
+            if actor.may_see(_record(row)):
+                seen.append(row)
+            else:
+                hidden += 1
+        return seen, hidden
 
     def get(self, name_or_id: str, actor: Actor) -> CollectionRecord:
         """A collection by id or name (case-insensitive); CollectionNotFoundError when there is
@@ -179,13 +190,8 @@ class Collections:
         if actor.sees_all:
             return None
         with self.db.read_session() as s:
-            rows = s.scalars(sa.select(CollectionRow).options(selectinload(CollectionRow.members)))
-            seen = {r.id for r in rows if actor.may_see(_record(r))}
-            hidden = s.scalar(
-                sa.select(sa.func.count())
-                .select_from(CollectionRow)
-                .where(CollectionRow.id.not_in(seen))
-            )
+            rows, hidden = self._seen(s, actor)
+            seen = [r.id for r in rows]
             if not hidden:
                 unfiled = s.scalar(
                     sa.select(sa.func.count())
@@ -286,15 +292,11 @@ class Collections:
             s.flush()
         return self.get(current.id, actor)
 
-    def delete(self, name_or_id: str, actor: Actor) -> tuple[CollectionRecord, set[str]]:
-        """Delete a collection (its owner, an operator or an admin only; never Default).
-        Returns it and the documents that were in no other collection: the caller deletes
-        those, or refuses first (`orphans`)."""
-        record = self.deletable(name_or_id, actor)
-        orphans = self.orphans(record.id)
+    def delete(self, record: CollectionRecord) -> None:
+        """Delete a collection that `deletable` returned, once the caller has dealt with its
+        `orphans`; its members and memberships go with it (ON DELETE CASCADE)."""
         with self.db.session() as s:
             s.execute(sa.delete(CollectionRow).where(CollectionRow.id == record.id))
-        return record, orphans
 
     def deletable(self, name_or_id: str, actor: Actor) -> CollectionRecord:
         """The collection, if `actor` may delete it (PermissionDeniedError; CollectionError for
