@@ -36,18 +36,25 @@ class EditBoxes:
     save_btn: gr.Button
 
 
+def _sharing_boxes(prefix: str) -> tuple[gr.Textbox, gr.Radio, gr.Textbox]:
+    """Description, visibility and members boxes, as creating and editing a collection ask
+    them (elem ids `{prefix}-desc`, `-vis`, `-members`)."""
+    description = gr.Textbox(label="Description", max_lines=3, elem_id=f"{prefix}-desc")
+    visibility = gr.Radio(
+        VISIBILITY_CHOICES, value="private", label="Who may see it", elem_id=f"{prefix}-vis"
+    )
+    members = gr.Textbox(
+        label="Shared with (user names, for a shared collection)",
+        max_lines=1,
+        elem_id=f"{prefix}-members",
+    )
+    return description, visibility, members
+
+
 def edit_boxes() -> EditBoxes:
     """The edit part of the panel, for the collection picked above."""
     with gr.Accordion("Edit the picked collection", open=False, elem_id="rc-coll-edit"):
-        description = gr.Textbox(label="Description", max_lines=3, elem_id="rc-coll-edit-desc")
-        visibility = gr.Radio(
-            VISIBILITY_CHOICES, value="private", label="Who may see it", elem_id="rc-coll-edit-vis"
-        )
-        members = gr.Textbox(
-            label="Shared with (user names, for a shared collection)",
-            max_lines=1,
-            elem_id="rc-coll-edit-members",
-        )
+        description, visibility, members = _sharing_boxes("rc-coll-edit")
         save_btn = gr.Button("Save changes", variant="primary", elem_id="rc-coll-save")
     return EditBoxes(description, visibility, members, save_btn)
 
@@ -113,15 +120,7 @@ def collections_panel() -> CollectionsPanel:
         edit = edit_boxes()
         with gr.Accordion("New collection", open=False, elem_id="rc-coll-new"):
             name = gr.Textbox(label="Name", max_lines=1, elem_id="rc-coll-name")
-            description = gr.Textbox(label="Description", max_lines=3, elem_id="rc-coll-desc")
-            visibility = gr.Radio(
-                VISIBILITY_CHOICES, value="private", label="Who may see it", elem_id="rc-coll-vis"
-            )
-            members = gr.Textbox(
-                label="Shared with (user names, for a shared collection)",
-                max_lines=1,
-                elem_id="rc-coll-members",
-            )
+            description, visibility, members = _sharing_boxes("rc-coll")
             create_btn = gr.Button("Create collection", variant="primary", elem_id="rc-coll-create")
     status = gr.HTML("", elem_id="rc-coll-status", elem_classes="rc-plain")
     return CollectionsPanel(
