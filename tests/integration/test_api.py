@@ -8,7 +8,6 @@ database and on an existing 0001 database with data (SQLite and PostgreSQL).
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from gradio_client import Client
 from rag_core.db.apikeys import ApiKeys
 from rag_core.db.database import Database, alembic_config
 from rag_core.db.log import ConversationLog
+from tests.sse import sse_events
 from tests.webapp_server import ROOT, RunningServer, start_server
 from webapp.auth import hash_password
 
@@ -45,16 +45,6 @@ The Vellor pump was built by Odile Marchetti in Trieste.
 """
 QUESTION = "How often does the Vellor pump need a new membrane?"
 SLOW = 300
-
-
-def sse_events(response: httpx.Response) -> list[tuple[str, Any]]:
-    events, name = [], "message"
-    for line in response.iter_lines():
-        if line.startswith("event: "):
-            name = line[7:]
-        elif line.startswith("data: "):
-            events.append((name, json.loads(line[6:])))
-    return events
 
 
 @pytest.fixture(scope="module")

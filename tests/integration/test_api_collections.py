@@ -6,7 +6,6 @@ remembers its scope."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from rag_core.db.apikeys import ApiKeys
 from rag_core.engine import Engine
 from rag_core.stores.chroma import ChromaStore
 from rag_core.testing import fake_engine
+from tests.sse import sse_events
 from webapp.api import create_app
 from webapp.auth import pbkdf2_hash
 
@@ -79,22 +79,12 @@ def streamed(client: TestClient, who: Headers, **body: Any) -> dict[str, Any]:
     payload = {"question": QUESTION, **body}
     with client.stream("POST", "/api/ask/stream", json=payload, headers=who) as r:
         assert r.status_code == 200
-        events = sse(r)
+        events = sse_events(r)
     kinds = [k for k, _ in events]
     assert kinds[0] == "retrieved" and kinds[-1] == "done", kinds
     done: dict[str, Any] = events[-1][1]
     done["streamed"] = {p["document"] for p in events[0][1]["passages"]}
     return done
-
-
-def sse(response: httpx.Response) -> list[tuple[str, Any]]:
-    events, name = [], "message"
-    for line in response.iter_lines():
-        if line.startswith("event: "):
-            name = line[7:]
-        elif line.startswith("data: "):
-            events.append((name, json.loads(line[6:])))
-    return events
 
 
 def completion(client: TestClient, who: Headers, model: str) -> httpx.Response:
