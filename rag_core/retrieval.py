@@ -131,20 +131,29 @@ class Retriever:
         listed = self.ready_ids()
         sizes: Mapping[str, int] = listed if isinstance(listed, Mapping) else {}
         ready: AbstractSet[str] = listed.keys() if isinstance(listed, Mapping) else listed
+        scope: list[str] | None = None
         if document_ids is not None:
-            ready = ready & set(document_ids)
+            allowed = ready & set(document_ids)
+            # the stores search inside the scope (unless it holds every ready document):
+            # filtering a global top n afterwards would leave a small collection in a large
+            # knowledge base with few candidates or none
+            if len(allowed) < len(ready):
+                scope = sorted(allowed)
+            ready = allowed
         if not ready:
             return RetrievalResult([], None)
         n = max(k, candidates)
         keyword: list[tuple[str, float]] = []
         # the dense ranking is always computed: in bm25 mode it still feeds the refusal gate
         vector = self.embedder.embed_query(query)
-        dense = [(c, s) for c, s in self.store.query(vector, n + 10) if c.document_id in ready][:n]
+        found = self.store.query(vector, n + 10, document_ids=scope)
+        dense = [(c, s) for c, s in found if c.document_id in ready][:n]
         top_dense = dense[0][1] if dense else None
         if mode in ("hybrid", "bm25"):
-            # not filtered by `ready` here (that costs a pass over every document per query):
+            # n candidates, as dense has (the fusion's z-scores are over each retriever's n).
+            # Not filtered by `ready` here (that costs a pass over every document per query):
             # fuse skips a chunk of a document that is not ready when it comes to fetch it
-            keyword = self.keyword.search(query, n + 10)
+            keyword = self.keyword.search(query, n, document_ids=scope)
         if mode == "bm25":
             dense = []
         bonus = self.dense_priors([c for c, _ in dense], sizes) if dense else {}

@@ -128,6 +128,29 @@ def test_shared_collection_and_the_same_bytes_uploaded_by_someone_who_cannot_see
         engine.collections.remove_documents("Team", [engine.document("salaries.md").id], ALICE)
 
 
+def test_a_small_collection_is_searched_inside_a_large_knowledge_base(engine: Engine) -> None:
+    """The stores search inside the scope: a collection whose passages rank below the whole
+    knowledge base's top candidates still gets its own best passages (not a filtered global
+    top n, which would leave it with none and refuse)."""
+    budgets = [
+        (f"# Budget {i}\n\nThe Zorblat project budget for {1950 + i} was {i} thousand euros.\n"
+         .encode(), f"budget-{i:02d}.md")
+        for i in range(60)
+    ]  # fmt: skip
+    assert all(r.status == "added" for r in engine.ingest(budgets))
+    engine.collections.create("Office", ALICE)
+    engine.ingest([(PUBLIC, "office.md")], actor=ALICE, collection="Office")
+    everything = retrieved(engine, ALICE)
+    office = engine.document("office.md").id
+    assert office not in {h.chunk.document_id for h in everything.hits}
+    assert engine.keyword.search(QUESTION, 60, document_ids=[office]) == []  # no word in common
+    scoped = retrieved(engine, ALICE, Scope(documents=("office.md",)))
+    assert [h.chunk.document_name for h in scoped.hits] == ["office.md"]
+    assert scoped.hits[0].dense_rank == 1
+    in_collection = retrieved(engine, ALICE, Scope(collections=("Office",)))
+    assert [h.chunk.document_name for h in in_collection.hits] == ["office.md"]
+
+
 def test_a_conversation_remembers_its_scope_and_the_turn_logs_it(engine: Engine) -> None:
     engine.ingest([(PUBLIC, "office.md")])
     engine.collections.create("Budgets", ALICE)
