@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -233,6 +234,28 @@ def test_index_and_evaluate_retrieval_with_fakes(tmp_path: Path) -> None:
         assert s.mrr_at_10 >= 0.9 and 0 <= s.latency_p50_ms <= s.latency_p95_ms
     # a CorpusMap from JSON behaves the same (the cached index keeps it in its marker file)
     assert CorpusMap.from_json(json.loads(json.dumps(cmap.to_json()))) == cmap
+
+
+def test_ndcg_is_measured_on_the_pools_a_chat_question_gets(tmp_path: Path) -> None:
+    """nDCG@10 ranks what an answer ranks: each retriever gives RAGCHAT_CANDIDATES candidates
+    (the fusion's z-scores depend on the pool); only Recall@100 searches deeper."""
+    ds = load_beir(write_beir(tmp_path / "set", DOCS, QUERIES, QRELS))
+    engine = make_engine(tmp_path / "home", candidates=7)
+    cmap = index_corpus(engine, ds.corpus)
+    asked: list[tuple[int, int]] = []
+    search = engine.retriever.search
+
+    def spy(query: str, **kw: Any) -> Any:
+        asked.append((kw["k"], kw["candidates"]))
+        return search(query, **kw)
+
+    engine.retriever.search = spy  # type: ignore[method-assign]
+    [scores] = evaluate_retrieval(engine, ds.queries, ds.qrels, ["hybrid"], documents=cmap)
+    assert scores.ndcg_at_10 > 0.9
+    n = len(ds.queries)
+    assert asked.count((7, 7)) == n  # the ranking nDCG@10 scores: the chat's pools
+    assert asked.count((300, 300)) == n  # Recall@100's deeper search
+    assert asked.count((engine.settings.top_k, 7)) == n  # Engine.retrieve, timed for latency
 
 
 def test_answers_and_gate_with_fakes(tmp_path: Path) -> None:
