@@ -13,7 +13,8 @@ this corpus's test half).
     python -m bench.retrieval_study study [--json FILE]
 
 Corpora come from `make eval-data` (bench/corpora), in RAGCHAT_EVAL_DATA or
-~/.cache/ragchat/eval; dumps go to ~/.cache/ragchat/study/.
+~/.cache/ragchat/eval; dumps go to RAGCHAT_STUDY or ~/.cache/ragchat/study/ (one folder per
+chunk size studied: RAGCHAT_CHUNK_SIZE=128 RAGCHAT_STUDY=~/.cache/ragchat/study-128 ...).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from bench.common import log
 CORPORA = ("pyfaq", "debian-faq", "sqlite", "fetchmail", "facts")  # facts: the gate only
 CANDIDATES = 200  # per retriever: deep enough that the top 10 of any variant is inside
 DATA = Path(os.environ.get("RAGCHAT_EVAL_DATA", Path.home() / ".cache" / "ragchat" / "eval"))
-STUDY = Path.home() / ".cache" / "ragchat" / "study"
+STUDY = Path(os.environ.get("RAGCHAT_STUDY", Path.home() / ".cache" / "ragchat" / "study"))
 
 
 @dataclass

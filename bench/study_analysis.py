@@ -33,6 +33,8 @@ class Variant:
     normalise: str = "max"  # convex: max (BM25 / best) | minmax | z (both retrievers)
     exact_keyword_only: bool = False  # a BM25-only chunk gets its own cosine, not the floor
     exact_dense: bool = False  # the dense pool is the exact top by cosine (ef_search -> inf)
+    keyword_gate: str = "none"  # scale BM25's weight per question by a signal: see _confidence
+    gate_at: float = 0.0  # the signal's value from which BM25 has its full weight (linear below)
 
     def label(self) -> str:
         keys = asdict(self)
@@ -62,6 +64,33 @@ def _scale(values: dict[str, float], how: str) -> dict[str, float]:
     mean = sum(xs) / len(xs)
     std = math.sqrt(sum((x - mean) ** 2 for x in xs) / len(xs)) or 1.0
     return {k: (x - mean) / std for k, x in values.items()}
+
+
+def _confidence(
+    q: Question, kw: dict[str, Candidate], dense: dict[str, Candidate], how: str
+) -> float:
+    """How far BM25 can be trusted on this question, by a signal that needs no labels:
+    ztop: its best score's z-score over its own pool (a clear winner, not a flat list);
+    margin: its best score's lead over the second, relative to the best;
+    agree: the share of its top 10 chunks that dense also has in its pool;
+    idf: the question's rarest term's idf over the largest idf the index can give."""
+    scores = sorted((c.bm25 or 0.0 for c in kw.values()), reverse=True)
+    if how == "ztop":
+        if len(scores) < 2:
+            return 0.0
+        mean = sum(scores) / len(scores)
+        std = math.sqrt(sum((x - mean) ** 2 for x in scores) / len(scores))
+        return (scores[0] - mean) / std if std else 0.0
+    if how == "margin":
+        return (scores[0] - scores[1]) / scores[0] if len(scores) > 1 and scores[0] > 0 else 0.0
+    if how == "agree":
+        top = sorted(kw.values(), key=lambda c: c.keyword_rank or 0)[:10]
+        return sum(c.chunk in dense for c in top) / 10
+    if how == "idf":
+        n = q.gate.get("index_chunks") or 1
+        idfs = [idf for _, _, idf in q.gate.get("terms", [])]
+        return max(idfs, default=0.0) / math.log(1 + n)
+    return 1.0
 
 
 def chunk_scores(q: Question, v: Variant) -> dict[str, float]:
@@ -98,7 +127,10 @@ def chunk_scores(q: Question, v: Variant) -> dict[str, float]:
         k = {cid: s / top for cid, s in k.items()}
     else:
         d, k = _scale(d, v.normalise), _scale(k, v.normalise)
-    return {cid: v.alpha * d[cid] + (1 - v.alpha) * k.get(cid, 0.0) for cid in d}
+    weight = 1 - v.alpha
+    if v.keyword_gate != "none" and v.gate_at > 0:
+        weight *= min(1.0, _confidence(q, kw, dense, v.keyword_gate) / v.gate_at)
+    return {cid: v.alpha * d[cid] + weight * k.get(cid, 0.0) for cid in d}
 
 
 def document_ranking(q: Question, v: Variant) -> list[str]:
@@ -204,7 +236,31 @@ def grids() -> dict[str, list[Variant]]:
         for b in (0.0, 0.1, 0.15)
         for w in (0.0, 0.2)
     ]
-    return {"dense": dense, "convex": convex, "rrf": rrf, "normalised": normalised}
+    gated = [
+        Variant(alpha=a, normalise=n, section_bonus=b, document_weight=w, length_penalty=0.0,
+                keyword_gate=g, gate_at=t)
+        for n in ("max", "z")
+        for a in (0.5, 0.6, 0.7, 0.8, 0.9)
+        for b in (0.0, 0.1, 0.2)
+        for w in (0.0, 0.2)
+        for g, ts in GATES.items()
+        for t in ts
+    ]  # fmt: skip
+    return {
+        "dense": dense,
+        "convex": convex,
+        "rrf": rrf,
+        "normalised": normalised,
+        "keyword confidence": gated,
+    }
+
+
+GATES = {  # the confidence signals and the values tried for full weight
+    "ztop": (2.0, 3.0, 4.0, 5.0, 6.0),
+    "margin": (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0),
+    "agree": (0.1, 0.2, 0.3, 0.5),
+    "idf": (0.4, 0.5, 0.6, 0.7, 0.8),
+}
 
 
 BASELINES = {
@@ -214,8 +270,11 @@ BASELINES = {
     "alpha 0.8, no priors (chosen on debian-faq and fetchmail alone)": Variant(
         alpha=0.8, section_bonus=0, length_penalty=0, document_weight=0
     ),
-    "defaults now (alpha 0.9, section bonus 0.2; chosen on the three tune halves)": Variant(
+    "convex alpha 0.9, section bonus 0.2 (chosen on three tune halves, max-normalised)": Variant(
         alpha=0.9, section_bonus=0.2, length_penalty=0, document_weight=0
+    ),
+    "z-scores, alpha 0.6, section bonus 0.1, document weight 0.2 (chosen on three tune halves)": (
+        Variant(alpha=0.6, normalise="z", section_bonus=0.1, length_penalty=0, document_weight=0.2)
     ),
 }
 
