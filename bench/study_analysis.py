@@ -354,6 +354,7 @@ def run_study(
         best_family = max(report["families"], key=lambda f: report["families"][f]["tune_macro"])
         chosen = Variant(**report["families"][best_family]["variant"])
         report["ablations"] = ablations(data, ranked, chosen)
+        report["ablated"] = f"{best_family}: {chosen.label()}"
     from bench.gate_study import gate_report
 
     report["gate"] = gate_report(loaded, corpora)

@@ -55,7 +55,8 @@ def retrieval_tables(report: dict[str, Any]) -> list[str]:
     out += _table(["prior (test half / leave-one-out)", *corpora, "macro"], rows)
     if "ablations" in report:
         rows = [[name, *(_f(v[c]) for c in corpora)] for name, v in report["ablations"].items()]
-        out += ["The best family's choice with one thing changed (test halves):", ""]
+        which = report.get("ablated", "")
+        out += [f"The best family's choice ({which}) with one thing changed (test halves):", ""]
         out += _table(["variant", *corpora], rows)
     return out
 

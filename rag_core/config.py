@@ -136,9 +136,9 @@ class Settings(BaseSettings):
             "(z-normalised, alpha 0.6, section_bonus 0.1, document_weight 0.2, no length "
             "penalty) are the best of every fusion family on the tune halves of pyfaq, "
             "debian-faq and fetchmail (bench/retrieval_study.py study); test-half hybrid "
-            "nDCG@10 0.768 / 0.838 / 0.735 (ragchat eval retrieval; pyfaq from the study), "
-            "against 0.780 / 0.841 / 0.653 with the former max-normalised alpha 0.9 and dense "
-            "alone 0.690 / 0.809 / 0.574; leave-one-corpus-out 0.768 / 0.833 / 0.647."
+            "nDCG@10 0.768 / 0.833 / 0.707, and 0.928 on sqlite, not chosen on (ragchat eval "
+            "retrieval), against 0.786 / 0.846 / 0.646 / 0.879 with the former max-normalised "
+            "alpha 0.9 and dense 0.769 / 0.805 / 0.576 / 0.879 (docs/BENCHMARKS.md)."
         ),
     )
     fusion_normalise: Literal["max", "z"] = Field(
