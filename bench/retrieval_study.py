@@ -192,8 +192,29 @@ def _dump_question(engine: Any, cmap: Any, q: Question, sizes: dict[str, int]) -
     q.gate = _gate_signals(engine, text, query, [s for _, s in dense])
 
 
-def dump(corpus: str, settings: Any) -> Path:
-    """Run every question of `corpus` once and save what the study needs."""
+def heading_keyword_index(engine: Any, repeat: int) -> None:
+    """Swap the engine's BM25 index for one over each chunk's heading path (`repeat` times:
+    a field weight) and its text; the shipped index reads the text alone."""
+    from dataclasses import replace
+
+    from rag_core.stores.keyword import BM25Index
+
+    index = BM25Index(None)
+    for document_id in sorted(engine.registry.ready_chunk_counts()):
+        chunks = engine.store.chunks_of(document_id)
+        index.add(
+            [
+                replace(c, text="\n".join([" > ".join(c.heading_path)] * repeat + [c.text]))
+                for c in chunks
+            ]
+        )
+    engine.keyword = engine.retriever.keyword = index
+    log(f"keyword index with headings x{repeat}: {index.count()} chunks")
+
+
+def dump(corpus: str, settings: Any, headings: int = 0) -> Path:
+    """Run every question of `corpus` once and save what the study needs (`headings` > 0: with
+    BM25 over the heading path that many times and the text, see heading_keyword_index)."""
     from rag_core.evaluation import load_beir
     from webapp.eval_cli import _close, open_index
 
@@ -202,6 +223,8 @@ def dump(corpus: str, settings: Any) -> Path:
     questions = _questions(root)
     dataset = load_beir(root, "tune")
     engine, cmap, info = open_index(_args(), settings, dataset)
+    if headings:
+        heading_keyword_index(engine, headings)
     t0 = time.perf_counter()
     _memoise_sentences(engine)
     try:
@@ -278,6 +301,12 @@ def main(argv: Iterable[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("dump", help="run every question once; save candidates and gate signals")
     d.add_argument("--corpora", default=",".join(CORPORA))
+    d.add_argument(
+        "--keyword-headings",
+        type=int,
+        default=0,
+        help="BM25 over the heading path this many times plus the text (0: the text, as shipped)",
+    )
     s = sub.add_parser("study", help="score ranking variants and gate features offline")
     s.add_argument("--corpora", default=",".join(CORPORA))
     s.add_argument("--json", default=None, help="write the results here too")
@@ -295,7 +324,7 @@ def main(argv: Iterable[str] | None = None) -> int:
             if name == "facts":
                 dump_facts(settings)
             else:
-                dump(name, settings)
+                dump(name, settings, args.keyword_headings)
         return 0
     from bench.study_analysis import run_study
 
