@@ -50,9 +50,10 @@ def chat_ranking(
     engine: Engine, query: str, mode: RetrievalMode, documents: CorpusMap
 ) -> list[str]:
     """The corpus ids in the order a chat question ranks them: each retriever gives the
-    configured number of candidates (RAGCHAT_CANDIDATES), as it does for an answer, and all of
-    the fused chunks are kept. The fusion's z-scores depend on that pool, so a deeper search
-    would measure a ranking no user gets."""
+    configured number of candidates (RAGCHAT_CANDIDATES), as it does for an answer, and the
+    best that many fused chunks are ranked (far more than the top 10 documents need). The
+    fusion's z-scores depend on that pool, so a deeper search would measure a ranking no user
+    gets."""
     n = engine.settings.candidates
     result = engine.retriever.search(query, mode=mode, k=n, candidates=n)
     return rank_documents(result.hits, documents)
