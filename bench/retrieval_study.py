@@ -212,7 +212,46 @@ def heading_keyword_index(engine: Any, repeat: int) -> None:
     log(f"keyword index with headings x{repeat}: {index.count()} chunks")
 
 
-def dump(corpus: str, settings: Any, headings: int = 0) -> Path:
+class ExpandedKeyword:
+    """RM3-style expansion on the keyword side: BM25 searches the query plus the `terms` words
+    that weigh most (tf x idf) in the top `feedback` dense hits and are not in the query. Wraps
+    the engine's BM25 index; everything but `search` passes through."""
+
+    def __init__(self, engine: Any, terms: int, feedback: int = 3) -> None:
+        self.engine, self.inner, self.terms, self.feedback = engine, engine.keyword, terms, feedback
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def expand(self, query: str) -> str:
+        import math
+        from collections import Counter
+
+        from rag_core.stores.tokenize import terms_with_sources
+
+        asked = {term for term, _ in terms_with_sources(query)}
+        vector = self.engine.embedder.embed_query(query)
+        hits = self.engine.store.query(vector, self.feedback)
+        counts: Counter[str] = Counter()
+        words: dict[str, str] = {}
+        for chunk, _ in hits:
+            for term, word in terms_with_sources(chunk.text):
+                if term not in asked and not term.isdigit():
+                    counts[term] += 1
+                    words.setdefault(term, word)
+        n = max(self.inner.count(), 1)
+        df = self.inner.document_frequency(list(counts))
+        weight = {t: c * math.log(1 + n / (1 + df.get(t, 0))) for t, c in counts.items()}
+        best = sorted(weight, key=lambda t: -weight[t])[: self.terms]
+        return " ".join([query, *(words[t] for t in best)])
+
+    def search(
+        self, query: str, k: int, document_ids: Sequence[str] | None = None
+    ) -> list[tuple[str, float]]:
+        return self.inner.search(self.expand(query), k, document_ids)  # type: ignore[no-any-return]
+
+
+def dump(corpus: str, settings: Any, headings: int = 0, expand: int = 0) -> Path:
     """Run every question of `corpus` once and save what the study needs (`headings` > 0: with
     BM25 over the heading path that many times and the text, see heading_keyword_index)."""
     from rag_core.evaluation import load_beir
@@ -225,6 +264,8 @@ def dump(corpus: str, settings: Any, headings: int = 0) -> Path:
     engine, cmap, info = open_index(_args(), settings, dataset)
     if headings:
         heading_keyword_index(engine, headings)
+    if expand:
+        engine.keyword = engine.retriever.keyword = ExpandedKeyword(engine, expand)
     t0 = time.perf_counter()
     _memoise_sentences(engine)
     try:
@@ -307,6 +348,12 @@ def main(argv: Iterable[str] | None = None) -> int:
         default=0,
         help="BM25 over the heading path this many times plus the text (0: the text, as shipped)",
     )
+    d.add_argument(
+        "--keyword-expansion",
+        type=int,
+        default=0,
+        help="BM25 searches the query plus this many words from the top dense hits (RM3-style)",
+    )
     s = sub.add_parser("study", help="score ranking variants and gate features offline")
     s.add_argument("--corpora", default=",".join(CORPORA))
     s.add_argument("--json", default=None, help="write the results here too")
@@ -324,7 +371,7 @@ def main(argv: Iterable[str] | None = None) -> int:
             if name == "facts":
                 dump_facts(settings)
             else:
-                dump(name, settings, args.keyword_headings)
+                dump(name, settings, args.keyword_headings, args.keyword_expansion)
         return 0
     from bench.study_analysis import run_study
 
