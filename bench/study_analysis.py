@@ -74,13 +74,9 @@ def _confidence(
     margin: its best score's lead over the second, relative to the best;
     agree: the share of its top 10 chunks that dense also has in its pool;
     idf: the question's rarest term's idf over the largest idf the index can give."""
-    scores = sorted((c.bm25 or 0.0 for c in kw.values()), reverse=True)
     if how == "ztop":
-        if len(scores) < 2:
-            return 0.0
-        mean = sum(scores) / len(scores)
-        std = math.sqrt(sum((x - mean) ** 2 for x in scores) / len(scores))
-        return (scores[0] - mean) / std if std else 0.0
+        return max(_scale({cid: c.bm25 or 0.0 for cid, c in kw.items()}, "z").values(), default=0.0)
+    scores = sorted((c.bm25 or 0.0 for c in kw.values()), reverse=True)
     if how == "margin":
         return (scores[0] - scores[1]) / scores[0] if len(scores) > 1 and scores[0] > 0 else 0.0
     if how == "agree":
