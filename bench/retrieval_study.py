@@ -224,9 +224,9 @@ class ExpandedKeyword:
         return getattr(self.inner, name)
 
     def expand(self, query: str) -> str:
-        import math
         from collections import Counter
 
+        from rag_core.retrieval import bm25_idf
         from rag_core.stores.tokenize import terms_with_sources
 
         asked = {term for term, _ in terms_with_sources(query)}
@@ -239,9 +239,9 @@ class ExpandedKeyword:
                 if term not in asked and not term.isdigit():
                     counts[term] += 1
                     words.setdefault(term, word)
-        n = max(self.inner.count(), 1)
+        n = self.inner.count()
         df = self.inner.document_frequency(list(counts))
-        weight = {t: c * math.log(1 + n / (1 + df.get(t, 0))) for t, c in counts.items()}
+        weight = {t: c * bm25_idf(df.get(t, 0), n) for t, c in counts.items()}
         best = sorted(weight, key=lambda t: -weight[t])[: self.terms]
         return " ".join([query, *(words[t] for t in best)])
 
