@@ -318,12 +318,9 @@ class Engine:
         if self.keyword_sync is not None:
             self.keyword_sync()
         query = standalone_query(question, history)
+        scope = None if options.document_ids is None else sorted(options.document_ids)
         result = self.retriever.search(
-            query,
-            mode=options.mode,
-            k=options.top_k,
-            candidates=s.candidates,
-            document_ids=None if options.document_ids is None else sorted(options.document_ids),
+            query, mode=options.mode, k=options.top_k, candidates=s.candidates, document_ids=scope
         )
         hits = tuple(result.hits)
         features = None
@@ -331,7 +328,8 @@ class Engine:
         ranked: list[Scored] | None = None
         if hits:
             model = GateModel.from_weights(s.refusal_gate)
-            features = gate_features(hits, result.top_dense, self.retriever.term_stats(query))
+            terms = self.retriever.term_stats(query, document_ids=scope)
+            features = gate_features(hits, result.top_dense, terms)
             if model.reads_sentence:
                 ranked = self._ranked_sentences(question, hits)
                 features = replace(features, sentence=ranked[0].score if ranked else 0.0)

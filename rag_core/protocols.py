@@ -110,8 +110,15 @@ class KeywordIndex(Protocol):
         `document_ids` when given. No match, an empty query or k <= 0: an empty list."""
         ...
 
-    def document_frequency(self, terms: Sequence[str]) -> dict[str, int]:
-        """How many indexed chunks contain each term (as `tokenize` emits it); 0 if none."""
+    def document_frequency(
+        self, terms: Sequence[str], document_ids: Sequence[str] | None = None
+    ) -> dict[str, int]:
+        """How many indexed chunks contain each term (as `tokenize` emits it); 0 if none. With
+        `document_ids`, only chunks of those documents count."""
+        ...
+
+    def chunk_counts(self) -> dict[str, int]:
+        """Indexed chunks per document id."""
         ...
 
     def document_ids(self) -> set[str]:

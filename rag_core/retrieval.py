@@ -265,15 +265,31 @@ class Retriever:
                     opening.add(cid)
         return opening
 
-    def term_stats(self, query: str, *, max_terms: int = 16) -> list[TermStat]:
+    def term_stats(
+        self,
+        query: str,
+        *,
+        max_terms: int = 16,
+        document_ids: Sequence[str] | None = None,
+    ) -> list[TermStat]:
         """Document frequency and idf of the query's keyword terms (at most `max_terms`), read
         from the counts the keyword index keeps. A whole code identifier (``json.loads_fast``)
-        is a term of its own, so it counts only the chunks that hold it whole."""
-        n = self.keyword.count()
+        is a term of its own, so it counts only the chunks that hold it whole. With
+        `document_ids` (a scoped question) only those documents' chunks count: a term that
+        only documents outside the scope hold is unknown to the question."""
+        scope = None
+        if document_ids is not None:
+            counts = self.keyword.chunk_counts()
+            scope = [d for d in dict.fromkeys(document_ids) if d in counts]
+            n = sum(counts[d] for d in scope)
+            if len(scope) == len(counts):
+                scope = None
+        else:
+            n = self.keyword.count()
         if n == 0:
             return []
         terms = list(dict.fromkeys(term for term, _ in terms_with_sources(query)))[:max_terms]
-        df = self.keyword.document_frequency(terms)
+        df = self.keyword.document_frequency(terms, scope)
         return [TermStat(t, df.get(t, 0), bm25_idf(df.get(t, 0), n)) for t in terms]
 
 

@@ -255,16 +255,29 @@ class BM25Index:
             order = np.lexsort((cand, -best))  # score descending, then insertion order
             return [(self._slot_ids[cand[i]], float(best[i])) for i in order]
 
-    def document_frequency(self, terms: Sequence[str]) -> dict[str, int]:
+    def document_frequency(
+        self, terms: Sequence[str], document_ids: Sequence[str] | None = None
+    ) -> dict[str, int]:
         """How many indexed chunks contain each term (terms as `tokenize` emits them: stems, or
-        whole identifiers); 0 for a term no chunk holds. Read from the live counts the index
-        keeps, so it costs a dictionary lookup per term."""
+        whole identifiers); 0 for a term no chunk holds. Without `document_ids` it is read from
+        the live counts the index keeps (a dictionary lookup per term); with them, only chunks
+        of those documents count (a pass over each term's postings)."""
         with self._lock:
             self._sync()
             out: dict[str, int] = {}
+            if document_ids is None:
+                for term in terms:
+                    tid = self._vocab.get(term)
+                    known = tid is not None and tid < len(self._df)
+                    out[term] = int(self._df[tid]) if known else 0
+                return out
+            allowed = np.zeros(len(self._doc_names), bool)
+            allowed[[self._doc_index[d] for d in set(document_ids) if d in self._doc_slots]] = True
+            self._refresh()
             for term in terms:
-                tid = self._vocab.get(term)
-                out[term] = int(self._df[tid]) if tid is not None and tid < len(self._df) else 0
+                slots = self._slots_of(self._vocab.get(term))
+                live = slots[self._alive[slots]]
+                out[term] = int(allowed[self._slot_doc[live]].sum()) if live.size else 0
             return out
 
     def document_ids(self) -> set[str]:
@@ -347,6 +360,16 @@ class BM25Index:
                 norm = k1 * (1.0 - b + b * dl[rows] / avgdl)
                 scores[rows] += (idf * (k1 + 1.0)) * tf / (tf + norm)
         return scores
+
+    def _slots_of(self, tid: int | None) -> np.ndarray:
+        """The slots (dead ones included) whose chunk holds term id `tid`, from the postings."""
+        found: list[np.ndarray] = []
+        for part in (self._base, self._delta):
+            if tid is None or part is None or tid >= part.n_terms:
+                continue
+            lo, hi = part.indptr[tid], part.indptr[tid + 1]
+            found.append(part.indices[lo:hi] + part.first)
+        return np.concatenate(found).astype(np.int64) if found else np.zeros(0, np.int64)
 
     def _refresh(self) -> None:
         """Bring the postings up to date: rebuild the delta, or compact when it is too big."""

@@ -151,6 +151,21 @@ def test_a_small_collection_is_searched_inside_a_large_knowledge_base(engine: En
     assert [h.chunk.document_name for h in in_collection.hits] == ["office.md"]
 
 
+def test_a_scoped_question_knows_only_the_words_inside_its_scope(engine: Engine) -> None:
+    """The refusal gate's `known` share counts the scope's documents: a question whose rare
+    word only a document outside the scope holds is about something the scope does not know."""
+    engine.ingest([(SECRET, "salaries.md")], actor=BOB)
+    engine.collections.create("Office", ALICE)
+    engine.ingest([(PUBLIC, "office.md")], actor=ALICE, collection="Office")
+    everything = retrieved(engine, ADMIN)
+    assert everything.features is not None and everything.features.known == 1.0
+    assert not everything.refused
+    scoped = retrieved(engine, ADMIN, Scope(collections=("Office",)))
+    assert [h.chunk.document_name for h in scoped.hits] == ["office.md"]
+    assert scoped.features is not None and scoped.features.known < 0.5
+    assert scoped.refused
+
+
 def test_a_conversation_remembers_its_scope_and_the_turn_logs_it(engine: Engine) -> None:
     engine.ingest([(PUBLIC, "office.md")])
     engine.collections.create("Budgets", ALICE)

@@ -724,3 +724,18 @@ def test_document_frequency_counts_live_chunks(index: BM25Index) -> None:
     index.delete_document("space")
     assert index.document_frequency(["earth", "fruit"]) == {"earth": 0, "fruit": 3}
     assert index.document_frequency([]) == {}
+
+
+def test_document_frequency_inside_a_scope_counts_only_its_documents(index: BM25Index) -> None:
+    index.add(CORPUS)
+    terms = ["fruit", "earth", "os.path.join", "zzz"]
+    assert index.document_frequency(terms, ["space", "code"]) == {
+        "fruit": 0, "earth": 2, "os.path.join": 1, "zzz": 0,
+    }  # fmt: skip
+    assert index.document_frequency(terms, ["fruit", "nowhere"])["fruit"] == 3
+    assert index.document_frequency(terms, []) == dict.fromkeys(terms, 0)
+    index.delete_chunks([CORPUS[0].id])  # a dead chunk is not counted
+    index.add([make_chunk("moon", 0, "the earth has one moon")])  # nor is a new one missed
+    assert index.document_frequency(["fruit", "earth"], ["fruit", "moon"]) == {
+        "fruit": 2, "earth": 1,
+    }  # fmt: skip

@@ -160,6 +160,37 @@ def test_term_stats_give_unknown_terms_df_zero_and_the_highest_idf() -> None:
     assert {t.term: t.df for t in retriever.term_stats("parse with json.loads")}["json.loads"] == 1
 
 
+def test_term_stats_of_a_scoped_question_count_only_the_scope() -> None:
+    """A term that only documents outside the scope hold is unknown to a scoped question (the
+    refusal gate's `known` share), and idf is over the scope's chunks."""
+    from rag_core.retrieval import Retriever
+    from rag_core.stores.keyword import BM25Index
+    from rag_core.testing import FakeEmbedder, InMemoryStore
+
+    texts = {
+        "d1": ["The Zorblat budget is 4 million euros.", "Budgets are set in May."],
+        "d2": ["The coffee machine is descaled on Fridays."],
+    }
+    chunks = [
+        Chunk(f"{d}-{i}", d, d, "v", i, t, 0, len(t))
+        for d, ts in texts.items()
+        for i, t in enumerate(ts)
+    ]
+    embedder, store, keyword = FakeEmbedder(), InMemoryStore(), BM25Index()
+    store.add(chunks, embedder.embed_documents([c.text for c in chunks]))
+    keyword.add(chunks)
+    retriever = Retriever(embedder, store, keyword, lambda: {"d1", "d2"})
+    question = "What is the Zorblat budget?"
+    everywhere = {t.term: t for t in retriever.term_stats(question)}
+    scoped = {t.term: t for t in retriever.term_stats(question, document_ids=["d2"])}
+    assert everywhere["zorblat"].df == 1 and scoped["zorblat"].df == 0
+    assert scoped["zorblat"].idf == scoped["budget"].idf  # both unknown among d2's 1 chunk
+    assert everywhere["budget"].df == 2
+    whole = {t.term: t for t in retriever.term_stats(question, document_ids=["d1", "d2"])}
+    assert whole == everywhere  # a scope holding every document is no scope
+    assert retriever.term_stats(question, document_ids=["gone"]) == []
+
+
 def test_term_stats_look_terms_up_by_their_source_word() -> None:
     """ "greased" stems to "greas", which stems again to "grea": looking the stem up in the index
     would find nothing and make a word of the documents count as unknown to the refusal gate."""
