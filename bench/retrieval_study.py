@@ -192,6 +192,43 @@ def _dump_question(engine: Any, cmap: Any, q: Question, sizes: dict[str, int]) -
     q.gate = _gate_signals(engine, text, query, [s for _, s in dense])
 
 
+PROBES = 200  # heading probes per knowledge base (kb_calibration)
+
+
+def kb_calibration(engine: Any, probes: int = PROBES, seed: int = 20240611) -> dict[str, Any]:
+    """How similar the knowledge base is to itself, from its own headings and no labels: each of
+    up to `probes` section headings (seeded choice) is asked as a question; `own` is the best
+    cosine inside its own section, `null` the best outside it (what a related question that the
+    documents do not answer scores). A gate feature can compare a question's best cosine with
+    this distribution instead of one threshold for every knowledge base."""
+    import hashlib
+
+    import numpy as np
+
+    ids = sorted(
+        engine.registry.ready_chunk_counts(),
+        key=lambda d: hashlib.sha256(f"{seed}:{d}".encode()).hexdigest(),
+    )
+    chosen: list[tuple[str, tuple[str, ...]]] = []
+    for document_id in ids:
+        paths = dict.fromkeys(c.heading_path for c in engine.store.chunks_of(document_id))
+        chosen.extend((document_id, p) for p in paths if p and p[-1].strip())
+        if len(chosen) >= probes:
+            break
+    own: list[float] = []
+    null: list[float] = []
+    for document_id, path in chosen[:probes]:
+        vector = np.asarray(engine.embedder.embed_query(path[-1]), dtype=np.float32)
+        hits = engine.store.query(vector.tolist(), 40)
+        inside = [s for c, s in hits if c.document_id == document_id and c.heading_path == path]
+        outside = [
+            s for c, s in hits if not (c.document_id == document_id and c.heading_path == path)
+        ]
+        own.append(float(max(inside, default=0.0)))
+        null.append(float(max(outside, default=0.0)))
+    return {"probes": len(own), "own": own, "null": null}
+
+
 def heading_keyword_index(engine: Any, repeat: int) -> None:
     """Swap the engine's BM25 index for one over each chunk's heading path (`repeat` times:
     a field weight) and its text; the shipped index reads the text alone."""
@@ -271,6 +308,7 @@ def dump(corpus: str, settings: Any, headings: int = 0, expand: int = 0) -> Path
     try:
         sizes = dict(engine.registry.ready_chunk_counts())
         STUDY.mkdir(parents=True, exist_ok=True)
+        _write_calibration(corpus, kb_calibration(engine))
         with out.open("w", encoding="utf-8") as fh:
             for i, q in enumerate(questions):
                 _dump_question(engine, cmap, q, sizes)
@@ -283,6 +321,19 @@ def dump(corpus: str, settings: Any, headings: int = 0, expand: int = 0) -> Path
         f"{corpus}: {len(questions)} questions, {info.chunks} chunks in {time.perf_counter() - t0:.0f} s"
     )
     return out
+
+
+def _write_calibration(name: str, data: dict[str, Any]) -> None:
+    (STUDY / f"{name}.calibration.json").write_text(json.dumps(data), encoding="utf-8")
+
+
+def calibration(corpus: str, split: str) -> dict[str, Any] | None:
+    """A dump's kb_calibration (facts: one per half, each half its own documents)."""
+    path = STUDY / f"{corpus}.calibration.json"
+    if not path.is_file():
+        return None
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data.get(split, data) if "probes" not in data else data
 
 
 FACTS = Path(__file__).resolve().parent / "data" / "facts"
@@ -298,6 +349,7 @@ def dump_facts(settings: Any) -> Path:
     out = STUDY / "facts.jsonl"
     STUDY.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    calibrations: dict[str, Any] = {}
     with out.open("w", encoding="utf-8") as fh:
         for split, half in (("dev", "tune"), ("test", "test")):
             facts = load_facts(FACTS / split)
@@ -305,6 +357,7 @@ def dump_facts(settings: Any) -> Path:
                 _args(), settings, f"facts-{facts.root.name}", facts.documents
             )
             _memoise_sentences(engine)
+            calibrations[half] = kb_calibration(engine)
             try:
                 for fq in facts.questions:
                     relevant = {fq.document or "?": 1} if fq.answerable else {}
@@ -322,6 +375,7 @@ def dump_facts(settings: Any) -> Path:
                 from webapp.eval_cli import _close
 
                 _close(engine)
+    _write_calibration("facts", calibrations)
     log(f"facts: dumped in {time.perf_counter() - t0:.0f} s")
     return out
 
