@@ -36,7 +36,10 @@ def features(q: Question) -> dict[str, float]:
         for h in hits
     )  # fmt: skip
     sentence = g.get("sentence") or {}
+    best = f["top_dense"]
     return {
+        **_calibrated(best, (g.get("kb") or {}).get("sentence"), ""),
+        **_calibrated(best, (g.get("kb") or {}).get("heading"), "_heading"),
         "top_dense": f["top_dense"],
         "coverage": f["coverage"],
         "known": f["known"],
@@ -52,6 +55,21 @@ def features(q: Question) -> dict[str, float]:
         "kind_missing": 1.0
         if sentence.get("asks_kind") and not sentence.get("holds_kind")
         else 0.0,
+    }
+
+
+def _calibrated(best: float, probes: dict[str, Any] | None, suffix: str) -> dict[str, float]:
+    """The best cosine placed among the knowledge base's own probes (kb_calibration): z-score
+    over the probes' best cosine outside their section, its percentile there, and its position
+    between that mean (0) and the mean of their best cosine inside their section (1)."""
+    null = (probes or {}).get("null") or [0.0]
+    own = (probes or {}).get("own") or [1.0]
+    mean = sum(null) / len(null)
+    std = math.sqrt(sum((x - mean) ** 2 for x in null) / len(null)) or 1e-6
+    return {
+        f"kbz{suffix}": (best - mean) / std,
+        f"kbp{suffix}": sum(1 for x in null if x < best) / len(null),
+        f"kbpos{suffix}": (best - mean) / ((sum(own) / len(own) - mean) or 1e-6),
     }
 
 
@@ -179,6 +197,12 @@ FEATURE_SETS = {
         "sentence", "holds_kind", "asks_kind",
     ),
     "z, coverage, unknown": ("z", "coverage", "unknown_rare", "unknown_share"),
+    "kb z (heading probes) for similarity + sentence, asks kind": ("kbz_heading", "coverage", "known", "sentence", "asks_kind"),
+    "kb z for similarity": ("kbz", "coverage", "known"),
+    "kb z for similarity + sentence, asks kind": ("kbz", "coverage", "known", "sentence", "asks_kind"),
+    "kb percentile for similarity + sentence, asks kind": ("kbp", "coverage", "known", "sentence", "asks_kind"),
+    "kb position for similarity + sentence, asks kind": ("kbpos", "coverage", "known", "sentence", "asks_kind"),
+    "+ kb z, sentence, asks kind": ("top_dense", "kbz", "coverage", "known", "sentence", "asks_kind"),
 }  # fmt: skip
 RULES = {"max F1": None, "answerable refused <= 0.05": 0.05}
 

@@ -192,41 +192,58 @@ def _dump_question(engine: Any, cmap: Any, q: Question, sizes: dict[str, int]) -
     q.gate = _gate_signals(engine, text, query, [s for _, s in dense])
 
 
-PROBES = 200  # heading probes per knowledge base (kb_calibration)
+PROBES = 200  # probes of each kind per knowledge base (kb_calibration)
+
+
+def _probes(
+    engine: Any, probes: int, seed: int
+) -> dict[str, list[tuple[str, tuple[str, ...], str]]]:
+    """Seeded probes, (document id, heading path, text asked): each section heading, and one
+    passage sentence of 6-40 words from each of up to two chunks per document."""
+    import hashlib
+
+    from rag_core.text import split_sentences
+
+    def order(key: str) -> str:
+        return hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()
+
+    out: dict[str, list[tuple[str, tuple[str, ...], str]]] = {"heading": [], "sentence": []}
+    for document_id in sorted(engine.registry.ready_chunk_counts(), key=order):
+        chunks = engine.store.chunks_of(document_id)
+        for path in dict.fromkeys(c.heading_path for c in chunks):
+            if path and path[-1].strip() and len(out["heading"]) < probes:
+                out["heading"].append((document_id, path, path[-1]))
+        for c in sorted(chunks, key=lambda c: order(c.id))[:2]:
+            said = [c.text[a:b].strip() for a, b in split_sentences(c.text)]
+            said = sorted((x for x in said if 6 <= len(x.split()) <= 40), key=order)
+            if said and len(out["sentence"]) < probes:
+                out["sentence"].append((document_id, c.heading_path, said[0]))
+        if all(len(v) >= probes for v in out.values()):
+            break
+    return out
 
 
 def kb_calibration(engine: Any, probes: int = PROBES, seed: int = 20240611) -> dict[str, Any]:
-    """How similar the knowledge base is to itself, from its own headings and no labels: each of
-    up to `probes` section headings (seeded choice) is asked as a question; `own` is the best
-    cosine inside its own section, `null` the best outside it (what a related question that the
-    documents do not answer scores). A gate feature can compare a question's best cosine with
-    this distribution instead of one threshold for every knowledge base."""
-    import hashlib
-
+    """How similar the knowledge base is to itself, from its own text and no labels. Each probe
+    (a section heading, or a passage sentence) is asked as a question: `own` is its best cosine
+    inside its own section, `null` the best outside it, what a related question that the
+    documents do not answer might score. A gate feature can place a question's best cosine in
+    this distribution instead of using one threshold for every knowledge base."""
     import numpy as np
 
-    ids = sorted(
-        engine.registry.ready_chunk_counts(),
-        key=lambda d: hashlib.sha256(f"{seed}:{d}".encode()).hexdigest(),
-    )
-    chosen: list[tuple[str, tuple[str, ...]]] = []
-    for document_id in ids:
-        paths = dict.fromkeys(c.heading_path for c in engine.store.chunks_of(document_id))
-        chosen.extend((document_id, p) for p in paths if p and p[-1].strip())
-        if len(chosen) >= probes:
-            break
-    own: list[float] = []
-    null: list[float] = []
-    for document_id, path in chosen[:probes]:
-        vector = np.asarray(engine.embedder.embed_query(path[-1]), dtype=np.float32)
-        hits = engine.store.query(vector.tolist(), 40)
-        inside = [s for c, s in hits if c.document_id == document_id and c.heading_path == path]
-        outside = [
-            s for c, s in hits if not (c.document_id == document_id and c.heading_path == path)
-        ]
-        own.append(float(max(inside, default=0.0)))
-        null.append(float(max(outside, default=0.0)))
-    return {"probes": len(own), "own": own, "null": null}
+    out: dict[str, Any] = {}
+    for kind, chosen in _probes(engine, probes, seed).items():
+        own: list[float] = []
+        null: list[float] = []
+        for document_id, path, text in chosen:
+            vector = np.asarray(engine.embedder.embed_query(text), dtype=np.float32)
+            hits = engine.store.query(vector.tolist(), 40)
+            inside = [s for c, s in hits if (c.document_id, c.heading_path) == (document_id, path)]
+            outside = [s for c, s in hits if (c.document_id, c.heading_path) != (document_id, path)]
+            own.append(float(max(inside, default=0.0)))
+            null.append(float(max(outside, default=0.0)))
+        out[kind] = {"probes": len(own), "own": own, "null": null}
+    return out
 
 
 def heading_keyword_index(engine: Any, repeat: int) -> None:
@@ -333,7 +350,7 @@ def calibration(corpus: str, split: str) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return data.get(split, data) if "probes" not in data else data
+    return data.get(split, data) if split in data else data
 
 
 FACTS = Path(__file__).resolve().parent / "data" / "facts"
@@ -388,6 +405,8 @@ def load(corpus: str) -> list[Question]:
             data = json.loads(line)
             cands = [Candidate(**c) for c in data.pop("candidates")]
             questions.append(Question(**data, candidates=cands))
+    for q in questions:  # the knowledge base's heading probes, for the gate's features
+        q.gate["kb"] = calibration(corpus, q.split)
     return questions
 
 

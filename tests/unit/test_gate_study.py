@@ -51,3 +51,15 @@ def test_leave_one_out_scores_each_corpus_with_a_fit_on_the_others() -> None:
     # c's test half is ordinary data: the fit on a and b (which never saw c's reversed tune half)
     # refuses the unanswerable ones there
     assert out["gate"]["c"]["recall"] > 0.5
+
+
+def test_a_similarity_is_placed_among_the_knowledge_bases_own_probes() -> None:
+    from bench.gate_study import _calibrated
+
+    probes = {"null": [0.4, 0.5, 0.6], "own": [0.8, 0.8, 0.8]}
+    at_null = _calibrated(0.5, probes, "")
+    assert at_null["kbz"] == 0.0 and at_null["kbpos"] == 0.0
+    assert at_null["kbp"] == 1 / 3  # above one of the three probes' best outside their section
+    at_own = _calibrated(0.8, probes, "_heading")
+    assert abs(at_own["kbpos_heading"] - 1.0) < 1e-9 and at_own["kbp_heading"] == 1.0
+    assert abs(at_own["kbz_heading"] - 0.3 / (0.02 / 3) ** 0.5) < 1e-9
