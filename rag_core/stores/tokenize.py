@@ -20,7 +20,7 @@ from rag_core.text import STOP_WORDS
 __all__ = ["STOP_WORDS", "TOKENIZER_VERSION", "terms_with_sources", "tokenize"]
 
 # Bump when tokenize() changes what it emits: indexes built with another version are rebuilt.
-TOKENIZER_VERSION = "1"
+TOKENIZER_VERSION = "2"
 
 MAX_TOKEN_CHARS = 64  # longer runs (hashes, base64) only bloat the vocabulary
 
@@ -28,6 +28,9 @@ MAX_TOKEN_CHARS = 64  # longer runs (hashes, base64) only bloat the vocabulary
 _WORD_RE = re.compile(r"\w+(?:\.\w+)*")
 # camelCase / PascalCase / acronyms / digits: "HTTPServerError2" -> HTTP, Server, Error, 2.
 _CAMEL_RE = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+# An acronym's plural ("PDFs", "CD-ROMs", "getURLs"): the acronym, not a camelCase boundary
+# ("ROMs" is not "RO" + "Ms"), so a question about PDFs matches a passage about a PDF.
+_PLURAL_ACRONYM_RE = re.compile(r"([A-Z]{2,})s(?![a-z])")
 
 _local = threading.local()  # PyStemmer objects are not thread-safe: one per thread
 
@@ -48,6 +51,7 @@ def _parts(identifier: str) -> list[str]:
         if not piece:
             continue
         if piece.isascii():
+            piece = _PLURAL_ACRONYM_RE.sub(r"\1", piece)
             out.extend(_CAMEL_RE.findall(piece) or [piece])
         else:
             out.append(piece)

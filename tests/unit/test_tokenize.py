@@ -44,6 +44,17 @@ def test_identifiers_are_kept_whole_and_split(text: str, expected: list[str]) ->
     assert tokenize(text) == expected
 
 
+def test_an_acronyms_plural_is_the_acronym() -> None:
+    """"ROMs" is ROM plural, not the camelCase parts "RO" + "Ms": a question about CD-ROMs or
+    PDFs matches a passage about a CD-ROM or a PDF."""
+    assert tokenize("CD-ROMs") == tokenize("CD-ROM") == ["cd", "rom"]
+    assert tokenize("merge PDFs") == tokenize("merge a PDF") == ["merg", "pdf"]
+    assert tokenize("IDs and CPUs") == ["id", "cpu"]
+    assert tokenize("getURLs") == ["geturls", "get", "url"]
+    assert tokenize("HTTPServers") == ["httpservers", "http", "server"]  # not an acronym's s
+    assert tokenize("HTTPS") == ["https"]
+
+
 def test_identifier_parts_are_stemmed_and_stop_filtered() -> None:
     # "is" is a stop word, "loading" stems to "load"; the whole identifier is kept verbatim.
     assert tokenize("is_loading_models") == ["is_loading_models", "load", "model"]
