@@ -45,8 +45,8 @@ def test_identifiers_are_kept_whole_and_split(text: str, expected: list[str]) ->
 
 
 def test_an_acronyms_plural_is_the_acronym() -> None:
-    """"ROMs" is ROM plural, not the camelCase parts "RO" + "Ms": a question about CD-ROMs or
-    PDFs matches a passage about a CD-ROM or a PDF."""
+    """An acronym's plural is the acronym, not camelCase parts ("ROMs" is not "RO" + "Ms"): a
+    question about CD-ROMs or PDFs matches a passage about a CD-ROM or a PDF."""
     assert tokenize("CD-ROMs") == tokenize("CD-ROM") == ["cd", "rom"]
     assert tokenize("merge PDFs") == tokenize("merge a PDF") == ["merg", "pdf"]
     assert tokenize("IDs and CPUs") == ["id", "cpu"]
