@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.retrieval_study import Question
+from rag_core.grounding import REQUEST_TERMS
+from rag_core.stores.tokenize import tokenize
 
 SHIPPED = (0.506, 0.598, 0.219)  # coverage weight, known weight, threshold (pyfaq dev fit)
 
@@ -37,6 +39,9 @@ def features(q: Question) -> dict[str, float]:
     )  # fmt: skip
     sentence = g.get("sentence") or {}
     best = f["top_dense"]
+    said = set(tokenize(sentence.get("text", "")))
+    asked = [(t, idf) for t, df, idf in terms if df > 0 and t not in REQUEST_TERMS]
+    mass = sum(idf for _, idf in asked)
     return {
         **_calibrated(best, (g.get("kb") or {}).get("sentence"), ""),
         **_calibrated(best, (g.get("kb") or {}).get("heading"), "_heading"),
@@ -49,6 +54,8 @@ def features(q: Question) -> dict[str, float]:
         "unknown_rare": max(unknown, default=0.0) / math.log(1 + n),
         "unknown_share": len(unknown) / len(terms) if terms else 0.0,
         "sentence": float(sentence.get("score", 0.0)),
+        # the share of the question's known rare vocabulary that the best answer sentence holds
+        "sentence_coverage": sum(idf for t, idf in asked if t in said) / mass if mass else 0.0,
         "holds_kind": 1.0 if sentence.get("holds_kind") else 0.0,
         "asks_kind": 1.0 if sentence.get("asks_kind") else 0.0,
         # asks for a kind of fact (an amount, a duration, ...) that the best sentence lacks
@@ -198,6 +205,8 @@ FEATURE_SETS = {
     ),
     "z, coverage, unknown": ("z", "coverage", "unknown_rare", "unknown_share"),
     "kb z (heading probes) for similarity + sentence, asks kind": ("kbz_heading", "coverage", "known", "sentence", "asks_kind"),
+    "+ sentence, asks kind, sentence coverage": ("top_dense", "coverage", "known", "sentence", "asks_kind", "sentence_coverage"),
+    "+ sentence, sentence coverage": ("top_dense", "coverage", "known", "sentence", "sentence_coverage"),
     "kb z for similarity": ("kbz", "coverage", "known"),
     "kb z for similarity + sentence, asks kind": ("kbz", "coverage", "known", "sentence", "asks_kind"),
     "kb percentile for similarity + sentence, asks kind": ("kbp", "coverage", "known", "sentence", "asks_kind"),

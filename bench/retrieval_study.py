@@ -126,6 +126,7 @@ def _best_sentence(engine: Any, question: str, hits: Sequence[Any]) -> dict[str,
         "score": best.score if best else 0.0,
         "holds_kind": bool(best and best.holds_kind),
         "asks_kind": bool(expected_kinds(question)),
+        "text": best.sentence.text if best else "",
     }
 
 
