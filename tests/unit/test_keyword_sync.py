@@ -154,6 +154,32 @@ def test_the_synced_token_persists_and_a_new_registry_is_checked_again(tmp_path:
         assert report.changed and report.removed == ("doc",) and reopened.count() == 0
 
 
+def test_an_index_of_an_older_tokenizer_starts_empty_and_is_refilled_with_new_terms(
+    tmp_path: Path,
+) -> None:
+    """An upgrade that changes the tokenizer (version 2: "PDFs" is "pdf", not "pd" + "fs")
+    drops the keyword index it finds, and the next sync indexes every ready document again
+    from the store's chunk texts, with the new terms (nothing is embedded again)."""
+    import sqlite3
+
+    store, reg = InMemoryStore(), FakeRegistry()
+    add_doc(store, reg, "scans", ["Merge the scanned PDFs into one file."])
+    with BM25Index(tmp_path / "kw") as index:
+        make_sync(index, store, reg)()
+        assert index.document_frequency(["pdf"]) == {"pdf": 1}
+    db = sqlite3.connect(tmp_path / "kw" / "bm25.sqlite3")
+    with db:  # what the previous release wrote: its tokenizer version, its terms
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'tokenizer'")
+        db.execute("UPDATE terms SET term = 'pd' WHERE term = 'pdf'")
+    db.close()
+    with BM25Index(tmp_path / "kw") as upgraded:
+        assert upgraded.count() == 0 and upgraded.synced_token() is None
+        report = make_sync(upgraded, store, reg)()
+        assert report.changed and report.added == ("scans",) and report.chunks_added == 1
+        assert upgraded.document_frequency(["pdf", "pd"]) == {"pdf": 1, "pd": 0}
+        assert [cid for cid, _ in upgraded.search("a PDF", 5)] == ["scans#0@v1"]
+
+
 # -- two replicas: two engines, one registry database, one store, separate keyword indexes ---------
 
 
