@@ -341,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Fit the shipped refusal-gate form on the dumps of bench.retrieval_study; "
         "print its settings and its leave-one-corpus-out figures.",
     )
-    parser.add_argument("--corpora", default="debian-faq,fetchmail,facts")
+    parser.add_argument("--corpora", default="pyfaq,debian-faq,fetchmail,sqlite,facts")
     args = parser.parse_args(argv)
     corpora = [c.strip() for c in args.corpora.split(",") if c.strip()]
     loaded = {c: load(c) for c in corpora}
