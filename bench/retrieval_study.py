@@ -433,6 +433,12 @@ def main(argv: Iterable[str] | None = None) -> int:
     s.add_argument("--json", default=None, help="write the results here too")
     s.add_argument("--gate-only", action="store_true", help="only the refusal-gate study")
     s.add_argument("--markdown", default=None, help="write the key tables here (markdown)")
+    s.add_argument(
+        "--benchmarks",
+        default=None,
+        metavar="FILE",
+        help="write the key tables into FILE (docs/BENCHMARKS.md) between its study-table markers",
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
     names = [c.strip() for c in args.corpora.split(",") if c.strip()]
     if args.cmd == "dump":
@@ -449,7 +455,13 @@ def main(argv: Iterable[str] | None = None) -> int:
         return 0
     from bench.study_analysis import run_study
 
-    run_study(names, args.json, gate_only=args.gate_only, markdown_path=args.markdown)
+    run_study(
+        names,
+        args.json,
+        gate_only=args.gate_only,
+        markdown_path=args.markdown,
+        benchmarks_path=args.benchmarks,
+    )
     return 0
 
 

@@ -8,6 +8,7 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from bench.common import log
@@ -340,6 +341,7 @@ def run_study(
     *,
     gate_only: bool = False,
     markdown_path: str | None = None,
+    benchmarks_path: str | None = None,
 ) -> dict[str, Any]:
     loaded = {c: load(c) for c in corpora}
     ranked = [c for c in corpora if c not in GATE_ONLY]
@@ -359,9 +361,13 @@ def run_study(
     if json_path:
         with open(json_path, "w", encoding="utf-8") as fh:
             fh.write(text)
-    if markdown_path:
-        from bench.study_tables import markdown
+    if markdown_path or benchmarks_path:
+        from bench.study_tables import markdown, write_into
 
-        with open(markdown_path, "w", encoding="utf-8") as fh:
-            fh.write(markdown(report))
+        tables = markdown(report)
+        if markdown_path:
+            with open(markdown_path, "w", encoding="utf-8") as fh:
+                fh.write(tables)
+        if benchmarks_path:
+            write_into(Path(benchmarks_path), tables)
     return report

@@ -4,6 +4,7 @@ docs/BENCHMARKS.md quotes: test halves and leave-one-corpus-out, tune figures be
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 
@@ -95,3 +96,19 @@ def markdown(report: dict[str, Any]) -> str:
     if "gate" in report:
         lines += gate_tables(report["gate"])
     return "\n".join(lines)
+
+
+BEGIN, END = "<!-- study tables: begin -->", "<!-- study tables: end -->"
+
+
+def write_into(path: Path, tables: str) -> None:
+    """Replace what lies between the study-table markers of `path` (docs/BENCHMARKS.md) with
+    `tables`; everything else in the file stays as it is."""
+    text = path.read_text(encoding="utf-8")
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < start:
+        raise ValueError(
+            f"{path} has no '{BEGIN}' ... '{END}' block to write the study's tables into"
+        )
+    new = text[: start + len(BEGIN)] + "\n\n" + tables.strip() + "\n\n" + text[end:]
+    path.write_text(new, encoding="utf-8")

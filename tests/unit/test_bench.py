@@ -248,3 +248,29 @@ def test_a_report_keeps_the_sections_other_runs_wrote(tmp_path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     assert "new figures" in text and "old figures" not in text
     assert text.endswith("## Multi-corpus study\n\nstudy table\n")
+
+
+def test_the_study_writes_its_tables_between_the_markers_only(tmp_path: Path) -> None:
+    from bench.study_tables import BEGIN, END, write_into
+
+    doc = tmp_path / "BENCHMARKS.md"
+    doc.write_text(f"# Benchmarks\n\nprose before\n\n{BEGIN}\n\n| old |\n\n{END}\n\nprose after\n")
+    write_into(doc, "| new | table |\n| --- | --- |\n")
+    assert doc.read_text() == (
+        f"# Benchmarks\n\nprose before\n\n{BEGIN}\n\n| new | table |\n| --- | --- |\n\n{END}"
+        "\n\nprose after\n"
+    )
+    write_into(doc, "| again |")  # idempotent: the markers stay
+    assert doc.read_text().count(BEGIN) == 1 and "| new |" not in doc.read_text()
+    bare = tmp_path / "bare.md"
+    bare.write_text("no markers here\n")
+    with pytest.raises(ValueError, match="no '<!-- study tables: begin -->'"):
+        write_into(bare, "| x |")
+    assert bare.read_text() == "no markers here\n"  # nothing lost
+
+
+def test_the_shipped_benchmarks_file_has_the_study_block() -> None:
+    from bench.study_tables import BEGIN, END
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "BENCHMARKS.md").read_text()
+    assert text.count(BEGIN) == 1 and text.count(END) == 1 and text.index(BEGIN) < text.index(END)
