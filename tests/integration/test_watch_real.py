@@ -70,6 +70,11 @@ class Watcher:
         self.proc.send_signal(signum)
         try:
             return self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(
+                f"still running 60 s after {signal.Signals(signum).name}; output:\n"
+                + "\n".join(self.lines)
+            )
         finally:
             time.sleep(0.2)  # let the readers take the last lines
 
