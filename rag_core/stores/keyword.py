@@ -347,28 +347,28 @@ class BM25Index:
             if df <= 0:
                 continue
             idf = math.log(1.0 + (n_docs - df + 0.5) / (df + 0.5))
-            for part in (self._base, self._delta):
-                if part is None or tid >= part.n_terms:
-                    continue
-                lo, hi = part.indptr[tid], part.indptr[tid + 1]
-                if lo == hi:
-                    continue
-                rows = part.indices[lo:hi]
-                if part.first:
-                    rows = rows + part.first
-                tf = part.data[lo:hi]
+            for rows, tf in self._postings(tid):
                 norm = k1 * (1.0 - b + b * dl[rows] / avgdl)
                 scores[rows] += (idf * (k1 + 1.0)) * tf / (tf + norm)
         return scores
 
-    def _slots_of(self, tid: int | None) -> np.ndarray:
-        """The slots (dead ones included) whose chunk holds term id `tid`, from the postings."""
-        found: list[np.ndarray] = []
+    def _postings(self, tid: int | None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Term id `tid`'s postings as (slots, term frequencies), one pair per non-empty part
+        (base, delta); dead slots included (the caller masks them)."""
+        out: list[tuple[np.ndarray, np.ndarray]] = []
         for part in (self._base, self._delta):
             if tid is None or part is None or tid >= part.n_terms:
                 continue
             lo, hi = part.indptr[tid], part.indptr[tid + 1]
-            found.append(part.indices[lo:hi] + part.first)
+            if lo == hi:
+                continue
+            rows = part.indices[lo:hi]
+            out.append((rows + part.first if part.first else rows, part.data[lo:hi]))
+        return out
+
+    def _slots_of(self, tid: int | None) -> np.ndarray:
+        """The slots (dead ones included) whose chunk holds term id `tid`."""
+        found = [rows for rows, _ in self._postings(tid)]
         return np.concatenate(found).astype(np.int64) if found else np.zeros(0, np.int64)
 
     def _refresh(self) -> None:
