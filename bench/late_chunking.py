@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from bench.common import log
-from bench.retrieval_study import DATA, _args
+from bench.retrieval_study import DATA, _args, _embeddings
 
 
 def _document_text(chunks: Sequence[Any]) -> str:
@@ -93,7 +93,6 @@ def measure(corpus: str, context: int) -> dict[str, dict[str, float]]:
     engine, cmap, _ = open_index(_args(), settings, load_beir(DATA / corpus, "tune"))
     try:
         st = engine.embedder._load()
-        ids: list[str] = []
         docs: list[tuple[str, ...]] = []
         plain: list[Any] = []
         late: list[Any] = []
@@ -102,8 +101,7 @@ def measure(corpus: str, context: int) -> dict[str, dict[str, float]]:
         documents = sorted(engine.registry.ready_chunk_counts())
         for n, document_id in enumerate(documents):
             chunks = sorted(engine.store.chunks_of(document_id), key=lambda c: c.index)
-            got = engine.store._collection.get(ids=[c.id for c in chunks], include=["embeddings"])
-            shipped = dict(zip(got["ids"], got["embeddings"], strict=True))
+            shipped = _embeddings(engine, [c.id for c in chunks])
             lated: dict[str, Any] = {}
             if len(chunks) > 1:  # the cost, side by side: late chunking, then the shipped way
                 t1 = time.perf_counter()
@@ -114,9 +112,8 @@ def measure(corpus: str, context: int) -> dict[str, dict[str, float]]:
                 cost["shipped"] += time.perf_counter() - t2
                 cost["chunks"] += len(chunks)
             for c in chunks:
-                ids.append(c.id)
                 docs.append(tuple(cmap.doc_ids(c)))
-                vector = np.asarray(shipped[c.id], dtype=np.float32)
+                vector = shipped[c.id]
                 plain.append(vector)
                 late.append(lated.get(c.id, vector))
             if n % 500 == 0:

@@ -351,7 +351,7 @@ def calibration(corpus: str, split: str) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return data.get(split, data) if split in data else data
+    return data.get(split, data)
 
 
 FACTS = Path(__file__).resolve().parent / "data" / "facts"
@@ -406,7 +406,7 @@ def load(corpus: str) -> list[Question]:
             data = json.loads(line)
             cands = [Candidate(**c) for c in data.pop("candidates")]
             questions.append(Question(**data, candidates=cands))
-    for q in questions:  # the knowledge base's heading probes, for the gate's features
+    for q in questions:  # the knowledge base's probes (kb_calibration), for the gate's features
         q.gate["kb"] = calibration(corpus, q.split)
     return questions
 
