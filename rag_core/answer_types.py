@@ -198,10 +198,40 @@ def expected_kinds(question: str) -> tuple[AnswerKind, ...]:
     return ()
 
 
+# A line of a program: an interpreter or shell prompt, a statement keyword, an assignment with
+# hardly a word of prose, or a line thick with code punctuation with hardly a word.
+_CODE_START = re.compile(
+    r"^\s*(?:>>>|\.\.\.\s|\$ |#include\b|#define\b|def \w|class \w+\s*[(:]|import \w|"
+    r"from [\w.]+ import\b|(?:return|raise|assert) )"
+)
+_ASSIGNMENT = re.compile(r"^\s*[A-Za-z_][\w.]*(?:\[[^\]]*\])?\s*[-+*/%]?=(?!=)\s*\S")
+_PROSE_WORD = re.compile(r"(?<![\w.$@/-])[a-z]{2,}(?![\w(./-])")
+_CODE_CHARS = frozenset("=;{}[]<>\\")
+
+
+def looks_like_code(text: str) -> bool:
+    """Whether `text` is a line of code rather than a sentence: its numbers are a program's
+    literals ("JUPITER = (1.9e+27, 7.1492e7)", ">>> fruits = ['apple', ...]"), not facts the
+    documents state, so it holds no kind of fact. Table rows ("Memory | Minimum: 4 GB") and
+    prose that quotes code are not code."""
+    bare = text.strip()
+    if _CODE_START.match(bare):
+        return True
+    prose = len(_PROSE_WORD.findall(bare))
+    if _ASSIGNMENT.match(bare) and prose < 4:
+        return True
+    chars = [ch for ch in bare if not ch.isspace()]
+    code = sum(ch in _CODE_CHARS for ch in chars)
+    return len(chars) >= 8 and code / len(chars) > 0.05 and prose < 3
+
+
 def holds_kind(sentence: str, kind: AnswerKind) -> bool:
-    """Whether `sentence` states a fact of `kind` (citation markers ignored)."""
+    """Whether `sentence` states a fact of `kind` (citation markers ignored); a line of code
+    states none."""
     # a clause number ("2.2 New members pay ...") is neither a date nor a quantity
     text = _CLAUSE_NUMBER.sub("", strip_markers(sentence), count=1)
+    if looks_like_code(text):
+        return False
     if kind == "phone" or (kind == "contact" and _has_phone_number(text)):
         return _has_phone_number(text)
     units = _MEASURES.get(kind)

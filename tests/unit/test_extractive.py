@@ -2,7 +2,7 @@
 
 import pytest
 
-from rag_core.answer_types import expected_kinds, holds_kind
+from rag_core.answer_types import expected_kinds, holds_kind, looks_like_code
 from rag_core.extractive import (
     choose_sentences,
     does_not_answer,
@@ -78,6 +78,41 @@ def test_holds_kind_reads_units_currencies_and_dates() -> None:
     assert not holds_kind("Open 2024 - 2025.", "phone")
     assert holds_kind("Weight: 1.4 kg", "weight") and not holds_kind("Weight: 14 cm", "weight")
     assert not holds_kind("The station has a radio [1].", "quantity")  # a marker is no number
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("JUPITER = (1.9e+27,   7.1492e7)\n    ...", True),
+        (">>> fruits = ['orange', 'apple', 'pear', 'banana']", True),
+        ("$ fetchmail -d 300 --ssl", True),
+        ("import sqlite3", True),
+        ('raise OptionValueError("%s option invalid when more than 3 values")', True),
+        ("Usage: ./sqlite3 [OPTIONS] FILENAME [SQL]", True),
+        ("x = 5", True),
+        # prose that quotes code, table rows and figures in brackets are sentences
+        ("``-190 % 12 == 2`` is useful; ``-190 % 12 == -10`` is a bug waiting to bite.", False),
+        ("Component: Memory (RAM) | Minimum: 4 GB | Recommended: 8 GB", False),
+        ("Noise level | 24 dB(A) at speed 1, 52 dB(A) at speed 9", False),
+        ("The default setting for SQLITE_MAX_COLUMN is 2000.", False),
+        ("Set timeout = 300 seconds in the configuration file to wait five minutes.", False),
+        ("Tent pitch (up to 2 adults) <EUR 18>", False),
+    ],
+)
+def test_a_line_of_code_is_told_from_a_sentence(text: str, code: bool) -> None:
+    assert looks_like_code(text) is code
+
+
+def test_a_programs_literals_are_no_facts_of_the_asked_kind() -> None:
+    # "How many moons does Jupiter have?" over Python's documentation: an example's constants
+    # answered it as a quantity, and the gate's override let the question through
+    assert not holds_kind("JUPITER = (1.9e+27,   7.1492e7)", "quantity")
+    assert not holds_kind(">>> price = 20  # EUR", "money")
+    assert holds_kind("Jupiter has 95 known moons.", "quantity")
+    q = "How many moons does Jupiter have?"
+    # nothing quoted: only a sentence that holds the asked-for kind may answer
+    assert choose_sentences(q, evidence(q, "JUPITER = (1.9e+27, 7.1492e7)"), min_score=-1) == []
+    assert choose_sentences(q, evidence(q, "Jupiter has 95 known moons."), min_score=-1)
 
 
 def test_the_sentence_that_holds_the_duration_is_chosen_over_its_neighbour() -> None:
