@@ -198,31 +198,50 @@ def expected_kinds(question: str) -> tuple[AnswerKind, ...]:
     return ()
 
 
-# A line of a program: an interpreter or shell prompt, a statement keyword, an assignment with
-# hardly a word of prose, or a line thick with code punctuation with hardly a word.
+# A line of a program: an interpreter or shell prompt, a statement (import, def, class, return,
+# raise, assert), an assignment to a program's name or a call with hardly a word of prose, the
+# end of a call, or a line thick with code punctuation and hardly a word. Not a spec or price line: "Weight = 1.4 kg" assigns no
+# program's name (one word, capitalised), "$ 25 a night" is no shell prompt, "Speed < 25 km/h"
+# has one mark of punctuation.
 _CODE_START = re.compile(
-    r"^\s*(?:>>>|\.\.\.\s|\$ |#include\b|#define\b|def \w|class \w+\s*[(:]|import \w|"
-    r"from [\w.]+ import\b|(?:return|raise|assert) )"
+    r"^\s*(?:>>>|\$ (?!\d)|#include\b|#define\b|def \w+\s*\(|class \w+\s*(?:\([^)]*\))?:\s*$|"
+    r"import [\w.]+(?:\s+as\s+\w+)?(?:,\s*[\w.]+)*\s*$|from [\w.]+ import\b|"
+    r"(?:return|raise|assert)\b(?=.*[()\[\]=]))"
 )
-_ASSIGNMENT = re.compile(r"^\s*[A-Za-z_][\w.]*(?:\[[^\]]*\])?\s*[-+*/%]?=(?!=)\s*\S")
+_ASSIGNMENT = re.compile(
+    r"^\s*(?:[a-z_][\w.]*|[A-Z][A-Z0-9_]+|\w*[_.]\w*)(?:\[[^\]]*\])?\s*[-+*/%]?=(?!=)\s*\S"
+)
+_CONTINUATION = re.compile(r"^\.\.\.\s+")  # the interpreter's prompt inside a statement
+_CALL = re.compile(r"^[A-Za-z_][\w.]*\(.*\)[;:]?$")  # a call alone on its line
 _PROSE_WORD = re.compile(r"(?<![\w.$@/-])[a-z]{2,}(?![\w(./-])")
 _CODE_CHARS = frozenset("=;{}[]<>\\")
 
 
 def looks_like_code(text: str) -> bool:
-    """Whether `text` is a line of code rather than a sentence: its numbers are a program's
-    literals ("JUPITER = (1.9e+27, 7.1492e7)", ">>> fruits = ['apple', ...]"), not facts the
-    documents state, so it holds no kind of fact. Table rows ("Memory | Minimum: 4 GB") and
-    prose that quotes code are not code."""
-    bare = text.strip()
+    """Whether `text` is code rather than a sentence (most of its lines are lines of code, or
+    it holds an interpreter's prompt): its numbers are a program's literals ("JUPITER =
+    (1.9e+27, 7.1492e7)", ">>> fruits = ['apple', ...]"), not facts the documents state, so it
+    holds no kind of fact. Table rows ("Memory | Minimum: 4 GB"), spec lines ("Weight = 1.4
+    kg") and prose that quotes code are not code."""
+    # a line without a letter or a digit ("...", ")") counts for neither
+    lines = [line for line in text.splitlines() if any(ch.isalnum() for ch in line)]
+    if any(line.lstrip().startswith(">>>") for line in lines):
+        return True  # an interactive session: its other lines are the program's output
+    return 2 * sum(_code_line(line) for line in lines) > len(lines)
+
+
+def _code_line(line: str) -> bool:
+    bare = _CONTINUATION.sub("", line.strip())  # "...     def f(x):" is "def f(x):"
     if _CODE_START.match(bare):
         return True
     prose = len(_PROSE_WORD.findall(bare))
-    if _ASSIGNMENT.match(bare) and prose < 4:
+    if (_ASSIGNMENT.match(bare) or _CALL.match(bare)) and prose < 4:
+        return True
+    if bare.count(")") > bare.count("(") and prose == 0:  # the end of a call begun above
         return True
     chars = [ch for ch in bare if not ch.isspace()]
     code = sum(ch in _CODE_CHARS for ch in chars)
-    return len(chars) >= 8 and code / len(chars) > 0.05 and prose < 3
+    return code >= 3 and code / len(chars) > 0.05 and prose < 3
 
 
 def holds_kind(sentence: str, kind: AnswerKind) -> bool:

@@ -90,6 +90,21 @@ def test_holds_kind_reads_units_currencies_and_dates() -> None:
         ('raise OptionValueError("%s option invalid when more than 3 values")', True),
         ("Usage: ./sqlite3 [OPTIONS] FILENAME [SQL]", True),
         ("x = 5", True),
+        # a sentence cut from a code block: half of its lines are code
+        ("NEPTUNE = (1.024e+26, 2.4746e7)\n    ...     def __init__(self, mass, radius):", True),
+        ("Set the option\nx = 5\nin the configuration file to retry five times.", False),
+        (
+            'raise OptionValueError("%s invalid when moon is full"\n    % opt_str)\n'
+            "setattr(parser.values, option.dest, 1)\n   ...",
+            True,
+        ),
+        ("Call connect() before you send the first query (see below).", False),
+        ("The scooter is limited (by law,\nup to 25 km/h).", False),
+        ("... and many more.", False),
+        (
+            ">>> Planet.EARTH.value\n    (5.976e+24, 6378140.0)\n    >>> Planet.EARTH.mass\n    5.976e+24",
+            True,
+        ),
         # prose that quotes code, table rows and figures in brackets are sentences
         ("``-190 % 12 == 2`` is useful; ``-190 % 12 == -10`` is a bug waiting to bite.", False),
         ("Component: Memory (RAM) | Minimum: 4 GB | Recommended: 8 GB", False),
@@ -97,6 +112,18 @@ def test_holds_kind_reads_units_currencies_and_dates() -> None:
         ("The default setting for SQLITE_MAX_COLUMN is 2000.", False),
         ("Set timeout = 300 seconds in the configuration file to wait five minutes.", False),
         ("Tent pitch (up to 2 adults) <EUR 18>", False),
+        ("Weight = 1.4 kg", False),
+        ("$ 25 a night for a tent pitch", False),
+        ("Speed < 25 km/h", False),
+        ("Temperature: -10 to 40 [°C]", False),
+        ("class B: EUR 40 a year", False),
+        ("return the bike within 3 days", False),
+        ("MAX_SIZE = 4096", True),
+        ("self.timeout = 30", True),
+        ('{"retries": [1, 2, 4]}', True),
+        ("def area(r):", True),
+        ("class Shape(object):", True),
+        ("import os, sys", True),
     ],
 )
 def test_a_line_of_code_is_told_from_a_sentence(text: str, code: bool) -> None:
