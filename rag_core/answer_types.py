@@ -200,9 +200,9 @@ def expected_kinds(question: str) -> tuple[AnswerKind, ...]:
 
 # A line of a program: an interpreter or shell prompt, a statement (import, def, class, return,
 # raise, assert), an assignment to a program's name or a call with hardly a word of prose, the
-# end of a call, or a line thick with code punctuation and hardly a word. Not a spec or price line: "Weight = 1.4 kg" assigns no
-# program's name (one word, capitalised), "$ 25 a night" is no shell prompt, "Speed < 25 km/h"
-# has one mark of punctuation.
+# end of a call, or a line thick with code punctuation and hardly a word. Not a spec or price
+# line: "Weight = 1.4 kg" assigns no program's name (one word, capitalised), "$ 25 a night" is
+# no shell prompt, "Speed < 25 km/h" has one mark of punctuation.
 _CODE_START = re.compile(
     r"^\s*(?:>>>|\$ (?!\d)|#include\b|#define\b|def \w+\s*\(|class \w+\s*(?:\([^)]*\))?:\s*$|"
     r"import [\w.]+(?:\s+as\s+\w+)?(?:,\s*[\w.]+)*\s*$|from [\w.]+ import\b|"

@@ -102,7 +102,8 @@ def test_holds_kind_reads_units_currencies_and_dates() -> None:
         ("The scooter is limited (by law,\nup to 25 km/h).", False),
         ("... and many more.", False),
         (
-            ">>> Planet.EARTH.value\n    (5.976e+24, 6378140.0)\n    >>> Planet.EARTH.mass\n    5.976e+24",
+            ">>> Planet.EARTH.value\n    (5.976e+24, 6378140.0)\n"
+            "    >>> Planet.EARTH.mass\n    5.976e+24",
             True,
         ),
         # prose that quotes code, table rows and figures in brackets are sentences
