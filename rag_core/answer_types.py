@@ -247,18 +247,23 @@ def _code_line(line: str) -> bool:
 def holds_kind(sentence: str, kind: AnswerKind) -> bool:
     """Whether `sentence` states a fact of `kind` (citation markers ignored); a line of code
     states none."""
+    return holds_any(sentence, (kind,))
+
+
+def holds_any(sentence: str, kinds: tuple[AnswerKind, ...]) -> bool:
+    """Whether `sentence` holds a fact of one of `kinds`; True when no kind is asked for. The
+    sentence is read once (markers, clause number, whether it is code) for all the kinds."""
+    if not kinds:
+        return True
     # a clause number ("2.2 New members pay ...") is neither a date nor a quantity
     text = _CLAUSE_NUMBER.sub("", strip_markers(sentence), count=1)
-    if looks_like_code(text):
-        return False
+    return not looks_like_code(text) and any(_states(text, k) for k in kinds)
+
+
+def _states(text: str, kind: AnswerKind) -> bool:
     if kind == "phone" or (kind == "contact" and _has_phone_number(text)):
         return _has_phone_number(text)
     units = _MEASURES.get(kind)
     if units is not None:
         return any(q.unit in units for q in quantities(text))
     return _HOLDS[kind].search(text) is not None
-
-
-def holds_any(sentence: str, kinds: tuple[AnswerKind, ...]) -> bool:
-    """Whether `sentence` holds a fact of one of `kinds`; True when no kind is asked for."""
-    return not kinds or any(holds_kind(sentence, k) for k in kinds)
