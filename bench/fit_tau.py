@@ -44,12 +44,12 @@ def collect(split: Path) -> tuple[list[tuple[list[float], list[bool]]], int]:
     from rag_core.config import Settings
     from rag_core.evaluation.facts import load_facts
     from webapp.eval_cli import _close
-    from webapp.eval_facts import open_files_index
+    from webapp.eval_facts import open_facts_index
 
     facts = load_facts(split)
     settings = Settings()
     args = argparse.Namespace(reindex=False)
-    engine = open_files_index(args, settings, f"facts-{facts.root.name}", facts.documents)
+    engine = open_facts_index(args, settings, facts)
     rows, missing = [], 0
     try:
         options = engine.options()

@@ -133,13 +133,11 @@ def score(corpus: str, settings: Any) -> None:
     done = _done(corpus)
     if corpus == "facts":
         from rag_core.evaluation.facts import load_facts
-        from webapp.eval_facts import open_files_index
+        from webapp.eval_facts import open_facts_index
 
         for split in ("dev", "test"):
             facts = load_facts(FACTS / split)
-            engine = open_files_index(
-                _args(), settings, f"facts-{facts.root.name}", facts.documents
-            )
+            engine = open_facts_index(_args(), settings, facts)
             try:
                 _score_all(engine, corpus, ((q.id, q.question) for q in facts.questions), done)
             finally:

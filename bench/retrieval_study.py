@@ -362,7 +362,7 @@ def dump_facts(settings: Any) -> Path:
     half, each split over its own documents. Only the gate's signals are kept (no candidates:
     its retrieval is a handful of documents)."""
     from rag_core.evaluation.facts import load_facts
-    from webapp.eval_facts import open_files_index
+    from webapp.eval_facts import open_facts_index
 
     out = STUDY / "facts.jsonl"
     STUDY.mkdir(parents=True, exist_ok=True)
@@ -371,9 +371,7 @@ def dump_facts(settings: Any) -> Path:
     with out.open("w", encoding="utf-8") as fh:
         for split, half in (("dev", "tune"), ("test", "test")):
             facts = load_facts(FACTS / split)
-            engine = open_files_index(
-                _args(), settings, f"facts-{facts.root.name}", facts.documents
-            )
+            engine = open_facts_index(_args(), settings, facts)
             _memoise_sentences(engine)
             calibrations[half] = kb_calibration(engine)
             try:

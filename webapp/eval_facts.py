@@ -31,6 +31,7 @@ from webapp.eval_tables import print_figures
 
 if TYPE_CHECKING:
     from rag_core.engine import Engine
+    from rag_core.evaluation.facts import FactsSet
 
 
 def files_key(files: Sequence[Path], settings: Settings) -> str:
@@ -67,6 +68,12 @@ def open_files_index(
     return engine
 
 
+def open_facts_index(args: argparse.Namespace, settings: Settings, facts: FactsSet) -> Engine:
+    """An engine over a facts split's documents: one cached index per split, named after it
+    (the benchmarks under bench/ reuse the index `ragchat eval facts` built)."""
+    return open_files_index(args, settings, f"facts-{facts.root.name}", facts.documents)
+
+
 _FACT_ROWS = (
     ("right", "right (fact shown and gold document cited)"),
     ("fact_shown", "fact shown"),
@@ -91,7 +98,7 @@ def cmd_facts(args: argparse.Namespace, settings: Settings) -> int:
     if unknown:
         raise UserError(f"unknown strategy {unknown[0]!r}: choose {', '.join(STRATEGIES)} or all")
     questions = spread(list(facts.questions), args.limit)
-    engine = open_files_index(args, settings, f"facts-{facts.root.name}", facts.documents)
+    engine = open_facts_index(args, settings, facts)
     try:
         chosen = _chosen(engine, names, every=args.strategy == "all")
         names = [n for n, _ in chosen]
