@@ -240,16 +240,29 @@ def leave_one_out(
     return out
 
 
-def gate_report(loaded: dict[str, list[Question]], corpora: Sequence[str]) -> dict[str, Any]:
-    """The shipped gate and every feature set's fits, per corpus, on test halves and
-    leave-one-corpus-out."""
-    rows: Rows = {
+def rows_of(
+    loaded: dict[str, list[Question]],
+    extra: Callable[[Question], dict[str, float]] | None = None,
+) -> Rows:
+    """Per corpus and half, each question's features (with `extra`'s added) and whether it is
+    answerable."""
+    return {
         c: {
-            s: [(features(q), bool(q.relevant)) for q in qs if q.split == s]
+            s: [
+                (features(q) | (extra(q) if extra else {}), bool(q.relevant))
+                for q in qs
+                if q.split == s
+            ]
             for s in ("tune", "test")
         }
         for c, qs in loaded.items()
     }
+
+
+def gate_report(loaded: dict[str, list[Question]], corpora: Sequence[str]) -> dict[str, Any]:
+    """The shipped gate and every feature set's fits, per corpus, on test halves and
+    leave-one-corpus-out."""
+    rows = rows_of(loaded)
     out: dict[str, Any] = {
         "shipped": {c: {s: stats(shipped, rows[c][s]) for s in ("tune", "test")} for c in corpora},
         "shipped + override": {

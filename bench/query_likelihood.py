@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.gate_study import Rows
 from bench.retrieval_study import DATA, FACTS, STUDY, _args, _questions, load, log
 
 TOP = 3  # passages read per question
@@ -154,13 +155,10 @@ def score(corpus: str, settings: Any) -> None:
         _close(engine)
 
 
-Rows = dict[str, dict[str, list[tuple[dict[str, float], bool]]]]
-
-
 def rows_of(corpora: Sequence[str]) -> Rows:
     """Per corpus and half, every question's gate features with the LM features added, and
     whether it is answerable (questions not scored yet are left out)."""
-    from bench.gate_study import features
+    from bench import gate_study
 
     out: Rows = {}
     for corpus in corpora:
@@ -169,11 +167,8 @@ def rows_of(corpora: Sequence[str]) -> Rows:
             for line in fh:
                 r = json.loads(line)
                 lm[r["id"]] = lm_features(r["u"], r["c"])
-        qs = [q for q in load(corpus) if q.qid in lm]
-        out[corpus] = {
-            half: [(features(q) | lm[q.qid], bool(q.relevant)) for q in qs if q.split == half]
-            for half in ("tune", "test")
-        }
+        scored = [q for q in load(corpus) if q.qid in lm]  # ids repeat across corpora
+        out |= gate_study.rows_of({corpus: scored}, lambda q, lm=lm: lm[q.qid])
     return out
 
 
